@@ -20,5 +20,4 @@ func notYet(use, short string) *cobra.Command {
 }
 
 func newCPCmd() *cobra.Command   { return notYet("cp", "Run a control-plane replica") }
-func newEdgeCmd() *cobra.Command { return notYet("edge", "Run an edge data-plane node") }
 func newDevCmd() *cobra.Command  { return notYet("dev", "Run control plane, edge and a demo backend in one process") }
