@@ -3526,7 +3526,8 @@ func (x *RevokeNodeResponse) GetNode() *Node {
 // client can call it; mcpctl parses YAML with internal/document (the same
 // parser standalone edges use), which reports file and line errors locally
 // before anything is sent. The edge-local sections (auth, audit) do not exist
-// here because the control plane refuses them.
+// here because the control plane refuses them. The resources' revision fields
+// are ignored on input (ApplyPolicy.expected_revision is the precondition).
 type PolicyDocument struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Backends; names unique.

@@ -535,8 +535,9 @@ type AuditEpochReport struct {
 	// Seq ranges between first_seq and last_seq (and before first_seq, from 1)
 	// with no ledger row: batches the node sealed that never arrived.
 	Missing []*SeqRange `protobuf:"bytes,5,rep,name=missing,proto3" json:"missing,omitempty"`
-	// Seqs whose prev_hash does not equal the recorded hash of seq-1, or whose
-	// hash does not recompute: evidence of tampering or corruption.
+	// Seqs whose hash did not verify at ingest, or whose recorded prev_hash
+	// differs from the recorded hash of seq-1: evidence of tampering or
+	// corruption.
 	BrokenLinks []uint64 `protobuf:"varint,6,rep,packed,name=broken_links,json=brokenLinks,proto3" json:"broken_links,omitempty"`
 	// Seqs whose payload failed its CRC-32C when received.
 	CrcFailures []uint64 `protobuf:"varint,7,rep,packed,name=crc_failures,json=crcFailures,proto3" json:"crc_failures,omitempty"`

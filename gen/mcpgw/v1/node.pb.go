@@ -1221,9 +1221,10 @@ type AuditBatch struct {
 	// SHA-256 over: prev_hash (32 zero bytes when empty) || seq as 8-byte
 	// big-endian || dropped_before as 8-byte big-endian || payload. 32 bytes.
 	Hash []byte `protobuf:"bytes,8,opt,name=hash,proto3" json:"hash,omitempty"`
-	// Earliest ts of the events in the payload.
+	// Earliest ts of the events in the payload (checked against it). Lets the
+	// control plane pick partitions and refuse out-of-window events up front.
 	FirstEventTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=first_event_time,json=firstEventTime,proto3" json:"first_event_time,omitempty"`
-	// Latest ts of the events in the payload.
+	// Latest ts of the events in the payload (checked against it).
 	LastEventTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_event_time,json=lastEventTime,proto3" json:"last_event_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1485,7 +1486,8 @@ func (x *AuditAck) GetAckedThroughSeq() uint64 {
 }
 
 // AuditFlowControl bounds the edge's window of unacknowledged batches. Until
-// the first one arrives the edge uses its configured default window (8).
+// the first one arrives the edge uses its configured default window
+// (suggested: 8). The latest flow_control replaces any earlier one.
 type AuditFlowControl struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum batches sent but not yet acknowledged. 0 = pause: send nothing

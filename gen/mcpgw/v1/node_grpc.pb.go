@@ -44,8 +44,9 @@ type NodeServiceClient interface {
 	// verified client certificate) before the current one expires.
 	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error)
 	// ConfigStream pushes config snapshots to the edge and carries its
-	// ACK/NACKs and status reports. One stream per node; a second stream from
-	// the same node replaces the first.
+	// ACK/NACKs and status reports. An edge keeps one stream open and closes
+	// it before opening another; a replica that sees a newer stream of the
+	// same node closes the older one.
 	ConfigStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConfigStreamRequest, ConfigStreamResponse], error)
 	// AuditStream ships sealed audit batches to the control plane, which acks
 	// them cumulatively once they are committed. Separate from ConfigStream so
@@ -126,8 +127,9 @@ type NodeServiceServer interface {
 	// verified client certificate) before the current one expires.
 	RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error)
 	// ConfigStream pushes config snapshots to the edge and carries its
-	// ACK/NACKs and status reports. One stream per node; a second stream from
-	// the same node replaces the first.
+	// ACK/NACKs and status reports. An edge keeps one stream open and closes
+	// it before opening another; a replica that sees a newer stream of the
+	// same node closes the older one.
 	ConfigStream(grpc.BidiStreamingServer[ConfigStreamRequest, ConfigStreamResponse]) error
 	// AuditStream ships sealed audit batches to the control plane, which acks
 	// them cumulatively once they are committed. Separate from ConfigStream so

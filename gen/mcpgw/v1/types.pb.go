@@ -572,7 +572,8 @@ func (x *Role) GetRevision() int64 {
 type Rule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Rule id used in decisions, audit events and explanations. "" means the
-	// default "<role>/<index>" (index from 0). Unique across the policy.
+	// default internal/policy assigns ("<role>/<index>"). Unique across the
+	// policy.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// "allow" or "deny". Required.
 	Effect string `protobuf:"bytes,2,opt,name=effect,proto3" json:"effect,omitempty"`
