@@ -4541,8 +4541,8 @@ type NodeRejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Node id.
 	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	// Node host name, for people.
-	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Node display name, for people.
+	NodeName string `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	// The NACK.
 	Rejection     *ConfigRejection `protobuf:"bytes,3,opt,name=rejection,proto3" json:"rejection,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -4586,9 +4586,9 @@ func (x *NodeRejection) GetNodeId() string {
 	return ""
 }
 
-func (x *NodeRejection) GetHostname() string {
+func (x *NodeRejection) GetNodeName() string {
 	if x != nil {
-		return x.Hostname
+		return x.NodeName
 	}
 	return ""
 }
@@ -5196,10 +5196,10 @@ const file_mcpgw_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"rejections\x18\a \x03(\v2\x17.mcpgw.v1.NodeRejectionR\n" +
 	"rejections\x12\x12\n" +
-	"\x04done\x18\b \x01(\bR\x04done\"}\n" +
+	"\x04done\x18\b \x01(\bR\x04done\"~\n" +
 	"\rNodeRejection\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
-	"\bhostname\x18\x02 \x01(\tR\bhostname\x127\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x127\n" +
 	"\trejection\x18\x03 \x01(\v2\x19.mcpgw.v1.ConfigRejectionR\trejection\"~\n" +
 	"\x11QueryAuditRequest\x12-\n" +
 	"\x06filter\x18\x01 \x01(\v2\x15.mcpgw.v1.AuditFilterR\x06filter\x12\x1b\n" +

@@ -524,8 +524,8 @@ func (x *AuditChainReport) GetEpochs() []*AuditEpochReport {
 // AuditEpochReport covers one (node, epoch) chain.
 type AuditEpochReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Spool epoch id.
-	Epoch string `protobuf:"bytes,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Spool epoch (AuditHello.spool_epoch).
+	Epoch uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// Lowest batch seq in the ledger for this epoch.
 	FirstSeq uint64 `protobuf:"varint,2,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
 	// Highest batch seq in the ledger for this epoch.
@@ -590,11 +590,11 @@ func (*AuditEpochReport) Descriptor() ([]byte, []int) {
 	return file_mcpgw_v1_audit_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *AuditEpochReport) GetEpoch() string {
+func (x *AuditEpochReport) GetEpoch() uint64 {
 	if x != nil {
 		return x.Epoch
 	}
-	return ""
+	return 0
 }
 
 func (x *AuditEpochReport) GetFirstSeq() uint64 {
@@ -792,7 +792,7 @@ const file_mcpgw_v1_audit_proto_rawDesc = "" +
 	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x122\n" +
 	"\x06epochs\x18\x03 \x03(\v2\x1a.mcpgw.v1.AuditEpochReportR\x06epochs\"\xcb\x03\n" +
 	"\x10AuditEpochReport\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\tR\x05epoch\x12\x1b\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x18\n" +
 	"\abatches\x18\x04 \x01(\x04R\abatches\x12,\n" +

@@ -154,8 +154,9 @@ type EnrollRequest struct {
 	// Labels the edge reports about itself. The join token's labels win on
 	// conflict.
 	Labels map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Host name, for people (shown in ListNodes). Optional.
-	Hostname      string `protobuf:"bytes,5,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Display name for people (shown in ListNodes). "" = the node id. The
+	// edge sends its host name unless configured otherwise.
+	Name          string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -218,9 +219,9 @@ func (x *EnrollRequest) GetLabels() map[string]string {
 	return nil
 }
 
-func (x *EnrollRequest) GetHostname() string {
+func (x *EnrollRequest) GetName() string {
 	if x != nil {
-		return x.Hostname
+		return x.Name
 	}
 	return ""
 }
@@ -1138,10 +1139,12 @@ func (*AuditStreamRequest_Batch) isAuditStreamRequest_Msg() {}
 // AuditHello names the spool the edge ships from and where it resumes.
 type AuditHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Spool epoch: a UUID minted when the edge created its spool. A new spool
-	// (e.g. after the state dir was lost) is a new epoch with seq restarting
-	// at 1. The ledger key is (node, epoch, seq).
-	SpoolEpoch string `protobuf:"bytes,1,opt,name=spool_epoch,json=spoolEpoch,proto3" json:"spool_epoch,omitempty"`
+	// Spool epoch: a number the edge picks when it creates a spool, greater
+	// than any epoch it used before (e.g. the Unix time in nanoseconds), and
+	// below 2^63 (stored as Postgres bigint). A new spool (e.g. after the spool
+	// directory was lost) is a new epoch with seq restarting at 1. The ledger
+	// key is (node, epoch, seq).
+	SpoolEpoch uint64 `protobuf:"varint,1,opt,name=spool_epoch,json=spoolEpoch,proto3" json:"spool_epoch,omitempty"`
 	// Seq of the oldest batch the edge still holds unacknowledged, or the seq
 	// it will seal next when it holds none. >= 1. The first batch on this
 	// stream has this seq.
@@ -1180,11 +1183,11 @@ func (*AuditHello) Descriptor() ([]byte, []int) {
 	return file_mcpgw_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *AuditHello) GetSpoolEpoch() string {
+func (x *AuditHello) GetSpoolEpoch() uint64 {
 	if x != nil {
 		return x.SpoolEpoch
 	}
-	return ""
+	return 0
 }
 
 func (x *AuditHello) GetNextUnackedSeq() uint64 {
@@ -1635,14 +1638,14 @@ var File_mcpgw_v1_node_proto protoreflect.FileDescriptor
 
 const file_mcpgw_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x13mcpgw/v1/node.proto\x12\bmcpgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mcpgw/v1/types.proto\"\xee\x01\n" +
+	"\x13mcpgw/v1/node.proto\x12\bmcpgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mcpgw/v1/types.proto\"\xe6\x01\n" +
 	"\rEnrollRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12;\n" +
-	"\x06labels\x18\x04 \x03(\v2#.mcpgw.v1.EnrollRequest.LabelsEntryR\x06labels\x12\x1a\n" +
-	"\bhostname\x18\x05 \x01(\tR\bhostname\x1a9\n" +
+	"\x06labels\x18\x04 \x03(\v2#.mcpgw.v1.EnrollRequest.LabelsEntryR\x06labels\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcd\x01\n" +
@@ -1712,7 +1715,7 @@ const file_mcpgw_v1_node_proto_rawDesc = "" +
 	"\x03msg\"W\n" +
 	"\n" +
 	"AuditHello\x12\x1f\n" +
-	"\vspool_epoch\x18\x01 \x01(\tR\n" +
+	"\vspool_epoch\x18\x01 \x01(\x04R\n" +
 	"spoolEpoch\x12(\n" +
 	"\x10next_unacked_seq\x18\x02 \x01(\x04R\x0enextUnackedSeq\"\x99\x03\n" +
 	"\n" +

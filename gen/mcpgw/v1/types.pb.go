@@ -1037,8 +1037,9 @@ type Node struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Node id (UUID, assigned at enrollment; also the certificate's subject).
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Host name the edge reported at enrollment, for people. May be "".
-	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Display name the edge reported at enrollment (its host name by
+	// default); the node id when it reported none.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Node group; selects the snapshot the node receives.
 	NodeGroup string `protobuf:"bytes,3,opt,name=node_group,json=nodeGroup,proto3" json:"node_group,omitempty"`
 	// Labels from the join token merged over those the edge reported.
@@ -1109,9 +1110,9 @@ func (x *Node) GetId() string {
 	return ""
 }
 
-func (x *Node) GetHostname() string {
+func (x *Node) GetName() string {
 	if x != nil {
-		return x.Hostname
+		return x.Name
 	}
 	return ""
 }
@@ -1504,8 +1505,8 @@ type AuditSpoolStatus struct {
 	// Configured spool limit in bytes; depth_bytes reaching it triggers
 	// on_full (refuse or drop).
 	LimitBytes int64 `protobuf:"varint,4,opt,name=limit_bytes,json=limitBytes,proto3" json:"limit_bytes,omitempty"`
-	// Spool epoch currently being written (see AuditStreamRequest hello).
-	Epoch         string `protobuf:"bytes,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Spool epoch currently being written (see AuditHello.spool_epoch).
+	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1568,11 +1569,11 @@ func (x *AuditSpoolStatus) GetLimitBytes() int64 {
 	return 0
 }
 
-func (x *AuditSpoolStatus) GetEpoch() string {
+func (x *AuditSpoolStatus) GetEpoch() uint64 {
 	if x != nil {
 		return x.Epoch
 	}
-	return ""
+	return 0
 }
 
 // EdgeCounters are cumulative since start_time; a new start_time means the
@@ -1776,10 +1777,10 @@ const file_mcpgw_v1_types_proto_rawDesc = "" +
 	"revokeTime\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe1\x05\n" +
 	"\x04Node\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
-	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x1d\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"node_group\x18\x03 \x01(\tR\tnodeGroup\x122\n" +
 	"\x06labels\x18\x04 \x03(\v2\x1a.mcpgw.v1.Node.LabelsEntryR\x06labels\x12\x18\n" +
@@ -1830,7 +1831,7 @@ const file_mcpgw_v1_types_proto_rawDesc = "" +
 	"\x12oldest_unacked_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x10oldestUnackedAge\x12\x1f\n" +
 	"\vlimit_bytes\x18\x04 \x01(\x03R\n" +
 	"limitBytes\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\tR\x05epoch\"\xd8\x02\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"\xd8\x02\n" +
 	"\fEdgeCounters\x129\n" +
 	"\n" +
 	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x1a\n" +
