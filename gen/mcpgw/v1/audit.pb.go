@@ -277,8 +277,8 @@ func (x *AuditEvent) GetTraceId() string {
 	return ""
 }
 
-// AuditEventList is the content of an audit batch payload
-// (AuditBatch.payload, PAYLOAD_ENCODING_PROTO form).
+// AuditEventList is the content of an audit batch payload in the
+// PAYLOAD_ENCODING_PROTO form (AuditBatch.payload).
 type AuditEventList struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Events in the order the edge sealed them. At least one.

@@ -23,16 +23,24 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// PayloadEncoding says how a bytes payload is encoded.
+// PayloadEncoding says how a bytes payload is encoded. Snapshots use PROTO or
+// PROTO_GZIP; audit batches may use any of them.
 type PayloadEncoding int32
 
 const (
 	// Not set; invalid.
 	PayloadEncoding_PAYLOAD_ENCODING_UNSPECIFIED PayloadEncoding = 0
-	// Protobuf binary encoding of the payload's message type.
+	// Protobuf binary encoding of the payload's message type
+	// (SnapshotResources or AuditEventList).
 	PayloadEncoding_PAYLOAD_ENCODING_PROTO PayloadEncoding = 1
 	// gzip (RFC 1952) of the PAYLOAD_ENCODING_PROTO bytes.
 	PayloadEncoding_PAYLOAD_ENCODING_PROTO_GZIP PayloadEncoding = 2
+	// Audit batches only: events in the canonical JSON encoding of
+	// internal/audit (audit_events column names, fixed field order), each
+	// followed by one '\n'. What the edge spool holds, so it ships as stored.
+	PayloadEncoding_PAYLOAD_ENCODING_JSONL PayloadEncoding = 3
+	// gzip (RFC 1952) of the PAYLOAD_ENCODING_JSONL bytes.
+	PayloadEncoding_PAYLOAD_ENCODING_JSONL_GZIP PayloadEncoding = 4
 )
 
 // Enum value maps for PayloadEncoding.
@@ -41,11 +49,15 @@ var (
 		0: "PAYLOAD_ENCODING_UNSPECIFIED",
 		1: "PAYLOAD_ENCODING_PROTO",
 		2: "PAYLOAD_ENCODING_PROTO_GZIP",
+		3: "PAYLOAD_ENCODING_JSONL",
+		4: "PAYLOAD_ENCODING_JSONL_GZIP",
 	}
 	PayloadEncoding_value = map[string]int32{
 		"PAYLOAD_ENCODING_UNSPECIFIED": 0,
 		"PAYLOAD_ENCODING_PROTO":       1,
 		"PAYLOAD_ENCODING_PROTO_GZIP":  2,
+		"PAYLOAD_ENCODING_JSONL":       3,
+		"PAYLOAD_ENCODING_JSONL_GZIP":  4,
 	}
 )
 
@@ -1205,11 +1217,13 @@ type AuditBatch struct {
 	// Batch sequence number, contiguous per (node, epoch) from 1. On a stream,
 	// each batch's seq is the previous one's plus one.
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	// Encoded AuditEventList. Kept as bytes so the edge sends the spool record
-	// as sealed and the CRC and hash cover exactly those bytes. A batch should
-	// stay under 1 MiB; the control plane's receive limit is 4 MiB.
+	// The batch's events, encoded as payload_encoding says. Kept as bytes so
+	// the edge sends the spool record exactly as sealed, never re-encoded, and
+	// the CRC and hash cover exactly those bytes. A batch should stay under
+	// 1 MiB; the control plane's receive limit is 4 MiB.
 	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
-	// How payload is encoded (PROTO or PROTO_GZIP).
+	// How payload is encoded: JSONL (the spool's own form, preferred),
+	// JSONL_GZIP, PROTO (an AuditEventList) or PROTO_GZIP.
 	PayloadEncoding PayloadEncoding `protobuf:"varint,3,opt,name=payload_encoding,json=payloadEncoding,proto3,enum=mcpgw.v1.PayloadEncoding" json:"payload_encoding,omitempty"`
 	// Number of events in the payload (>= 1); checked after decoding.
 	EventCount uint32 `protobuf:"varint,4,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
@@ -1748,11 +1762,13 @@ const file_mcpgw_v1_node_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x19.mcpgw.v1.AuditNoticeCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x16\n" +
-	"\x06events\x18\x04 \x01(\x04R\x06events*p\n" +
+	"\x06events\x18\x04 \x01(\x04R\x06events*\xad\x01\n" +
 	"\x0fPayloadEncoding\x12 \n" +
 	"\x1cPAYLOAD_ENCODING_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16PAYLOAD_ENCODING_PROTO\x10\x01\x12\x1f\n" +
-	"\x1bPAYLOAD_ENCODING_PROTO_GZIP\x10\x02*\xc2\x01\n" +
+	"\x1bPAYLOAD_ENCODING_PROTO_GZIP\x10\x02\x12\x1a\n" +
+	"\x16PAYLOAD_ENCODING_JSONL\x10\x03\x12\x1f\n" +
+	"\x1bPAYLOAD_ENCODING_JSONL_GZIP\x10\x04*\xc2\x01\n" +
 	"\x0fAuditNoticeCode\x12!\n" +
 	"\x1dAUDIT_NOTICE_CODE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eAUDIT_NOTICE_CODE_CRC_MISMATCH\x10\x01\x12\"\n" +
