@@ -281,7 +281,7 @@ func (x *AuditEvent) GetTraceId() string {
 // PAYLOAD_ENCODING_PROTO form (AuditBatch.payload).
 type AuditEventList struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Events in the order the edge sealed them. At least one.
+	// Events in the order the edge sealed them (see AuditBatch.event_count).
 	Events        []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1225,7 +1225,9 @@ type AuditBatch struct {
 	// How payload is encoded: JSONL (the spool's own form, preferred),
 	// JSONL_GZIP, PROTO (an AuditEventList) or PROTO_GZIP.
 	PayloadEncoding PayloadEncoding `protobuf:"varint,3,opt,name=payload_encoding,json=payloadEncoding,proto3,enum=mcpgw.v1.PayloadEncoding" json:"payload_encoding,omitempty"`
-	// Number of events in the payload (>= 1); checked after decoding.
+	// Number of events in the payload; checked after decoding. >= 1, except
+	// that a batch recording only a gap (dropped_before > 0, empty payload,
+	// no event times) has 0.
 	EventCount uint32 `protobuf:"varint,4,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
 	// CRC-32C (Castagnoli) of payload as sent.
 	Crc32C uint32 `protobuf:"fixed32,5,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
