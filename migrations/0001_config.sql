@@ -61,7 +61,7 @@ CREATE TABLE backends (
     -- Streamable HTTP transport.
     http_url      text,
     http_headers  jsonb,
-    -- Per-request timeout in milliseconds; 0 = the edge's default (60s).
+    -- Per-request timeout in milliseconds; 0 = unset, the edge's default (60s).
     timeout_ms    bigint NOT NULL DEFAULT 0 CHECK (timeout_ms >= 0),
     -- Upstream session pooling for legacy backends: '' (default, shared),
     -- 'shared' or 'per_principal'.
@@ -104,18 +104,16 @@ CREATE TABLE rules (
     PRIMARY KEY (role, position)
 );
 
--- Bindings: internal/policy.Binding, one row per (role, subject). A document's
--- bindings are the rows grouped by role; several bindings of one role in a
--- document merge into one set of subjects, which is what they mean anyway.
+-- Bindings: internal/policy.Binding and the RoleBinding resource, keyed by
+-- role: at most one binding per role, holding every subject that has it
+-- (several bindings of one role in a document merge into one).
 CREATE TABLE bindings (
-    role     text NOT NULL REFERENCES roles (name)
+    role     text PRIMARY KEY REFERENCES roles (name)
                  ON UPDATE CASCADE ON DELETE RESTRICT DEFERRABLE INITIALLY DEFERRED,
-    -- "user:<principal>" or "group:<group>".
-    subject  text NOT NULL CHECK (subject ~ '^(user|group):.+$'),
-    revision bigint NOT NULL CHECK (revision > 0),
-    PRIMARY KEY (role, subject)
+    -- "user:<principal>" or "group:<group>"; at least one.
+    subjects text[] NOT NULL CHECK (cardinality(subjects) > 0),
+    revision bigint NOT NULL CHECK (revision > 0)
 );
-CREATE INDEX bindings_subject_idx ON bindings (subject);
 
 -- Principals: internal/policy.Principal. In fleet mode their key hashes come
 -- from api_keys, never from the document.
@@ -174,14 +172,20 @@ CREATE TABLE nodes (
     applied_revision    bigint NOT NULL DEFAULT 0 CHECK (applied_revision >= 0),
     applied_hash        text NOT NULL DEFAULT '',
     last_seen           timestamptz,
-    -- Last NACK: the revision refused and why (shown by ListNodes).
+    -- Last NACK: the revision refused, why, the per-resource errors (JSON
+    -- array of {kind, name, error}) and when; cleared when the node ACKs a
+    -- newer revision. Shown by ListNodes.
     last_nack_revision  bigint,
     last_nack_error     text,
+    last_nack_rejected  jsonb,
     last_nack_at        timestamptz,
     -- Audit spool at the edge, from its last ConfigStream Status.
     spool_depth_bytes   bigint NOT NULL DEFAULT 0 CHECK (spool_depth_bytes >= 0),
     spool_depth_batches bigint NOT NULL DEFAULT 0 CHECK (spool_depth_batches >= 0),
     spool_oldest_unacked_at timestamptz,
+    -- The whole latest EdgeStatus report (protojson) and when it arrived.
+    status              jsonb,
+    status_at           timestamptz,
     -- CP replica holding the node's ConfigStream; NULL when disconnected.
     connected_replica   text,
     CHECK ((last_nack_revision IS NULL) = (last_nack_error IS NULL))
@@ -201,6 +205,7 @@ CREATE TABLE join_tokens (
     expires_at   timestamptz NOT NULL,
     used_at      timestamptz,
     used_by_node uuid REFERENCES nodes (id) ON DELETE SET NULL,
+    revoked_at   timestamptz,
     -- used_by_node may later be NULLed by deleting the node; used_at stays.
     CHECK (used_at IS NOT NULL OR used_by_node IS NULL)
 );

@@ -18,16 +18,27 @@ CREATE TABLE audit_ledger (
     -- hash of the batch before it in this node's chain (NULL for the first).
     batch_hash     bytea NOT NULL CHECK (octet_length(batch_hash) = 32),
     prev_hash      bytea CHECK (octet_length(prev_hash) = 32),
-    -- CRC-32C the edge computed over the batch payload (uint32).
+    -- CRC-32C the edge sent for the batch payload (uint32), and whether the
+    -- payload matched it. A batch that failed is recorded (so the chain shows
+    -- where) but its events are not stored.
     crc            bigint NOT NULL CHECK (crc BETWEEN 0 AND 4294967295),
-    -- Events the edge dropped (on_full: drop) just before this batch.
+    crc_ok         boolean NOT NULL DEFAULT true,
+    -- Events of the batch refused at ingest (outside the partition window,
+    -- e.g. far future or past retention) and why; never silently lost.
+    rejected_count integer NOT NULL DEFAULT 0 CHECK (rejected_count BETWEEN 0 AND event_count),
+    rejected_reason text,
+    -- Events the edge dropped (on_full: drop) just before this batch, and the
+    -- time range they fell in when the edge knows it.
     dropped_before bigint NOT NULL DEFAULT 0 CHECK (dropped_before >= 0),
+    gap_first_ts   timestamptz,
+    gap_last_ts    timestamptz,
     received_at    timestamptz NOT NULL DEFAULT now(),
     -- False when prev_hash did not match the stored previous batch: the chain
     -- is broken and VerifyAudit reports it. Never silently accepted.
     chain_ok       boolean NOT NULL,
     PRIMARY KEY (node_id, epoch, seq),
-    CHECK (first_ts IS NULL OR last_ts >= first_ts)
+    CHECK (first_ts IS NULL OR last_ts >= first_ts),
+    CHECK ((rejected_count = 0) = (rejected_reason IS NULL))
 );
 
 -- The audit log. Columns and names are fixed by DESIGN §6. Range-partitioned by

@@ -392,10 +392,114 @@ func TestAuditEventsPartitions(t *testing.T) {
 		t.Errorf("decision check on a new partition: err = %v, want a check violation", err)
 	}
 
+	// The ledger: a replayed batch is a no-op, and its counts stay coherent.
+	ledger := `INSERT INTO audit_ledger (node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash, crc, chain_ok)
+		VALUES ('00000000-0000-7000-8000-000000000001', 1, 1, 3, now(), now(), sha256('b1'), NULL, 4294967295, true)
+		ON CONFLICT DO NOTHING`
+	for i, want := range []int64{1, 0} {
+		tag, err := pool.Exec(ctx, ledger)
+		if err != nil || tag.RowsAffected() != want {
+			t.Fatalf("ledger insert %d: %v rows, err %v; want %d", i+1, tag.RowsAffected(), err, want)
+		}
+	}
+	for what, sql := range map[string]string{
+		"short hash":              `INSERT INTO audit_ledger (node_id, epoch, seq, event_count, batch_hash, crc, chain_ok) VALUES (gen_random_uuid(), 1, 1, 0, '\x00', 0, true)`,
+		"crc above uint32":        `INSERT INTO audit_ledger (node_id, epoch, seq, event_count, batch_hash, crc, chain_ok) VALUES (gen_random_uuid(), 1, 1, 0, sha256('x'), 4294967296, true)`,
+		"more rejected than sent": `INSERT INTO audit_ledger (node_id, epoch, seq, event_count, batch_hash, crc, chain_ok, rejected_count, rejected_reason) VALUES (gen_random_uuid(), 1, 1, 1, sha256('x'), 0, true, 2, 'future')`,
+		"rejected without reason": `INSERT INTO audit_ledger (node_id, epoch, seq, event_count, batch_hash, crc, chain_ok, rejected_count) VALUES (gen_random_uuid(), 1, 1, 1, sha256('x'), 0, true, 1)`,
+	} {
+		if _, err := pool.Exec(ctx, sql); sqlState(err) != "23514" {
+			t.Errorf("ledger %s: err = %v, want a check violation", what, err)
+		}
+	}
+
 	for _, bad := range []string{"0", "367", "NULL"} {
 		_, err := pool.Exec(ctx, "SELECT mcpgw_ensure_audit_partitions(current_date, "+bad+")")
 		if sqlState(err) != "22023" {
 			t.Errorf("mcpgw_ensure_audit_partitions(_, %s): err = %v, want invalid_parameter_value", bad, err)
 		}
 	}
+}
+
+// The config schema's invariants, checked by the database itself so a store
+// bug cannot write a row the edge would misread.
+func TestConfigSchemaConstraints(t *testing.T) {
+	pool := pgtest.NewPool(t, pgtest.NewDatabase(t))
+	ctx := t.Context()
+	exec := func(sql string) error {
+		_, err := pool.Exec(ctx, sql)
+		return err
+	}
+	mustFail := func(what, sql string) {
+		t.Helper()
+		if err := exec(sql); err == nil {
+			t.Errorf("%s: accepted, want refused", what)
+		}
+	}
+
+	// Revisions come from config_head in commit order, starting at 1.
+	for want := int64(1); want <= 2; want++ {
+		var rev int64
+		if err := pool.QueryRow(ctx,
+			"UPDATE config_head SET revision = nextval('config_revision'), updated_at = now() RETURNING revision").Scan(&rev); err != nil {
+			t.Fatal(err)
+		}
+		if rev != want {
+			t.Fatalf("revision %d, want %d", rev, want)
+		}
+	}
+	mustFail("second config_head row", "INSERT INTO config_head (singleton) VALUES (false)")
+
+	if err := exec(`INSERT INTO backends (name, stdio_command, revision) VALUES ('github', '{github-mcp-server,stdio}', 1);
+		INSERT INTO backends (name, prefix, http_url, http_headers, timeout_ms, sessions, revision)
+		VALUES ('search', '', 'http://127.0.0.1:9000/mcp', '{"X-Team": "core"}', 120000, 'per_principal', 2)`); err != nil {
+		t.Fatalf("valid backends: %v", err)
+	}
+	mustFail("backend with two transports", `INSERT INTO backends (name, stdio_command, http_url, revision) VALUES ('b', '{x}', 'http://x', 1)`)
+	mustFail("backend without transport", `INSERT INTO backends (name, revision) VALUES ('b', 1)`)
+	mustFail("backend with empty argv", `INSERT INTO backends (name, stdio_command, revision) VALUES ('b', '{}', 1)`)
+	mustFail("backend name with capitals", `INSERT INTO backends (name, http_url, revision) VALUES ('GitHub', 'http://x', 1)`)
+	mustFail("backend without revision", `INSERT INTO backends (name, http_url) VALUES ('b', 'http://x')`)
+	mustFail("unknown sessions mode", `INSERT INTO backends (name, http_url, sessions, revision) VALUES ('b', 'http://x', 'pooled', 1)`)
+
+	// Foreign keys are deferred, so a transaction may write a binding before its role.
+	if err := exec(`BEGIN;
+		INSERT INTO bindings (role, subjects, revision) VALUES ('developer', '{user:alice,group:eng}', 2);
+		INSERT INTO roles (name, revision) VALUES ('developer', 2);
+		INSERT INTO rules (role, position, effect, tools, revision) VALUES ('developer', 0, 'allow', '{github__*}', 2);
+		INSERT INTO rules (role, position, effect, tools, revision) VALUES ('developer', 1, 'deny', '{github__delete_*}', 2);
+		COMMIT`); err != nil {
+		t.Fatalf("role, rules and binding in one transaction: %v", err)
+	}
+	mustFail("binding to a missing role", `INSERT INTO bindings (role, subjects, revision) VALUES ('nobody', '{user:bob}', 3)`)
+	mustFail("binding without subjects", `INSERT INTO bindings (role, subjects, revision) VALUES ('developer', '{}', 3)`)
+	mustFail("rule with effect maybe", `INSERT INTO rules (role, position, effect, revision) VALUES ('developer', 2, 'maybe', 3)`)
+	mustFail("deleting a bound role", `DELETE FROM roles WHERE name = 'developer'`)
+
+	if err := exec(`INSERT INTO principals (name, groups, revision) VALUES ('alice', '{eng}', 3);
+		INSERT INTO api_keys (id, principal, sha256, revision) VALUES ('k1', 'alice', repeat('ab', 32), 3)`); err != nil {
+		t.Fatalf("principal and key: %v", err)
+	}
+	mustFail("key hash in capitals", `INSERT INTO api_keys (id, principal, sha256, revision) VALUES ('k2', 'alice', repeat('AB', 32), 3)`)
+	mustFail("duplicate key hash", `INSERT INTO api_keys (id, principal, sha256, revision) VALUES ('k3', 'alice', repeat('ab', 32), 3)`)
+	mustFail("key of a missing principal", `INSERT INTO api_keys (id, principal, sha256, revision) VALUES ('k4', 'bob', repeat('cd', 32), 3)`)
+
+	if err := exec(`INSERT INTO config_changes (revision, actor, kind, name, action, after)
+		VALUES (2, 'bootstrap', 'role', 'developer', 'create', '{"name": "developer"}')`); err != nil {
+		t.Fatalf("config change: %v", err)
+	}
+	mustFail("create with a before image", `INSERT INTO config_changes (revision, actor, kind, name, action, before, after)
+		VALUES (2, 'x', 'role', 'r', 'create', '{}', '{}')`)
+	mustFail("delete with an after image", `INSERT INTO config_changes (revision, actor, kind, name, action, before, after)
+		VALUES (2, 'x', 'role', 'r', 'delete', '{}', '{}')`)
+
+	if err := exec(`INSERT INTO nodes (id, name, labels) VALUES ('00000000-0000-7000-8000-000000000001', 'edge-1', '{"zone": "a"}');
+		INSERT INTO join_tokens (id, sha256, expires_at, used_at, used_by_node)
+		VALUES ('t1', repeat('01', 32), now() + interval '1 hour', now(), '00000000-0000-7000-8000-000000000001')`); err != nil {
+		t.Fatalf("node and used join token: %v", err)
+	}
+	mustFail("node labels not an object", `INSERT INTO nodes (id, name, labels) VALUES (gen_random_uuid(), 'e', '[1]')`)
+	mustFail("join token without expiry", `INSERT INTO join_tokens (id, sha256) VALUES ('t2', repeat('02', 32))`)
+	mustFail("token used by a node but not used", `INSERT INTO join_tokens (id, sha256, expires_at, used_by_node)
+		VALUES ('t3', repeat('03', 32), now(), '00000000-0000-7000-8000-000000000001')`)
 }
