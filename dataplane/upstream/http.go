@@ -1,0 +1,309 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// NewTransport returns the one http.Transport an edge uses for all HTTP
+// backends: an idle pool at least as large as the expected concurrency (so
+// busy backends never churn connections), no transparent compression (MCP
+// bodies are small and latency matters more), and no proxy from the
+// environment (a gateway must not be silently rerouted).
+func NewTransport(concurrency int) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          max(concurrency*2, 256),
+		MaxIdleConnsPerHost:   max(concurrency, 64),
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 0,
+		ForceAttemptHTTP2:     false,
+	}
+}
+
+var (
+	hdrJSON     = []string{"application/json"}
+	hdrAccept   = []string{"application/json, text/event-stream"}
+	hdrAcceptEv = []string{"text/event-stream"}
+)
+
+// maxJSONBody bounds a backend's JSON reply.
+const maxJSONBody = 64 << 20
+
+// httpTransport is one Streamable HTTP session (or none, for stateless
+// servers) with a backend.
+type httpTransport struct {
+	b   *Backend
+	url string
+	// sessionID and version are set by initialize before the conn is
+	// published and read by every request after.
+	sessionID atomic.Pointer[string]
+	version   atomic.Pointer[string]
+}
+
+func (t *httpTransport) session() string {
+	if p := t.sessionID.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (t *httpTransport) newRequest(ctx context.Context, method string, body []byte) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		// bytes.Reader lets net/http set Content-Length and write headers
+		// and body in one go.
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.url, rd)
+	if err != nil {
+		return nil, fmt.Errorf("building request to %s: %w", t.url, err)
+	}
+	h := make(http.Header, 6+len(t.b.cfg.HTTP.Headers))
+	for k, v := range t.b.cfg.HTTP.Headers {
+		h.Set(k, v)
+	}
+	if body != nil {
+		h["Content-Type"] = hdrJSON
+		h["Accept"] = hdrAccept
+	} else {
+		h["Accept"] = hdrAcceptEv
+	}
+	if v := t.version.Load(); v != nil && *v != "" {
+		h["Mcp-Protocol-Version"] = []string{*v}
+	}
+	if s := t.session(); s != "" {
+		h["Mcp-Session-Id"] = []string{s}
+	}
+	req.Header = h
+	return req, nil
+}
+
+// do sends req; a network failure (not our own cancellation) closes the
+// conn so Run reconnects and the backend shows as down meanwhile.
+func (t *httpTransport) do(ctx context.Context, c *conn, req *http.Request) (*http.Response, error) {
+	resp, err := t.b.opts.Client.Do(req)
+	if err != nil {
+		if ctx.Err() == nil && c != nil {
+			c.close(fmt.Errorf("HTTP backend unreachable: %w", err))
+		}
+		return nil, fmt.Errorf("%s %s: %w", req.Method, t.url, err)
+	}
+	return resp, nil
+}
+
+func (t *httpTransport) send(ctx context.Context, msg []byte) error {
+	req, err := t.newRequest(ctx, http.MethodPost, msg)
+	if err != nil {
+		return err
+	}
+	resp, err := t.b.opts.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", t.url, err)
+	}
+	defer drain(resp.Body)
+	switch {
+	case resp.StatusCode == http.StatusNotFound && t.session() != "":
+		return errSessionExpired
+	case resp.StatusCode >= 300:
+		return fmt.Errorf("POST %s: HTTP %d: %s", t.url, resp.StatusCode, snippet(resp.Body))
+	}
+	return nil
+}
+
+func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []byte) error {
+	req, err := t.newRequest(ctx, http.MethodPost, msg)
+	if err != nil {
+		return err
+	}
+	resp, err := t.do(ctx, c, req)
+	if err != nil {
+		return err
+	}
+	// Closed, not drained: an SSE body may stay open after our response,
+	// and reading on would block.
+	defer resp.Body.Close()
+	if s := resp.Header.Get("Mcp-Session-Id"); s != "" && t.session() == "" {
+		t.sessionID.Store(&s)
+	}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case resp.StatusCode == http.StatusNotFound && t.session() != "":
+		return errSessionExpired
+	case ct == "text/event-stream" && resp.StatusCode == http.StatusOK:
+		return t.readStream(ctx, c, cl, resp.Body)
+	case ct == "application/json":
+		// Also taken for 4xx replies that carry a JSON-RPC error.
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONBody))
+		if err != nil {
+			return fmt.Errorf("reading reply from %s: %w", t.url, err)
+		}
+		c.dispatch(ctx, body, cl, nil)
+		if len(cl.resp) == 0 {
+			return fmt.Errorf("HTTP %d from %s without a JSON-RPC response: %.200s", resp.StatusCode, t.url, body)
+		}
+		return nil
+	default:
+		return fmt.Errorf("HTTP %d (%s) from %s: %s", resp.StatusCode, ct, t.url, snippet(resp.Body))
+	}
+}
+
+// readStream reads a POST's SSE reply until the call's response is in. If
+// the server closes the stream early after giving event ids, the stream is
+// resumed with GET and Last-Event-ID (2025-11-25 resumability), a few times.
+func (t *httpTransport) readStream(ctx context.Context, c *conn, cl *call, body io.Reader) error {
+	var last string
+	for resumes := 0; ; resumes++ {
+		err := readSSE(body, &last, func(ev sseEvent) bool {
+			c.dispatch(ctx, ev.data, cl, nil)
+			return len(cl.resp) == 0
+		})
+		if len(cl.resp) > 0 {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		}
+		if last == "" || resumes >= 5 || ctx.Err() != nil {
+			return fmt.Errorf("%w: response stream ended without a response", ErrConnectionLost)
+		}
+		req, err := t.newRequest(ctx, http.MethodGet, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Last-Event-ID", last)
+		resp, err := t.do(ctx, c, req)
+		if err != nil {
+			return fmt.Errorf("%w: resuming stream: %w", ErrConnectionLost, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			drain(resp.Body)
+			return fmt.Errorf("%w: resuming stream: HTTP %d", ErrConnectionLost, resp.StatusCode)
+		}
+		body = resp.Body
+		defer resp.Body.Close()
+	}
+}
+
+// listen keeps the session's GET stream open for server-initiated messages
+// (list_changed, resources/updated) until ctx ends. A server that does not
+// offer the stream (405) is left alone; 404 means the session is gone.
+func (t *httpTransport) listen(ctx context.Context, c *conn, wg *sync.WaitGroup) {
+	var last string
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		req, err := t.newRequest(ctx, http.MethodGet, nil)
+		if err != nil {
+			return
+		}
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		resp, err := t.do(ctx, c, req)
+		if err != nil {
+			return // do closed the conn unless we are shutting down
+		}
+		switch {
+		case resp.StatusCode == http.StatusMethodNotAllowed:
+			drain(resp.Body)
+			return
+		case resp.StatusCode == http.StatusNotFound:
+			drain(resp.Body)
+			c.close(errSessionExpired)
+			return
+		case resp.StatusCode != http.StatusOK:
+			drain(resp.Body)
+			t.b.log.Warn("backend GET stream refused", "status", resp.StatusCode)
+			return
+		}
+		attempt = 0
+		err = readSSE(resp.Body, &last, func(ev sseEvent) bool {
+			c.dispatch(ctx, ev.data, nil, wg)
+			return true
+		})
+		resp.Body.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		t.b.log.Debug("backend GET stream ended; reopening", "err", err)
+		d := backoff(t.b.opts.MinBackoff, 5*time.Second, attempt)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+// runHTTP initializes one upstream session and keeps it until it fails or
+// ctx ends; on shutdown it deletes the session on the server.
+func (b *Backend) runHTTP(ctx context.Context) error {
+	t := &httpTransport{b: b, url: b.cfg.HTTP.URL}
+	c := newConn(b, t, false)
+	if err := c.initialize(ctx); err != nil {
+		c.close(err)
+		return err
+	}
+	b.setConn(c)
+	b.opts.Observer.BackendUp(b)
+	b.log.Info("backend session initialized", "session", t.session() != "")
+
+	listenCtx, cancel := context.WithCancel(ctx)
+	var wg, inbound sync.WaitGroup
+	if t.session() != "" {
+		wg.Go(func() { t.listen(listenCtx, c, &inbound) })
+	}
+	select {
+	case <-ctx.Done():
+	case <-c.done:
+	}
+	b.setConn(nil)
+	c.close(ErrConnectionLost)
+	b.opts.Observer.BackendDown(b, c.closedErr())
+	cancel()
+	wg.Wait()
+	inbound.Wait()
+	if ctx.Err() != nil {
+		t.deleteSession(ctx)
+		return nil
+	}
+	return c.closedErr()
+}
+
+// deleteSession tells the server we are done (DELETE; 405 is fine).
+func (t *httpTransport) deleteSession(ctx context.Context) {
+	if t.session() == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	req, err := t.newRequest(ctx, http.MethodDelete, nil)
+	if err != nil {
+		return
+	}
+	resp, err := t.b.opts.Client.Do(req)
+	if err != nil {
+		return
+	}
+	drain(resp.Body)
+}
+
+func drain(r io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10))
+	r.Close()
+}
+
+func snippet(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 200))
+	return string(bytes.TrimSpace(b))
+}
