@@ -1,13 +1,13 @@
 package upstream
 
 import (
-	"path/filepath"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
