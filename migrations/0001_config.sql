@@ -109,7 +109,7 @@ CREATE TABLE rules (
 -- (several bindings of one role in a document merge into one).
 CREATE TABLE bindings (
     role     text PRIMARY KEY REFERENCES roles (name)
-                 ON UPDATE CASCADE ON DELETE RESTRICT DEFERRABLE INITIALLY DEFERRED,
+                 ON UPDATE CASCADE ON DELETE NO ACTION DEFERRABLE INITIALLY DEFERRED,
     -- "user:<principal>" or "group:<group>"; at least one.
     subjects text[] NOT NULL CHECK (cardinality(subjects) > 0),
     revision bigint NOT NULL CHECK (revision > 0)
@@ -172,12 +172,10 @@ CREATE TABLE nodes (
     applied_revision    bigint NOT NULL DEFAULT 0 CHECK (applied_revision >= 0),
     applied_hash        text NOT NULL DEFAULT '',
     last_seen           timestamptz,
-    -- Last NACK: the revision refused, why, the per-resource errors (JSON
-    -- array of {kind, name, error}) and when; cleared when the node ACKs a
-    -- newer revision. Shown by ListNodes.
+    -- Last NACK: the revision refused, why and when; cleared when the node
+    -- ACKs a newer revision. Shown by ListNodes.
     last_nack_revision  bigint,
     last_nack_error     text,
-    last_nack_rejected  jsonb,
     last_nack_at        timestamptz,
     -- Audit spool at the edge, from its last ConfigStream Status.
     spool_depth_bytes   bigint NOT NULL DEFAULT 0 CHECK (spool_depth_bytes >= 0),
@@ -205,7 +203,6 @@ CREATE TABLE join_tokens (
     expires_at   timestamptz NOT NULL,
     used_at      timestamptz,
     used_by_node uuid REFERENCES nodes (id) ON DELETE SET NULL,
-    revoked_at   timestamptz,
     -- used_by_node may later be NULLed by deleting the node; used_at stays.
     CHECK (used_at IS NOT NULL OR used_by_node IS NULL)
 );
