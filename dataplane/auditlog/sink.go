@@ -1,0 +1,173 @@
+package auditlog
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/auditdb"
+)
+
+// SealedBatch is a spooled batch as sinks receive it: the batch, its
+// SHA-256 (the next batch's PrevHash) and the exact bytes that were hashed
+// and checksummed (CRC is auditdb.CRC32C(Raw)).
+type SealedBatch struct {
+	auditdb.Batch
+	Hash [32]byte
+	Raw  []byte
+}
+
+// Sink is a destination of audit batches. The Log calls Deliver from one
+// goroutine per sink, with contiguous batches oldest first; nil means every
+// batch is durable at the sink, and the sink's cursor moves past them.
+// After an error the same batches (identical bytes) are delivered again
+// after a backoff, so a sink must make redelivery harmless: the file sink
+// skips what it already wrote, Postgres ignores a known (node, epoch, seq),
+// and an AuditStream shipper can be a third Sink.
+type Sink interface {
+	// Name is stable across restarts ([a-z0-9_-], at most 32): it names the
+	// sink's cursor file in the spool directory.
+	Name() string
+	Deliver(ctx context.Context, batches []SealedBatch) error
+}
+
+// How much one Deliver call carries.
+const (
+	deliverMaxBatches = 64
+	deliverMaxBytes   = 8 << 20
+)
+
+// sinkState is the Log's view of one sink.
+type sinkState struct {
+	sink Sink
+	r    *reader
+
+	// mu guards healthy and status.
+	mu      sync.Mutex
+	healthy bool
+	status  string
+
+	delivered    atomic.Uint64 // events
+	errors       atomic.Uint64
+	pendingSince atomic.Int64 // Unix µs of the oldest event being delivered; 0 when caught up
+}
+
+func (s *sinkState) setHealth(ok bool, status string) {
+	s.mu.Lock()
+	s.healthy, s.status = ok, status
+	s.mu.Unlock()
+}
+
+func (s *sinkState) health() (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthy, s.status
+}
+
+// runSink delivers spooled batches to one sink until ctx ends, or until the
+// writer has stopped and the sink has caught up.
+func (l *Log) runSink(ctx context.Context, s *sinkState) error {
+	name := s.sink.Name()
+	backoff := l.cfg.RetryMin
+	var batches []SealedBatch
+	for {
+		if batches == nil {
+			var err error
+			batches, err = s.r.next(ctx, l.writerDone, deliverMaxBatches, deliverMaxBytes)
+			if errors.Is(err, errCaughtUp) || ctx.Err() != nil {
+				s.pendingSince.Store(0)
+				return nil
+			}
+			if err != nil {
+				// An unreadable spool record: reported and counted by the
+				// reader; retry after a pause rather than spin.
+				s.errors.Add(1)
+				s.setHealth(false, err.Error())
+				l.log.Error("reading audit spool for sink", "sink", name, "err", err)
+				if !sleepCtx(ctx, backoff) {
+					return nil
+				}
+				backoff = min(2*backoff, l.cfg.RetryMax)
+				continue
+			}
+			s.pendingSince.Store(oldestIn(batches))
+		}
+		err := s.sink.Deliver(ctx, batches)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.errors.Add(1)
+			if ok, _ := s.health(); ok {
+				l.log.Error("audit sink failing; batches stay in the spool and are retried", "sink", name, "err", err)
+			}
+			s.setHealth(false, err.Error())
+			// Jitter so many edges do not retry a recovering database in step.
+			d := backoff/2 + rand.N(backoff/2+1)
+			if !sleepCtx(ctx, d) {
+				return nil
+			}
+			backoff = min(2*backoff, l.cfg.RetryMax)
+			continue
+		}
+		last := batches[len(batches)-1]
+		if err := l.spool.ack(name, last.Seq, last.Hash); err != nil {
+			// Delivered but not recorded: the batches will be delivered
+			// again after a restart, which sinks tolerate.
+			s.errors.Add(1)
+			s.setHealth(false, err.Error())
+			l.log.Error("persisting audit sink cursor", "sink", name, "err", err)
+		} else if ok, _ := s.health(); !ok {
+			l.log.Info("audit sink delivering again", "sink", name)
+			s.setHealth(true, "ok")
+		}
+		n := 0
+		for i := range batches {
+			n += batches[i].Count
+		}
+		s.delivered.Add(uint64(n))
+		s.pendingSince.Store(0)
+		l.updateFull()
+		batches, backoff = nil, l.cfg.RetryMin
+	}
+}
+
+// oldestIn returns the Unix µs of the first event (or gap) of the batches.
+func oldestIn(bs []SealedBatch) int64 {
+	for i := range bs {
+		if !bs[i].GapFirst.IsZero() {
+			return bs[i].GapFirst.UnixMicro()
+		}
+		if t, ok := firstEventTime(bs[i].Lines); ok {
+			return t.UnixMicro()
+		}
+	}
+	return time.Now().UnixMicro()
+}
+
+// firstEventTime reads ts from the first canonical event line without
+// decoding it: the canonical encoding puts id then ts at fixed offsets.
+func firstEventTime(lines []byte) (time.Time, bool) {
+	const pre = `{"id":"` + "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" + `","ts":"`
+	n := len(pre) + len(audit.TimeFormat)
+	if len(lines) < n || string(lines[:7]) != `{"id":"` {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(audit.TimeFormat, string(lines[len(pre):n]))
+	return t, err == nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,642 @@
+package auditlog
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpgw/mcpgw/internal/auditdb"
+)
+
+// On-disk layout of a spool directory:
+//
+//	EPOCH                 the spool's epoch, decimal; written once when the directory is new
+//	seg-<firstseq>.log    append-only segments of records, named by their first batch's seq (20 digits)
+//	cursor-<consumer>     "v1 <epoch> <seq> <hash hex>": the last batch that consumer acknowledged
+//	seg-*.log.torn-<ns>   bytes cut off a torn tail at recovery, kept as evidence
+//
+// A record is a 4-byte big-endian payload length, the payload's CRC-32C
+// (4 bytes) and the payload: one encoded auditdb.Batch.
+const (
+	recordHeaderSize = 8
+	// maxRecordSize bounds a record's claimed length so that a corrupted
+	// length field is recognised instead of driving a huge allocation.
+	maxRecordSize = 64 << 20
+	epochFile     = "EPOCH"
+	segPrefix     = "seg-"
+	segSuffix     = ".log"
+	cursorPrefix  = "cursor-"
+)
+
+// segment is one spool file. firstSeq comes from the name; lastSeq and size
+// grow as the writer appends.
+type segment struct {
+	path     string
+	firstSeq int64
+	lastSeq  int64 // firstSeq-1 while empty
+	size     int64 // bytes of complete records; readers never read past it
+}
+
+// spool is the append-only batch store. The writer goroutine of Log is its
+// only appender; consumers read and acknowledge concurrently.
+type spool struct {
+	dir      string
+	epoch    int64
+	segBytes int64
+	log      *slog.Logger
+
+	// Writer-owned state: touched only by the single writer goroutine (and
+	// by open before any goroutine starts).
+	active   *os.File
+	nextSeq  int64
+	prevHash [32]byte
+	dirty    bool // written since the last fsync
+
+	// mu guards segs, the consumers' acked seqs and the notify channels.
+	mu        sync.Mutex
+	segs      []*segment
+	consumers map[string]*cursor
+	notify    []chan struct{}
+
+	used    atomic.Int64 // bytes of all segment files
+	torn    atomic.Uint64
+	corrupt atomic.Uint64
+}
+
+type cursor struct {
+	name  string
+	acked int64 // last acknowledged seq of this epoch; -1 for none
+	hash  [32]byte
+}
+
+// recoveryReport says what open found, for logs and tests.
+type recoveryReport struct {
+	Segments      int
+	Batches       int
+	TornTails     int
+	TornBytes     int64
+	Corrupt       int      // records whose CRC or framing failed, skipped
+	ChainBreaks   int      // batches whose prev_hash does not match the batch before
+	Problems      []string // one line per torn tail, corrupt record or chain break
+	NextSeq       int64
+	Epoch         int64
+	UnackedOldest int64
+}
+
+// openSpool opens or creates the spool in dir and recovers it: it verifies
+// every record, truncates a torn tail (keeping the cut bytes in a side file),
+// reports records that fail their CRC or break the hash chain, and continues
+// the seq and the chain after the last good batch.
+func openSpool(dir string, segBytes int64, consumers []string, log *slog.Logger) (*spool, recoveryReport, error) {
+	var rep recoveryReport
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, rep, fmt.Errorf("creating audit spool dir: %w", err)
+	}
+	s := &spool{dir: dir, segBytes: segBytes, log: log, consumers: map[string]*cursor{}}
+
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, rep, fmt.Errorf("reading audit spool dir: %w", err)
+	}
+	for _, de := range names {
+		n := de.Name()
+		if !strings.HasPrefix(n, segPrefix) || !strings.HasSuffix(n, segSuffix) {
+			continue
+		}
+		first, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(n, segPrefix), segSuffix), 10, 64)
+		if err != nil || first < 0 {
+			return nil, rep, fmt.Errorf("audit spool: unexpected segment file name %q", n)
+		}
+		s.segs = append(s.segs, &segment{path: filepath.Join(dir, n), firstSeq: first, lastSeq: first - 1})
+	}
+	slices.SortFunc(s.segs, func(a, b *segment) int { return int(a.firstSeq - b.firstSeq) })
+
+	epoch, err := readEpoch(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && len(s.segs) == 0:
+		// A new spool: a new epoch. Microseconds since 1970 keep epochs of
+		// successive spools on one node increasing.
+		epoch = time.Now().UnixMicro()
+		if err := writeFileAtomic(dir, epochFile, []byte(strconv.FormatInt(epoch, 10)+"\n")); err != nil {
+			return nil, rep, err
+		}
+	case err != nil:
+		return nil, rep, fmt.Errorf("audit spool has segments but no readable %s: %w", epochFile, err)
+	}
+	s.epoch, rep.Epoch = epoch, epoch
+
+	for _, name := range consumers {
+		c, err := readCursor(dir, name, epoch)
+		if err != nil {
+			return nil, rep, err
+		}
+		s.consumers[name] = c
+	}
+
+	// Scan every segment in order, continuing the chain across them.
+	lastSeq, lastHash, haveLast := int64(-1), [32]byte{}, false
+	for i, seg := range s.segs {
+		last := i == len(s.segs)-1
+		err := s.recoverSegment(seg, last, &rep, func(b *auditdb.Batch, h [32]byte) {
+			if haveLast {
+				if b.Seq != lastSeq+1 {
+					rep.ChainBreaks++
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s: seq %d follows seq %d", filepath.Base(seg.path), b.Seq, lastSeq))
+				} else if b.PrevHash != lastHash {
+					rep.ChainBreaks++
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s: batch %d does not link to the hash of batch %d (tampered or forged)", filepath.Base(seg.path), b.Seq, lastSeq))
+				}
+			}
+			lastSeq, lastHash, haveLast = b.Seq, h, true
+			rep.Batches++
+		})
+		if err != nil {
+			return nil, rep, err
+		}
+		s.used.Add(seg.size)
+	}
+	rep.Segments = len(s.segs)
+
+	// Segments that were fully acknowledged are deleted, so the chain head
+	// may only survive in a cursor.
+	s.nextSeq, s.prevHash = 0, [32]byte{}
+	if haveLast {
+		s.nextSeq, s.prevHash = lastSeq+1, lastHash
+	}
+	for _, c := range s.consumers {
+		if c.acked >= s.nextSeq {
+			s.nextSeq, s.prevHash = c.acked+1, c.hash
+		}
+	}
+	rep.NextSeq = s.nextSeq
+	if rep.TornTails > 0 || rep.Corrupt > 0 || rep.ChainBreaks > 0 {
+		s.torn.Add(uint64(rep.TornTails))
+		s.corrupt.Add(uint64(rep.Corrupt + rep.ChainBreaks))
+		for _, p := range rep.Problems {
+			log.Error("audit spool recovery", "dir", dir, "problem", p)
+		}
+	}
+	return s, rep, nil
+}
+
+// recoverSegment verifies seg's records, reporting each good batch to ok,
+// and truncates a torn tail.
+func (s *spool) recoverSegment(seg *segment, last bool, rep *recoveryReport, ok func(*auditdb.Batch, [32]byte)) error {
+	data, err := os.ReadFile(seg.path)
+	if err != nil {
+		return fmt.Errorf("reading audit spool segment: %w", err)
+	}
+	name := filepath.Base(seg.path)
+	off := int64(0)
+	size := int64(len(data))
+	for off < size {
+		rest := data[off:]
+		if len(rest) < recordHeaderSize {
+			break // torn header
+		}
+		n := int64(binary.BigEndian.Uint32(rest[0:4]))
+		if n > maxRecordSize || recordHeaderSize+n > int64(len(rest)) {
+			break // torn record, or a length that cannot be trusted
+		}
+		payload := rest[recordHeaderSize : recordHeaderSize+n]
+		end := off + recordHeaderSize + n
+		if auditdb.CRC32C(payload) != binary.BigEndian.Uint32(rest[4:8]) {
+			if end == size {
+				break // the last record is incomplete garbage: a torn tail
+			}
+			rep.Corrupt++
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: record at offset %d fails its CRC-32C; skipped (its seq is a gap downstream)", name, off))
+			off = end
+			continue
+		}
+		b, err := auditdb.DecodeBatch(payload)
+		if err == nil && b.Epoch != s.epoch {
+			err = fmt.Errorf("epoch %d is not the spool's epoch %d", b.Epoch, s.epoch)
+		}
+		if err != nil {
+			rep.Corrupt++
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: record at offset %d: %v; skipped", name, off, err))
+			off = end
+			continue
+		}
+		if b.Seq > seg.lastSeq {
+			seg.lastSeq = b.Seq
+		}
+		ok(&b, sha256.Sum256(payload))
+		off = end
+	}
+	seg.size = off
+	if off == size {
+		return nil
+	}
+	// A torn tail: keep the cut bytes beside the segment, then truncate so
+	// appends continue from the last complete record.
+	tail := data[off:]
+	side := fmt.Sprintf("%s.torn-%d", seg.path, time.Now().UnixNano())
+	if err := os.WriteFile(side, tail, 0o600); err != nil {
+		return fmt.Errorf("saving torn tail of audit spool segment %s: %w", name, err)
+	}
+	if err := os.Truncate(seg.path, off); err != nil {
+		return fmt.Errorf("truncating torn tail of audit spool segment %s: %w", name, err)
+	}
+	rep.TornTails++
+	rep.TornBytes += int64(len(tail))
+	where := "tail"
+	if !last {
+		where = "tail of a non-final segment"
+	}
+	rep.Problems = append(rep.Problems, fmt.Sprintf("%s: torn %s at offset %d (%d bytes, saved to %s) truncated", name, where, off, len(tail), filepath.Base(side)))
+	return nil
+}
+
+// append writes already framed records holding batches first..last (the
+// writer's seqs) in one write, rotating to a new segment first when the
+// active one is full. On error nothing is committed: a partial write is cut
+// back so the segment still ends at a record boundary.
+func (s *spool) append(records []byte, first, last int64, lastHash [32]byte, fsync bool) error {
+	s.mu.Lock()
+	var seg *segment
+	if n := len(s.segs); n > 0 {
+		seg = s.segs[n-1]
+	}
+	s.mu.Unlock()
+	// A new segment when none exists, the active one is full, or the seq
+	// does not continue the last segment (its tail was lost to corruption).
+	if seg == nil || seg.size >= s.segBytes || (seg.size > 0 && seg.lastSeq != first-1) || (seg.size == 0 && seg.firstSeq != first) {
+		if err := s.rotate(first); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		seg = s.segs[len(s.segs)-1]
+		s.mu.Unlock()
+	}
+	if s.active == nil {
+		f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("opening audit spool segment: %w", err)
+		}
+		s.active = f
+	}
+	if _, err := s.active.Write(records); err != nil {
+		if terr := s.active.Truncate(seg.size); terr != nil {
+			// The segment now ends in a partial record; recovery will cut
+			// it as a torn tail. Stop appending to this file.
+			s.active.Close()
+			s.active = nil
+			return fmt.Errorf("writing audit spool: %w (and cutting the partial write back failed: %v)", err, terr)
+		}
+		return fmt.Errorf("writing audit spool: %w", err)
+	}
+	s.dirty = true
+	if fsync {
+		if err := s.sync(); err != nil {
+			return err
+		}
+	}
+	s.nextSeq, s.prevHash = last+1, lastHash
+	s.used.Add(int64(len(records)))
+	s.mu.Lock()
+	seg.size += int64(len(records))
+	seg.lastSeq = last
+	for _, ch := range s.notify {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// sync fsyncs the active segment if it has unsynced writes.
+func (s *spool) sync() error {
+	if !s.dirty || s.active == nil {
+		return nil
+	}
+	if err := s.active.Sync(); err != nil {
+		return fmt.Errorf("fsyncing audit spool: %w", err)
+	}
+	s.dirty = false
+	return nil
+}
+
+// rotate closes the active segment (fsynced) and creates seg-<first>.log.
+func (s *spool) rotate(first int64) error {
+	if s.active != nil {
+		if err := s.active.Sync(); err != nil {
+			return fmt.Errorf("fsyncing audit spool segment before rotation: %w", err)
+		}
+		s.active.Close()
+		s.active, s.dirty = nil, false
+	}
+	path := filepath.Join(s.dir, fmt.Sprintf("%s%020d%s", segPrefix, first, segSuffix))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating audit spool segment: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		return err
+	}
+	s.active = f
+	s.mu.Lock()
+	s.segs = append(s.segs, &segment{path: path, firstSeq: first, lastSeq: first - 1})
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *spool) close() error {
+	if s.active == nil {
+		return nil
+	}
+	err := s.sync()
+	if cerr := s.active.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing audit spool segment: %w", cerr)
+	}
+	s.active = nil
+	return err
+}
+
+// ack records that consumer name has durably delivered every batch through
+// seq, persists its cursor, and deletes segments every consumer is done with.
+func (s *spool) ack(name string, seq int64, hash [32]byte) error {
+	s.mu.Lock()
+	c := s.consumers[name]
+	s.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("audit spool: unknown consumer %q", name)
+	}
+	line := fmt.Sprintf("v1 %d %d %s\n", s.epoch, seq, hex.EncodeToString(hash[:]))
+	if err := writeFileAtomic(s.dir, cursorPrefix+name, []byte(line)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	c.acked, c.hash = seq, hash
+	min := c.acked
+	for _, o := range s.consumers {
+		if o.acked < min {
+			min = o.acked
+		}
+	}
+	// Never delete the newest segment: the writer appends to it.
+	var drop []*segment
+	for len(s.segs) > 1 && s.segs[0].lastSeq <= min {
+		drop = append(drop, s.segs[0])
+		s.segs = s.segs[1:]
+	}
+	s.mu.Unlock()
+	for _, seg := range drop {
+		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Error("deleting acknowledged audit spool segment", "path", seg.path, "err", err)
+			continue
+		}
+		s.used.Add(-seg.size)
+	}
+	return nil
+}
+
+// minAcked is the lowest seq every consumer has acknowledged.
+func (s *spool) minAcked() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	min := int64(-1)
+	first := true
+	for _, c := range s.consumers {
+		if first || c.acked < min {
+			min, first = c.acked, false
+		}
+	}
+	return min
+}
+
+// reader reads records in seq order for one consumer.
+type reader struct {
+	s      *spool
+	name   string
+	notify chan struct{}
+
+	// Owned by the consumer's goroutine.
+	after  int64 // deliver batches with seq > after
+	segIdx int64 // firstSeq of the segment being read
+	off    int64
+	f      *os.File
+}
+
+func (s *spool) newReader(name string) *reader {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.notify = append(s.notify, ch)
+	after := s.consumers[name].acked
+	s.mu.Unlock()
+	return &reader{s: s, name: name, notify: ch, after: after, segIdx: -1}
+}
+
+// rewind makes the reader deliver again everything after the acked cursor.
+func (r *reader) rewind() {
+	r.s.mu.Lock()
+	r.after = r.s.consumers[r.name].acked
+	r.s.mu.Unlock()
+	r.closeFile()
+	r.segIdx, r.off = -1, 0
+}
+
+func (r *reader) closeFile() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+// next returns up to maxBatches batches (at least one, up to about
+// maxBytes) with seq > the last one returned, blocking until one exists.
+// Once the writer has stopped (writerDone closed) and nothing is left, it
+// returns errCaughtUp.
+func (r *reader) next(ctx context.Context, writerDone <-chan struct{}, maxBatches int, maxBytes int) ([]SealedBatch, error) {
+	for {
+		select {
+		case <-writerDone:
+			out, err := r.read(maxBatches, maxBytes)
+			if err == nil && len(out) == 0 {
+				return nil, errCaughtUp
+			}
+			return out, err
+		default:
+		}
+		out, err := r.read(maxBatches, maxBytes)
+		if err != nil || len(out) > 0 {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.notify:
+		case <-writerDone:
+		}
+	}
+}
+
+var errCaughtUp = errors.New("audit sink caught up with a stopped writer")
+
+func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
+	var out []SealedBatch
+	total := 0
+	for len(out) < maxBatches && total < maxBytes {
+		// Find the segment holding seq after+1.
+		r.s.mu.Lock()
+		var seg *segment
+		var limit int64
+		for _, sg := range r.s.segs {
+			if sg.lastSeq > r.after && sg.size > 0 {
+				seg, limit = sg, sg.size
+				break
+			}
+		}
+		r.s.mu.Unlock()
+		if seg == nil {
+			return out, nil
+		}
+		if r.segIdx != seg.firstSeq {
+			r.closeFile()
+			f, err := os.Open(seg.path)
+			if err != nil {
+				return out, fmt.Errorf("opening audit spool segment for reading: %w", err)
+			}
+			r.f, r.segIdx, r.off = f, seg.firstSeq, 0
+		}
+		if r.off >= limit {
+			// The cursor is ahead of this segment's records (skipped
+			// corrupt records): nothing more here.
+			return out, nil
+		}
+		var hdr [recordHeaderSize]byte
+		if _, err := r.f.ReadAt(hdr[:], r.off); err != nil {
+			return out, fmt.Errorf("reading audit spool record header: %w", err)
+		}
+		n := int64(binary.BigEndian.Uint32(hdr[0:4]))
+		if n > maxRecordSize || r.off+recordHeaderSize+n > limit {
+			r.s.corrupt.Add(1)
+			return out, fmt.Errorf("audit spool segment %s: record at offset %d has an impossible length %d", filepath.Base(seg.path), r.off, n)
+		}
+		payload := make([]byte, n)
+		if _, err := r.f.ReadAt(payload, r.off+recordHeaderSize); err != nil && !errors.Is(err, io.EOF) {
+			return out, fmt.Errorf("reading audit spool record: %w", err)
+		}
+		at := r.off
+		r.off += recordHeaderSize + n
+		if auditdb.CRC32C(payload) != binary.BigEndian.Uint32(hdr[4:8]) {
+			r.s.corrupt.Add(1)
+			r.s.log.Error("audit spool record fails its CRC-32C; skipped, its seq will be a gap downstream", "segment", seg.path, "offset", at)
+			continue
+		}
+		b, err := auditdb.DecodeBatch(payload)
+		if err != nil {
+			r.s.corrupt.Add(1)
+			r.s.log.Error("audit spool record does not decode; skipped", "segment", seg.path, "offset", at, "err", err)
+			continue
+		}
+		if b.Seq <= r.after {
+			continue
+		}
+		r.after = b.Seq
+		out = append(out, SealedBatch{Batch: b, Hash: sha256.Sum256(payload), Raw: payload})
+		total += len(payload)
+	}
+	return out, nil
+}
+
+// frameRecord appends one record (length, CRC-32C, payload) to dst.
+func frameRecord(dst, payload []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = binary.BigEndian.AppendUint32(dst, auditdb.CRC32C(payload))
+	return append(dst, payload...)
+}
+
+func readEpoch(dir string) (int64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, epochFile))
+	if err != nil {
+		return 0, err
+	}
+	e, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || e < 0 {
+		return 0, fmt.Errorf("audit spool %s holds %q, not an epoch", epochFile, b)
+	}
+	return e, nil
+}
+
+// readCursor loads a consumer's cursor; a missing cursor or one from an
+// earlier epoch means nothing of this epoch is acknowledged.
+func readCursor(dir, name string, epoch int64) (*cursor, error) {
+	c := &cursor{name: name, acked: -1}
+	b, err := os.ReadFile(filepath.Join(dir, cursorPrefix+name))
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading audit spool cursor %q: %w", name, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 4 || f[0] != "v1" {
+		return nil, fmt.Errorf("audit spool cursor %q is malformed: %q", name, b)
+	}
+	e, err1 := strconv.ParseInt(f[1], 10, 64)
+	seq, err2 := strconv.ParseInt(f[2], 10, 64)
+	h, err3 := hex.DecodeString(f[3])
+	if err1 != nil || err2 != nil || err3 != nil || len(h) != 32 {
+		return nil, fmt.Errorf("audit spool cursor %q is malformed: %q", name, b)
+	}
+	if e != epoch {
+		return c, nil
+	}
+	c.acked = seq
+	copy(c.hash[:], h)
+	return c, nil
+}
+
+// writeFileAtomic replaces dir/name with data: temp file, fsync, rename,
+// fsync of the directory, so a crash leaves the old or the new content.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s to fsync it: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsyncing %s: %w", dir, err)
+	}
+	return nil
+}
