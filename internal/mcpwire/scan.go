@@ -1,7 +1,9 @@
 package mcpwire
 
 import (
+	"encoding/binary"
 	"math"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -90,11 +92,16 @@ const (
 // pairKeys is how many unknown keys per tracked object are checked for
 // duplicates pairwise on the stack; beyond that a map takes over, which
 // allocates but keeps the check complete (and linear) for odd messages.
-const pairKeys = 32
+const pairKeys = 16
 
 // keyFoldVariant is returned by lookupKey for a key that folds to a known key
 // without being it.
 const keyFoldVariant = -2
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
 
 // strSafe marks the bytes a JSON string may contain unescaped that need no
 // further look: printable ASCII except the quote and the backslash.
@@ -234,6 +241,9 @@ func (s *scanner) invalid(code, off int, msg string) {
 
 func (s *scanner) ws(i int) int {
 	b := s.b
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
 	for i < len(b) {
 		switch b[i] {
 		case ' ', '\t', '\n', '\r':
@@ -334,9 +344,24 @@ func (s *scanner) str(i int) (int, bool, error) {
 	i++
 	esc := false
 	for {
+		// Eight bytes at a time while none of them needs a closer look
+		// (quote, backslash, control character, non-ASCII).
+		// The lowest flagged byte is exact: the borrows that can raise false
+		// flags only run towards higher bytes, which come later in the text.
+		for i+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[i:])
+			q := x ^ (lsb * '"')
+			bs := x ^ (lsb * '\\')
+			if m := ((x-lsb*0x20)&^x | (q-lsb)&^q | (bs-lsb)&^bs | x) & msb; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				goto special
+			}
+			i += 8
+		}
 		for i < len(b) && strSafe[b[i]] {
 			i++
 		}
+	special:
 		if i >= len(b) {
 			return i, esc, s.syntax(start, "unterminated string")
 		}
@@ -475,8 +500,9 @@ func (s *scanner) object(i, depth int, k objKind) (int, error) {
 	if i < len(b) && b[i] == '}' {
 		return i + 1, nil
 	}
+	// Unknown-key slots after base belong to this object; they are released
+	// on success (after an error nobody scans on).
 	base := s.nkeys
-	defer func() { s.nkeys = base }()
 	var seen uint32
 	var more map[string]struct{}
 	known := knownKeys[k]
@@ -496,7 +522,13 @@ func (s *scanner) object(i, depth int, k objKind) (int, error) {
 			return i, s.syntax(i, "unexpected end of input")
 		}
 		key := b[ks+1 : ke-1]
-		idx := lookupKey(known, key, esc)
+		idx := -1
+		if !esc {
+			idx = exactKey(k, key)
+		}
+		if idx < 0 {
+			idx = lookupKey(known, key, esc)
+		}
 		switch {
 		case idx == keyFoldVariant:
 			s.invalid(codeFor(k), ks, "key "+string(b[ks:ke])+" differs from a member name only in case")
@@ -516,8 +548,12 @@ func (s *scanner) object(i, depth int, k objKind) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		if i, err = s.next(i); err != nil || b[i-1] == '}' {
+		if i, err = s.next(i); err != nil {
 			return i, err
+		}
+		if b[i-1] == '}' {
+			s.nkeys = base
+			return i, nil
 		}
 	}
 }
@@ -527,6 +563,83 @@ func codeFor(k objKind) int {
 		return CodeInvalidParams
 	}
 	return CodeInvalidRequest
+}
+
+// exactKey is the fast path of lookupKey for a key without escapes: a string
+// switch compiles to a length-then-value search with no allocation.
+func exactKey(k objKind, key []byte) int {
+	switch k {
+	case objTop:
+		switch string(key) {
+		case "jsonrpc":
+			return topJSONRPC
+		case "id":
+			return topID
+		case "method":
+			return topMethod
+		case "params":
+			return topParams
+		case "result":
+			return topResult
+		case "error":
+			return topError
+		}
+	case objParams:
+		switch string(key) {
+		case "name":
+			return parName
+		case "uri":
+			return parURI
+		case "cursor":
+			return parCursor
+		case "arguments":
+			return parArguments
+		case "_meta":
+			return parMeta
+		case "inputResponses":
+			return parInputResponses
+		case "requestState":
+			return parRequestState
+		case "progressToken":
+			return parProgressToken
+		case "requestId":
+			return parRequestID
+		}
+	case objMeta:
+		switch string(key) {
+		case "progressToken":
+			return metaProgressToken
+		case MetaProtocolVersion:
+			return metaProtocolVersion
+		case MetaClientCapabilities:
+			return metaClientCapabilities
+		case MetaClientInfo:
+			return metaClientInfo
+		case MetaLogLevel:
+			return metaLogLevel
+		}
+	case objResult:
+		switch string(key) {
+		case "nextCursor":
+			return resNextCursor
+		case "resultType":
+			return resResultType
+		case "inputRequests":
+			return resInputRequests
+		case "requestState":
+			return resRequestState
+		}
+	case objError:
+		switch string(key) {
+		case "code":
+			return errCode
+		case "message":
+			return errMessage
+		case "data":
+			return errData
+		}
+	}
+	return -1
 }
 
 // lookupKey returns the index of key (a validated string body) in known,
@@ -595,7 +708,7 @@ func (s *scanner) member(k objKind, idx, i, depth int) (int, error) {
 		case topJSONRPC:
 			s.sawJSONRPC = true
 			end, ok, err := s.strValue(i, depth, CodeInvalidRequest, `"jsonrpc"`)
-			if err == nil && ok && !decodedEqual(b[i+1:end-1], "2.0") {
+			if err == nil && ok && string(b[i:end]) != `"2.0"` && !decodedEqual(b[i+1:end-1], "2.0") {
 				s.invalid(CodeInvalidRequest, i, `"jsonrpc" must be "2.0"`)
 			}
 			return end, err
