@@ -35,6 +35,10 @@ type Batch struct {
 	// Lines holds the events in their canonical JSON encoding
 	// (audit.Event.AppendJSON), each followed by '\n'.
 	Lines []byte
+
+	// CRC is the CRC-32C the sender computed over the encoding; it is not
+	// part of the encoding. Ingest records whether it matches.
+	CRC uint32
 }
 
 const (
@@ -72,6 +76,8 @@ func (b *Batch) Hash() [32]byte {
 	return sha256.Sum256(b.AppendBinary(make([]byte, 0, BatchHeaderSize+len(b.Lines))))
 }
 
+func sha256Sum(p []byte) [32]byte { return sha256.Sum256(p) }
+
 // HasPrev reports whether PrevHash is set (every batch but an epoch's first).
 func (b *Batch) HasPrev() bool { return b.PrevHash != [32]byte{} }
 
@@ -92,9 +98,9 @@ func (b *Batch) EachLine(fn func(line []byte) error) error {
 	return nil
 }
 
-// DecodeBatch parses an encoded batch. Lines aliases p. It checks the
-// framing (header, line count, newline termination) but not the events
-// themselves; ingest validates each event.
+// DecodeBatch parses an encoded batch. Lines aliases p, and CRC is set to
+// the CRC-32C of p. It checks the framing (header, line count, newline
+// termination) but not the events themselves; ingest validates each event.
 func DecodeBatch(p []byte) (Batch, error) {
 	if len(p) < BatchHeaderSize {
 		return Batch{}, fmt.Errorf("audit batch: %d bytes is shorter than the %d-byte header", len(p), BatchHeaderSize)
@@ -115,6 +121,7 @@ func DecodeBatch(p []byte) (Batch, error) {
 	copy(b.PrevHash[:], h[40:72])
 	b.Count = int(binary.BigEndian.Uint32(h[72:]))
 	b.Lines = p[BatchHeaderSize:]
+	b.CRC = CRC32C(p)
 	if b.Epoch < 0 || b.Seq < 0 || b.DroppedBefore < 0 {
 		return Batch{}, fmt.Errorf("audit batch: negative epoch %d, seq %d or dropped_before %d", b.Epoch, b.Seq, b.DroppedBefore)
 	}

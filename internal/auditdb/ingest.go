@@ -1,0 +1,349 @@
+package auditdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mcpgw/mcpgw/internal/audit"
+)
+
+// Defaults for Options.
+const (
+	DefaultRetention = 30 * 24 * time.Hour
+	DefaultMaxFuture = 24 * time.Hour
+)
+
+// Options bound what ingest accepts.
+type Options struct {
+	// Retention: events older than this are rejected (their day is, or is
+	// about to be, dropped by retention).
+	Retention time.Duration
+	// MaxFuture: events further ahead than this are rejected (a skewed
+	// clock must not create partitions for years ahead).
+	MaxFuture time.Duration
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Store runs audit SQL on a pool. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	opts Options
+
+	// mu guards days: the UTC days (Unix day numbers) whose partition this
+	// Store has ensured, so ingest calls the partition function once per day.
+	mu   sync.Mutex
+	days map[int64]bool
+}
+
+// New returns a Store using pool. It does not connect.
+func New(pool *pgxpool.Pool, opts Options) *Store {
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.MaxFuture <= 0 {
+		opts.MaxFuture = DefaultMaxFuture
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{pool: pool, opts: opts, days: map[int64]bool{}}
+}
+
+// Result says what one Ingest call did.
+type Result struct {
+	// Batches new to the ledger, and batches already there (replays).
+	Batches, Duplicates int
+	// Events stored in audit_events.
+	Events int
+	// Rejected events (recorded in audit_ledger.rejected_count/reason).
+	Rejected int
+	// ChainBreaks counts new batches recorded with chain_ok = false, and
+	// CRCFailures those whose payload did not match the CRC sent.
+	ChainBreaks, CRCFailures int
+}
+
+// ErrConflict means a batch's (node, epoch, seq) is already in the ledger
+// with a different hash: a forged or rewritten batch. Nothing of the call
+// is stored.
+var ErrConflict = errors.New("audit batch conflicts with the stored batch of the same seq")
+
+// Ingest stores batches from node (its UUID), in one transaction: for each
+// batch, in order, a ledger row keyed (node, epoch, seq) inserted with ON
+// CONFLICT DO NOTHING and, only when the row is new, its events, copied
+// into audit_events. A replayed batch (same hash) changes nothing; a
+// different batch under a known seq fails the call with ErrConflict.
+//
+// Checks are recorded, never silently passed: a batch whose prev_hash does
+// not match the stored previous batch of its epoch (or whose previous batch
+// is missing) gets chain_ok = false; one whose CRC (Batch.CRC) does not
+// match its encoding gets crc_ok = false and none of its events stored;
+// events that are invalid, claim another node, or fall outside the accepted
+// window (older than Retention, further ahead than MaxFuture) are not
+// stored and counted with a reason in rejected_count/rejected_reason.
+func (s *Store) Ingest(ctx context.Context, node string, batches ...Batch) (Result, error) {
+	var res Result
+	nodeID, err := uuid.Parse(node)
+	if err != nil {
+		return res, fmt.Errorf("audit ingest: node %q is not a UUID: %w", node, err)
+	}
+	if len(batches) == 0 {
+		return res, nil
+	}
+	now := s.opts.Now()
+	lo, hi := now.Add(-s.opts.Retention), now.Add(s.opts.MaxFuture)
+
+	// Decode and check everything before touching the database.
+	prepared := make([]preparedBatch, len(batches))
+	days := map[int64]bool{}
+	for i := range batches {
+		p := &prepared[i]
+		p.b = &batches[i]
+		p.prepare(nodeID, lo, hi)
+		for _, r := range p.rows {
+			days[dayOf(r.TS)] = true
+		}
+	}
+	if err := s.ensureDays(ctx, days); err != nil {
+		return res, err
+	}
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("audit ingest: beginning transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	var rows []*audit.Event
+	for i := range prepared {
+		p := &prepared[i]
+		isNew, chainOK, err := p.insertLedger(ctx, tx, nodeID)
+		if err != nil {
+			return Result{}, err
+		}
+		if !isNew {
+			res.Duplicates++
+			continue
+		}
+		res.Batches++
+		if !chainOK {
+			res.ChainBreaks++
+		}
+		if !p.crcOK {
+			res.CRCFailures++
+		}
+		res.Rejected += p.rejected
+		rows = append(rows, p.rows...)
+	}
+	if len(rows) > 0 {
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns, &eventSource{node: nodeID, rows: rows, i: -1})
+		if err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "23514" && strings.Contains(pgErr.Message, "no partition") {
+				// A partition vanished under us (retention): forget the
+				// cache so the retry ensures it again or rejects the event.
+				s.mu.Lock()
+				clear(s.days)
+				s.mu.Unlock()
+			}
+			return Result{}, fmt.Errorf("audit ingest: copying %d events: %w", len(rows), err)
+		}
+		res.Events = int(n)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Result{}, fmt.Errorf("audit ingest: committing: %w", err)
+	}
+	return res, nil
+}
+
+// preparedBatch is a batch decoded and checked for ingest.
+type preparedBatch struct {
+	b        *Batch
+	hash     [32]byte
+	crcOK    bool
+	rows     []*audit.Event // events to store
+	rejected int
+	reason   string
+	first    time.Time // time range of the stored events
+	last     time.Time
+}
+
+func (p *preparedBatch) prepare(node uuid.UUID, lo, hi time.Time) {
+	enc := p.b.AppendBinary(make([]byte, 0, BatchHeaderSize+len(p.b.Lines)))
+	p.hash = sha256Sum(enc)
+	p.crcOK = CRC32C(enc) == p.b.CRC
+	reasons := map[string]int{}
+	n := 0
+	err := p.b.EachLine(func(line []byte) error {
+		n++
+		ev, err := audit.DecodeJSON(line)
+		if err != nil {
+			reasons["invalid event"]++
+			return nil
+		}
+		switch {
+		case ev.NodeID != "" && !strings.EqualFold(ev.NodeID, node.String()):
+			reasons["node_id is not the sending node"]++
+		case ev.TS.Before(lo):
+			reasons["older than the retention period"]++
+		case ev.TS.After(hi):
+			reasons["too far in the future"]++
+		default:
+			if p.crcOK {
+				p.rows = append(p.rows, &ev)
+			}
+			// The ledger's time range covers the stored events, so that
+			// Verify compares like with like after retention.
+			if p.first.IsZero() || ev.TS.Before(p.first) {
+				p.first = ev.TS
+			}
+			if ev.TS.After(p.last) {
+				p.last = ev.TS
+			}
+		}
+		return nil
+	})
+	if err != nil || n != p.b.Count {
+		reasons["malformed batch framing"] += max(0, p.b.Count-n)
+	}
+	if !p.crcOK {
+		p.rows = nil
+		p.rejected = p.b.Count
+		p.reason = "CRC-32C mismatch: batch corrupted in transit"
+		return
+	}
+	for _, c := range reasons {
+		p.rejected += c
+	}
+	p.rejected = min(p.rejected, p.b.Count)
+	if p.rejected > 0 {
+		keys := make([]string, 0, len(reasons))
+		for k := range reasons {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%d %s", reasons[k], k)
+		}
+		p.reason = strings.Join(parts, "; ")
+	}
+}
+
+const insertLedgerSQL = `
+INSERT INTO audit_ledger (node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash,
+    crc, crc_ok, rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, chain_ok)
+VALUES ($1::uuid, $2::bigint, $3::bigint, $4, $5, $6, $7, $8::bytea, $9, $10, $11, $12, $13, $14, $15,
+    coalesce((SELECT l.batch_hash = $8::bytea FROM audit_ledger l
+              WHERE l.node_id = $1::uuid AND l.epoch = $2::bigint AND l.seq = $3::bigint - 1),
+             $3::bigint = 0 AND $8::bytea IS NULL))
+ON CONFLICT (node_id, epoch, seq) DO NOTHING
+RETURNING chain_ok`
+
+func (p *preparedBatch) insertLedger(ctx context.Context, tx pgx.Tx, node uuid.UUID) (isNew, chainOK bool, err error) {
+	b := p.b
+	var prev []byte
+	if b.HasPrev() {
+		prev = b.PrevHash[:]
+	}
+	var reason *string
+	if p.rejected > 0 {
+		reason = &p.reason
+	}
+	err = tx.QueryRow(ctx, insertLedgerSQL,
+		node, b.Epoch, b.Seq, b.Count, nullTime(p.first), nullTime(p.last), p.hash[:], prev,
+		int64(b.CRC), p.crcOK, p.rejected, reason, b.DroppedBefore, nullTime(b.GapFirst), nullTime(b.GapLast),
+	).Scan(&chainOK)
+	if err == nil {
+		return true, chainOK, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return false, false, fmt.Errorf("audit ingest: ledger row for batch %d/%d: %w", b.Epoch, b.Seq, err)
+	}
+	var stored []byte
+	if err := tx.QueryRow(ctx, `SELECT batch_hash FROM audit_ledger WHERE node_id = $1 AND epoch = $2 AND seq = $3`,
+		node, b.Epoch, b.Seq).Scan(&stored); err != nil {
+		return false, false, fmt.Errorf("audit ingest: reading the stored batch %d/%d: %w", b.Epoch, b.Seq, err)
+	}
+	if string(stored) != string(p.hash[:]) {
+		return false, false, fmt.Errorf("%w: node %s epoch %d seq %d: stored hash %x, received %x", ErrConflict, node, b.Epoch, b.Seq, stored, p.hash[:])
+	}
+	return false, false, nil
+}
+
+// ensureDays creates the partitions of days not yet known to exist. It runs
+// outside the ingest transaction so the partition locks are not held across
+// the COPY.
+func (s *Store) ensureDays(ctx context.Context, days map[int64]bool) error {
+	s.mu.Lock()
+	var missing []int64
+	for d := range days {
+		if !s.days[d] {
+			missing = append(missing, d)
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range missing {
+		day := time.Unix(d*86400, 0).UTC()
+		if _, err := s.pool.Exec(ctx, `SELECT mcpgw_ensure_audit_partitions($1::date, 1)`, day.Format(time.DateOnly)); err != nil {
+			return fmt.Errorf("audit ingest: ensuring the partition for %s: %w", day.Format(time.DateOnly), err)
+		}
+		s.mu.Lock()
+		s.days[d] = true
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+func dayOf(t time.Time) int64 {
+	u := t.Unix()
+	if u < 0 {
+		return (u - 86399) / 86400
+	}
+	return u / 86400
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+var eventColumns = []string{
+	"id", "ts", "node_id", "session_id", "principal", "transport", "protocol_version",
+	"client_name", "client_version", "method", "backend", "name", "decision", "rule",
+	"policy_revision", "status", "error", "latency_us", "upstream_latency_us",
+	"request_bytes", "response_bytes", "args_sha256", "trace_id",
+}
+
+// eventSource feeds events to CopyFrom without building a [][]any up front.
+type eventSource struct {
+	node uuid.UUID
+	rows []*audit.Event
+	i    int
+	vals [23]any
+}
+
+func (s *eventSource) Next() bool { s.i++; return s.i < len(s.rows) }
+func (s *eventSource) Err() error { return nil }
+func (s *eventSource) Values() ([]any, error) {
+	e := s.rows[s.i]
+	v := &s.vals
+	v[0], v[1], v[2], v[3], v[4] = e.ID, e.TS, s.node, e.SessionID, e.Principal
+	v[5], v[6], v[7], v[8], v[9] = e.Transport, e.ProtocolVersion, e.ClientName, e.ClientVersion, e.Method
+	v[10], v[11], v[12], v[13], v[14] = e.Backend, e.Name, e.Decision, e.Rule, e.PolicyRevision
+	v[15], v[16], v[17], v[18] = e.Status, e.Error, e.LatencyUS, e.UpstreamLatencyUS
+	v[19], v[20], v[21], v[22] = e.RequestBytes, e.ResponseBytes, e.ArgsSHA256, e.TraceID
+	return v[:], nil
+}

@@ -1,0 +1,189 @@
+package auditdb
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SeqRange is an inclusive range of batch seqs.
+type SeqRange struct{ From, To int64 }
+
+// EpochReport is the verification of one spool epoch of a node.
+type EpochReport struct {
+	Epoch             int64
+	Batches           int64
+	FirstSeq, LastSeq int64
+	// Missing lists seqs absent from the ledger: batches never received.
+	Missing []SeqRange
+	// BrokenLinks lists seqs whose prev_hash is not the hash of the stored
+	// batch before them (tampered, forged, or an edge that skipped a
+	// corrupt record), and CRCFailures those that arrived corrupted.
+	BrokenLinks []int64
+	CRCFailures []int64
+	// Events in the ledger, events refused at ingest, and events the edge
+	// dropped under on_full: drop (gap records).
+	Events, Rejected, Dropped int64
+}
+
+// Report is the verification of a node's audit chain.
+type Report struct {
+	Node   string
+	Epochs []EpochReport
+	// ChainComplete: every epoch's seqs are contiguous from 0, every link
+	// and CRC holds, and the stored event count matches the ledger.
+	ChainComplete bool
+	// LedgerEvents is what the ledger says was stored (events minus
+	// rejected, CRC-valid batches) within the retained days; StoredEvents
+	// is what audit_events holds for the node in the same days.
+	LedgerEvents, StoredEvents int64
+	// Dropped and Rejected total the epochs': losses that were recorded,
+	// not hidden.
+	Dropped, Rejected int64
+	// RetainedSince is the start of the oldest partition: counts are
+	// compared from there on, since retention drops older days.
+	RetainedSince time.Time
+	// Problems says, one line each, what is wrong or was lost.
+	Problems []string
+}
+
+// maxListed bounds the per-epoch lists of seqs in a report.
+const maxListed = 100
+
+// Verify checks node's chain in audit_ledger: per epoch, seqs contiguous
+// from 0, each prev_hash equal to the stored previous batch_hash, CRCs ok;
+// and the number of its events in audit_events against the ledger.
+func (s *Store) Verify(ctx context.Context, node string) (Report, error) {
+	rep := Report{Node: node}
+	nodeID, err := uuid.Parse(node)
+	if err != nil {
+		return rep, fmt.Errorf("audit verify: node %q is not a UUID: %w", node, err)
+	}
+	rep.Node = nodeID.String()
+	rows, err := s.pool.Query(ctx, `
+SELECT epoch, seq, event_count, batch_hash, prev_hash, crc_ok, rejected_count, dropped_before
+FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
+	if err != nil {
+		return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
+	}
+	var (
+		cur      *EpochReport
+		prevHash []byte
+		prevSeq  int64
+		epoch    int64
+		seq      int64
+		count    int32
+		hash     []byte
+		prev     []byte
+		crcOK    bool
+		rejected int32
+		dropped  int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(&epoch, &seq, &count, &hash, &prev, &crcOK, &rejected, &dropped); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
+		}
+		if cur == nil || cur.Epoch != epoch {
+			rep.Epochs = append(rep.Epochs, EpochReport{Epoch: epoch, FirstSeq: seq})
+			cur = &rep.Epochs[len(rep.Epochs)-1]
+			if seq > 0 {
+				cur.Missing = append(cur.Missing, SeqRange{0, seq - 1})
+			} else if prev != nil {
+				cur.BrokenLinks = append(cur.BrokenLinks, seq)
+			}
+		} else if seq != prevSeq+1 {
+			if len(cur.Missing) < maxListed {
+				cur.Missing = append(cur.Missing, SeqRange{prevSeq + 1, seq - 1})
+			}
+		} else if !bytes.Equal(prev, prevHash) && len(cur.BrokenLinks) < maxListed {
+			cur.BrokenLinks = append(cur.BrokenLinks, seq)
+		}
+		if !crcOK && len(cur.CRCFailures) < maxListed {
+			cur.CRCFailures = append(cur.CRCFailures, seq)
+		}
+		cur.Batches++
+		cur.LastSeq = seq
+		cur.Events += int64(count)
+		cur.Rejected += int64(rejected)
+		cur.Dropped += dropped
+		prevSeq, prevHash = seq, append(prevHash[:0], hash...)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
+	}
+
+	// Compare counts over the days retention has kept.
+	var oldest *string
+	if err := s.pool.QueryRow(ctx, `
+SELECT min(substring(c.relname from '^audit_events_p([0-9]{8})$'))
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+WHERE p.relname = 'audit_events'`).Scan(&oldest); err != nil {
+		return rep, fmt.Errorf("audit verify: finding the oldest partition: %w", err)
+	}
+	if oldest != nil {
+		if t, err := time.Parse("20060102", *oldest); err == nil {
+			rep.RetainedSince = t
+		}
+	}
+	if err := s.pool.QueryRow(ctx, `
+SELECT coalesce(sum(event_count - rejected_count) FILTER (WHERE crc_ok), 0)
+FROM audit_ledger WHERE node_id = $1 AND (first_ts IS NULL OR first_ts >= $2)`,
+		nodeID, rep.RetainedSince).Scan(&rep.LedgerEvents); err != nil {
+		return rep, fmt.Errorf("audit verify: summing the ledger: %w", err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE node_id = $1 AND ts >= $2`,
+		nodeID, rep.RetainedSince).Scan(&rep.StoredEvents); err != nil {
+		return rep, fmt.Errorf("audit verify: counting events: %w", err)
+	}
+
+	rep.ChainComplete = rep.LedgerEvents == rep.StoredEvents
+	if !rep.ChainComplete {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("audit_events holds %d events of this node, the ledger says %d", rep.StoredEvents, rep.LedgerEvents))
+	}
+	for _, e := range rep.Epochs {
+		rep.Dropped += e.Dropped
+		rep.Rejected += e.Rejected
+		if len(e.Missing) > 0 || len(e.BrokenLinks) > 0 || len(e.CRCFailures) > 0 {
+			rep.ChainComplete = false
+		}
+		for _, m := range e.Missing {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: batches %d..%d missing", e.Epoch, m.From, m.To))
+		}
+		for _, q := range e.BrokenLinks {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: batch %d does not link to the batch before it", e.Epoch, q))
+		}
+		for _, q := range e.CRCFailures {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: batch %d arrived corrupted (CRC mismatch)", e.Epoch, q))
+		}
+		if e.Dropped > 0 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events dropped at the edge (on_full: drop)", e.Epoch, e.Dropped))
+		}
+		if e.Rejected > 0 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events rejected at ingest", e.Epoch, e.Rejected))
+		}
+	}
+	return rep, nil
+}
+
+// Nodes lists the nodes with batches in the ledger, for verifying them all.
+func (s *Store) Nodes(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT node_id FROM audit_ledger ORDER BY node_id`)
+	if err != nil {
+		return nil, fmt.Errorf("audit verify: listing nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("audit verify: listing nodes: %w", err)
+		}
+		out = append(out, id.String())
+	}
+	return out, rows.Err()
+}
