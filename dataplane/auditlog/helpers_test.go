@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
-	"github.com/mcpgw/mcpgw/internal/auditdb"
 )
 
 var testNode = uuid.MustParse("0190c0de-0000-7000-8000-000000000001")
@@ -196,5 +195,3 @@ func segmentFiles(t *testing.T, dir string) []string {
 	}
 	return m
 }
-
-var _ = auditdb.CRC32C
