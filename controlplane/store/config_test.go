@@ -251,13 +251,16 @@ func TestApplyInvalidListsEveryError(t *testing.T) {
 	if !errors.As(err, &inv) || !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("got %v, want an InvalidConfigError", err)
 	}
+	// Every problem at once, located: the backends by the store, the policy
+	// by the edges' own compiler.
 	var fields []string
 	for _, f := range inv.Errors {
-		fields = append(fields, f.Field)
+		fields = append(fields, f.String())
 	}
-	for _, want := range []string{"backends[0].name", "backends[0].http.url", "roles[0].rules[0].effect", "bindings[0].role", "bindings[0].subjects[0]"} {
-		if !strings.Contains(strings.Join(fields, " "), want) {
-			t.Errorf("errors %v lack %s", fields, want)
+	all := strings.Join(fields, "\n")
+	for _, want := range []string{"backends[0].name", "backends[0].http.url", "rules[0].effect", `"missing"`, "subjects[0]"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("errors lack %s:\n%s", want, all)
 		}
 	}
 	if rev, _ := s.CurrentRevision(ctx); rev != 0 {

@@ -14,18 +14,26 @@ var backendName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 // validateConfig checks a whole config a write would produce and reports
 // every problem at once, so nothing the edges would refuse (and nothing the
 // schema would refuse with a less readable message) is ever committed.
+//
+// Policy sections go through internal/policy.Compile, the compiler the edges
+// run; the store's own checks of those sections (what the tables rely on)
+// only speak when the compiler is content, so an error is reported once.
 func validateConfig(c *Config) error {
-	errs := structuralErrors(c)
-	errs = append(errs, compileErrors(c)...)
+	errs := backendErrors(c)
+	if cerrs := compileErrors(c); len(cerrs) > 0 {
+		errs = append(errs, cerrs...)
+	} else {
+		errs = append(errs, policyErrors(c)...)
+	}
 	if len(errs) > 0 {
 		return &InvalidConfigError{Errors: errs}
 	}
 	return nil
 }
 
-// structuralErrors are the checks the tables rely on; the field paths index
-// the sorted lists, with the resource key in the message.
-func structuralErrors(c *Config) []FieldError {
+// backendErrors check the backends; the field paths index the sorted list,
+// with the resource key in the message.
+func backendErrors(c *Config) []FieldError {
 	var errs []FieldError
 	add := func(field, format string, args ...any) {
 		errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
@@ -67,6 +75,16 @@ func structuralErrors(c *Config) []FieldError {
 			add(f+".prefix", "backend %q uses prefix %q, already used by backend %q", b.Name, prefix, other)
 		}
 		prefixes[prefix] = b.Name
+	}
+	return errs
+}
+
+// policyErrors are the checks of roles, bindings and principals the tables
+// rely on.
+func policyErrors(c *Config) []FieldError {
+	var errs []FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	ruleIDs := map[string]string{}
 	for i, r := range c.Roles {
