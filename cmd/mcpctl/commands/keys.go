@@ -1,0 +1,254 @@
+package commands
+
+import (
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+)
+
+// parseLifetime reads a lifetime flag: a Go duration ("36h", "90m") or a
+// whole number of days ("90d"), since key lifetimes are thought of in days.
+func parseLifetime(flag, s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 {
+			return 0, usagef("--%s %q: want a positive number of days like 90d, or a duration like 36h", flag, s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, usagef("--%s %q: want a positive duration like 36h, or days like 90d", flag, s)
+	}
+	return v, nil
+}
+
+// createdKey is the -o json shape of keys create, promised to scripts.
+type createdKey struct {
+	Principal        string `json:"principal"`
+	Key              string `json:"key"`
+	ID               string `json:"id"`
+	ExpireTime       string `json:"expire_time,omitempty"`
+	PrincipalCreated bool   `json:"principal_created"`
+	Revision         int64  `json:"revision"`
+}
+
+func newKeysCmd(g *globals) *cobra.Command {
+	return group("keys", "Create and revoke API keys for principals", newKeysCreateCmd(g), newKeysRevokeCmd(g))
+}
+
+func newKeysCreateCmd(g *globals) *cobra.Command {
+	var (
+		principal, expires, description string
+		out                             *outputFlag
+	)
+	c := &cobra.Command{
+		Use:   "create --principal NAME [--expires 90d] [--description TEXT]",
+		Short: "Mint an API key for a principal (created if it does not exist); the key is shown once",
+		Long: `Mint an API key for a principal, creating the principal (with no groups) if it
+does not exist. The key is printed once, on stdout, and cannot be shown again:
+the control plane keeps only its SHA-256. Clients send it as a bearer token.`,
+		Example: `  mcpctl keys create --principal alice --expires 90d
+  KEY=$(mcpctl keys create --principal ci-bot --description "CI pipeline")
+  mcpctl keys create --principal alice -o json | jq -r .key`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if principal == "" {
+				return usagef("keys create needs --principal NAME")
+			}
+			req := &mcpgwv1.CreateApiKeyRequest{Principal: principal, Description: description}
+			if expires != "" {
+				d, err := parseLifetime("expires", expires)
+				if err != nil {
+					return err
+				}
+				req.Ttl = durationpb.New(d)
+			}
+			cl, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			cctx, cancel := cl.call(c.Context())
+			defer cancel()
+			r, err := cl.CreateApiKey(cctx, req)
+			if err != nil {
+				return cl.rpcError(fmt.Sprintf("creating a key for %q", principal), err)
+			}
+			k := r.GetApiKey()
+			if r.GetPrincipalCreated() {
+				fmt.Fprintf(g.stderr, "created principal %q (no groups; bind it to a role with apply)\n", k.GetPrincipal())
+			}
+			fmt.Fprintf(g.stderr, "created key %s for principal %q, expires %s (revision %d)\n", k.GetId(), k.GetPrincipal(), expiryText(k.GetExpireTime().AsTime(), k.GetExpireTime() != nil), r.GetRevision())
+			fmt.Fprintln(g.stderr, "warning: this is the only time the key is shown; store it now (it cannot be recovered, only revoked)")
+			w := c.OutOrStdout()
+			if out.value == "json" {
+				v := createdKey{Principal: k.GetPrincipal(), Key: r.GetKey(), ID: k.GetId(), PrincipalCreated: r.GetPrincipalCreated(), Revision: r.GetRevision()}
+				if k.GetExpireTime() != nil {
+					v.ExpireTime = timeText(k.GetExpireTime())
+				}
+				return writePlainJSON(w, v)
+			}
+			// The key alone on stdout, so KEY=$(mcpctl keys create ...) works.
+			_, err = fmt.Fprintln(w, r.GetKey())
+			return err
+		},
+	}
+	c.Flags().StringVar(&principal, "principal", "", "principal the key authenticates as (required)")
+	c.Flags().StringVar(&expires, "expires", "", "lifetime, e.g. 90d or 36h (default: never expires)")
+	c.Flags().StringVar(&description, "description", "", "what the key is for")
+	out = addOutputFlag(c, "text", "text", "json")
+	return c
+}
+
+func expiryText(t time.Time, set bool) string {
+	if !set {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func newKeysRevokeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an API key; edges refuse it once they apply the new revision",
+		Args:  exactArgs("ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			cctx, cancel := cl.call(c.Context())
+			defer cancel()
+			r, err := cl.RevokeApiKey(cctx, &mcpgwv1.RevokeApiKeyRequest{Id: args[0]})
+			if err != nil {
+				return cl.rpcError(fmt.Sprintf("revoking key %q", args[0]), err)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "key %s of principal %q revoked (revision %d)\n", r.GetApiKey().GetId(), r.GetApiKey().GetPrincipal(), r.GetRevision())
+			return nil
+		},
+	}
+}
+
+// createdToken is the -o json shape of join-token create.
+type createdToken struct {
+	Token      string            `json:"token"`
+	ID         string            `json:"id"`
+	ExpireTime string            `json:"expire_time"`
+	NodeGroup  string            `json:"node_group,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Command    string            `json:"command"`
+}
+
+func newJoinTokenCmd(g *globals) *cobra.Command {
+	var (
+		ttl, description, nodeGroup, cpAddr, stateDir string
+		labels                                        map[string]string
+		out                                           *outputFlag
+	)
+	create := &cobra.Command{
+		Use:   "create [--ttl 1h] [--labels k=v,...] [--node-group NAME]",
+		Short: "Mint a single-use token that enrolls one new edge, and print the command to run there",
+		Long: `Mint a single-use join token and print the exact 'mcpgw edge' command that
+enrolls a new edge with it. The token is shown once.
+
+The edge connects to the control plane's node listener, which is not the admin
+listener mcpctl talks to; pass it with --control-plane if the printed command's
+address is not the one your edges reach.`,
+		Example: `  mcpctl join-token create --ttl 1h --labels region=eu,tier=web
+  mcpctl join-token create -o json | jq -r .token`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			req := &mcpgwv1.CreateJoinTokenRequest{Labels: labels, NodeGroup: nodeGroup, Description: description}
+			if ttl != "" {
+				d, err := parseLifetime("ttl", ttl)
+				if err != nil {
+					return err
+				}
+				req.Ttl = durationpb.New(d)
+			}
+			cl, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			cctx, cancel := cl.call(c.Context())
+			defer cancel()
+			r, err := cl.CreateJoinToken(cctx, req)
+			if err != nil {
+				return cl.rpcError("creating a join token", err)
+			}
+			jt := r.GetJoinToken()
+			addr := cpAddr
+			if addr == "" {
+				addr = cl.addr
+			}
+			caFile := cl.caFile
+			if caFile == "" {
+				caFile = "ca.crt"
+			}
+			cmd := fmt.Sprintf("mcpgw edge --control-plane %s --ca-file %s --join-token %s --state-dir %s",
+				shellQuote(addr), shellQuote(caFile), r.GetToken(), shellQuote(stateDir))
+			w := c.OutOrStdout()
+			if out.value == "json" {
+				return writePlainJSON(w, createdToken{
+					Token: r.GetToken(), ID: jt.GetId(), ExpireTime: timeText(jt.GetExpireTime()),
+					NodeGroup: jt.GetNodeGroup(), Labels: maps.Clone(jt.GetLabels()), Command: cmd,
+				})
+			}
+			fmt.Fprintf(g.stderr, "warning: this is the only time the token is shown; it enrolls one edge and expires %s\n", timeText(jt.GetExpireTime()))
+			fmt.Fprintf(w, "join token %s (single use, expires %s)\n", jt.GetId(), timeText(jt.GetExpireTime()))
+			fmt.Fprintf(w, "%s\n\n", r.GetToken())
+			fmt.Fprintf(w, "On the new edge, with the control plane's CA bundle copied to %s, run:\n\n", caFile)
+			fmt.Fprintf(w, "  %s\n", cmd)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&ttl, "ttl", "", "how long the token is valid, e.g. 1h or 2d (default 1h, at most 7d)")
+	create.Flags().StringToStringVar(&labels, "labels", nil, "labels for the enrolled node, k=v,...")
+	create.Flags().StringVar(&nodeGroup, "node-group", "", `node group of the enrolled node (default "default")`)
+	create.Flags().StringVar(&description, "description", "", "what the token is for")
+	create.Flags().StringVar(&cpAddr, "control-plane", "", "node listener address to put in the printed edge command (default: --server)")
+	create.Flags().StringVar(&stateDir, "state-dir", "/var/lib/mcpgw", "state directory to put in the printed edge command")
+	out = addOutputFlag(create, "text", "text", "json")
+
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Make an unused join token unusable",
+		Args:  exactArgs("ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.dial()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			cctx, cancel := cl.call(c.Context())
+			defer cancel()
+			if _, err := cl.RevokeJoinToken(cctx, &mcpgwv1.RevokeJoinTokenRequest{Id: args[0]}); err != nil {
+				return cl.rpcError(fmt.Sprintf("revoking join token %q", args[0]), err)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "join token %s revoked\n", args[0])
+			return nil
+		},
+	}
+	return group("join-token", "Create and revoke join tokens that enroll new edges", create, revoke)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it, so the printed
+// command can be pasted as is.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@,+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
