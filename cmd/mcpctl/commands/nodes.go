@@ -151,8 +151,8 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func newRolloutCmd(g *globals) *cobra.Command {
 	var (
-		revision int64
-		watch    bool
+		revision  int64
+		watch     bool
 		timeout   time.Duration
 		nodeGroup string
 	)
