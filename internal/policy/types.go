@@ -1,5 +1,7 @@
 package policy
 
+import "time"
+
 // The input model. These types are what a declarative document's `principals:`,
 // `roles:` and `bindings:` sections decode into (see internal/document) and what
 // the control plane stores; Compile turns them into an immutable Policy.
@@ -48,9 +50,22 @@ type Binding struct {
 	Subjects []string `yaml:"subjects" json:"subjects"`
 }
 
+// Key is the stored form of one API key: the principal it authenticates and
+// the SHA-256 of the whole key string as 64 lowercase hex digits. The secret
+// itself is never stored (DESIGN §5).
+type Key struct {
+	Principal string `yaml:"principal" json:"principal"`
+	SHA256    string `yaml:"sha256" json:"sha256"`
+	// ExpiresAt is when the key stops working; zero means never.
+	ExpiresAt time.Time `yaml:"expires_at,omitempty" json:"expires_at,omitempty"`
+}
+
 // Spec is everything Compile needs.
 type Spec struct {
 	Principals []Principal
 	Roles      []Role
 	Bindings   []Binding
+	// Keys are API key hashes from the control plane's key store; they are
+	// merged with the principals' api_key_sha256 (standalone documents).
+	Keys []Key
 }

@@ -1,0 +1,229 @@
+package policy
+
+import "slices"
+
+// ruleSet indexes the rules of one set of bound roles so that a decision looks
+// at the few rules that can match instead of all of them: first by backend
+// (exact names in a map, everything else in anyBackend), then by item kind and
+// name (exact names in a map, "prefix*" and "*suffix" patterns in maps probed
+// once per distinct literal length, "*" in a list, other globs matched one by
+// one). Methods are checked per candidate with a bit mask. A rule appears in
+// as many buckets as it has patterns; candidates are re-checked, never trusted.
+type ruleSet struct {
+	rules      []*crule // in spec order, for Explain
+	byBackend  map[string]*itemIndex
+	anyBackend itemIndex
+}
+
+type itemIndex struct {
+	noItems []*crule // rules that name no items: they cover every item and itemless requests
+	kinds   [numKinds]kindIndex
+}
+
+type kindIndex struct {
+	all        []*crule
+	exact      map[string][]*crule
+	prefix     map[string][]*crule
+	prefixLens []int
+	suffix     map[string][]*crule
+	suffixLens []int
+	other      []globRule
+}
+
+type globRule struct {
+	pattern string
+	rule    *crule
+}
+
+func buildRuleSet(rules []*crule) *ruleSet {
+	rs := &ruleSet{rules: rules, byBackend: make(map[string]*itemIndex)}
+	for _, r := range rules {
+		if r.exactBackend {
+			for _, b := range r.backends {
+				ix := rs.byBackend[b]
+				if ix == nil {
+					ix = &itemIndex{}
+					rs.byBackend[b] = ix
+				}
+				ix.add(r)
+			}
+			continue
+		}
+		rs.anyBackend.add(r)
+	}
+	return rs
+}
+
+func (ix *itemIndex) add(r *crule) {
+	if !r.hasItems {
+		ix.noItems = appendOnce(ix.noItems, r)
+		return
+	}
+	for kind := KindTool; kind < numKinds; kind++ {
+		for _, pat := range r.items[kind] {
+			ix.kinds[kind].add(pat, r)
+		}
+	}
+}
+
+func (k *kindIndex) add(pattern string, r *crule) {
+	kind, lit := classify(pattern)
+	switch kind {
+	case globExact:
+		if k.exact == nil {
+			k.exact = make(map[string][]*crule)
+		}
+		k.exact[lit] = appendOnce(k.exact[lit], r)
+	case globAll:
+		k.all = appendOnce(k.all, r)
+	case globPrefix:
+		if k.prefix == nil {
+			k.prefix = make(map[string][]*crule)
+		}
+		k.prefix[lit] = appendOnce(k.prefix[lit], r)
+		k.prefixLens = insertLen(k.prefixLens, len(lit))
+	case globSuffix:
+		if k.suffix == nil {
+			k.suffix = make(map[string][]*crule)
+		}
+		k.suffix[lit] = appendOnce(k.suffix[lit], r)
+		k.suffixLens = insertLen(k.suffixLens, len(lit))
+	default:
+		k.other = append(k.other, globRule{pattern: pattern, rule: r})
+	}
+}
+
+// appendOnce keeps a bucket free of the same rule twice (a rule listing two
+// patterns that land in one bucket); rules arrive in spec order, so checking
+// the last element is enough.
+func appendOnce(list []*crule, r *crule) []*crule {
+	if n := len(list); n > 0 && list[n-1] == r {
+		return list
+	}
+	return append(list, r)
+}
+
+func insertLen(lens []int, n int) []int {
+	i, found := slices.BinarySearch(lens, n)
+	if found {
+		return lens
+	}
+	return slices.Insert(lens, i, n)
+}
+
+// matcher accumulates the first matching deny and allow rule (by spec order)
+// over the candidate buckets of one request.
+type matcher struct {
+	methodID int // -1 when the method is not in knownMethods
+	method   string
+	backend  string
+	deny     *crule
+	allow    *crule
+}
+
+func (m *matcher) consider(r *crule, checkBackend bool) {
+	if r.deny {
+		if m.deny != nil && m.deny.order <= r.order {
+			return
+		}
+	} else if m.allow != nil && m.allow.order <= r.order {
+		return
+	}
+	if !r.matchMethod(m.methodID, m.method) {
+		return
+	}
+	if checkBackend && !r.matchBackend(m.backend) {
+		return
+	}
+	if r.deny {
+		m.deny = r
+	} else {
+		m.allow = r
+	}
+}
+
+func (m *matcher) considerAll(list []*crule, checkBackend bool) {
+	for _, r := range list {
+		m.consider(r, checkBackend)
+	}
+}
+
+func (r *crule) matchMethod(id int, method string) bool {
+	if r.anyMethod {
+		return true
+	}
+	if id >= 0 {
+		return r.methodMask&(1<<uint(id)) != 0
+	}
+	for _, g := range r.methodGlobs {
+		if matchGlob(g, method) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *crule) matchBackend(backend string) bool {
+	if r.anyBackend {
+		return true
+	}
+	for _, b := range r.backends {
+		if matchGlob(b, backend) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchItem reports whether the rule covers the request's item; used by
+// Explain, while decisions get the same answer from the index.
+func (r *crule) matchItem(kind ItemKind, name string) bool {
+	if !r.hasItems {
+		return true
+	}
+	if kind == KindNone || kind >= numKinds {
+		return false
+	}
+	for _, g := range r.items[kind] {
+		if matchGlob(g, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ix *itemIndex) collect(m *matcher, kind ItemKind, name string, checkBackend bool) {
+	m.considerAll(ix.noItems, checkBackend)
+	if kind == KindNone || kind >= numKinds {
+		return
+	}
+	k := &ix.kinds[kind]
+	m.considerAll(k.all, checkBackend)
+	if k.exact != nil {
+		m.considerAll(k.exact[name], checkBackend)
+	}
+	for _, n := range k.prefixLens {
+		if n > len(name) {
+			break
+		}
+		m.considerAll(k.prefix[name[:n]], checkBackend)
+	}
+	for _, n := range k.suffixLens {
+		if n > len(name) {
+			break
+		}
+		m.considerAll(k.suffix[name[len(name)-n:]], checkBackend)
+	}
+	for _, g := range k.other {
+		if matchGlob(g.pattern, name) {
+			m.consider(g.rule, checkBackend)
+		}
+	}
+}
+
+func (rs *ruleSet) decide(m *matcher, kind ItemKind, name string) {
+	if ix := rs.byBackend[m.backend]; ix != nil {
+		ix.collect(m, kind, name, false)
+	}
+	rs.anyBackend.collect(m, kind, name, true)
+}
