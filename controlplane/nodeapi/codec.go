@@ -40,7 +40,9 @@ func (c snapshotCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-func (c snapshotCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+func (c snapshotCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return c.proto.Unmarshal(data, v)
+}
 
 // preEncoded is a ConfigStreamResponse in wire form, split so that the
 // shared payload is never copied. Protobuf fields may come in any order, so

@@ -260,4 +260,3 @@ func report(st *mcpgwv1.EdgeStatus) store.NodeReport {
 	}
 	return rep
 }
-
