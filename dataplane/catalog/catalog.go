@@ -236,11 +236,18 @@ func (c *Catalog) Lookup(k Kind, name string) (*Item, bool) {
 	return it, ok
 }
 
-// Resource finds the backend serving uri: a listed resource first, then
-// the first template (in catalog order) that matches.
+// Resource finds the backend serving uri: a listed resource first, then a
+// template spelled exactly so (completion refers to templates by their
+// template string), then the first template (in catalog order) that
+// matches.
 func (c *Catalog) Resource(uri string) (*Item, bool) {
 	if it, ok := c.resources[uri]; ok {
 		return it, true
+	}
+	for _, it := range c.items[Templates] {
+		if it.Name == uri {
+			return it, true
+		}
 	}
 	for _, it := range c.items[Templates] {
 		if it.tmpl.MatchString(uri) {

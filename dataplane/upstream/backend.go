@@ -154,6 +154,9 @@ type Backend struct {
 
 	// cur is the live connection, nil while down.
 	cur atomic.Pointer[conn]
+	// inflight counts calls in progress, so a removed backend can be
+	// drained before it is stopped.
+	inflight atomic.Int64
 
 	// mu guards changed, which is closed and replaced whenever cur changes
 	// so callers can wait for a reconnect.
@@ -215,6 +218,9 @@ func (b *Backend) Name() string { return b.cfg.Name }
 
 // Config returns the backend's configuration.
 func (b *Backend) Config() Config { return b.cfg }
+
+// Inflight returns the number of calls in progress.
+func (b *Backend) Inflight() int64 { return b.inflight.Load() }
 
 // Healthy reports whether the backend has an initialized connection.
 func (b *Backend) Healthy() bool { return b.cur.Load() != nil }
@@ -294,6 +300,8 @@ func (b *Backend) changedCh() <-chan struct{} {
 // be nil. An error means no response came from the backend; a JSON-RPC error
 // from the backend is a Response with Error set.
 func (b *Backend) Call(ctx context.Context, method string, params json.RawMessage, sink Sink) (Response, error) {
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
 	ctx, cancel := context.WithTimeoutCause(ctx, b.cfg.Timeout, ErrTimeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {

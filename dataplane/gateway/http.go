@@ -1,0 +1,425 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpgw/mcpgw/dataplane/rpc"
+	"github.com/mcpgw/mcpgw/dataplane/session"
+	"github.com/mcpgw/mcpgw/dataplane/state"
+)
+
+// Header values set on every reply, allocated once.
+var (
+	hdrJSON       = []string{"application/json"}
+	hdrEventStrm  = []string{"text/event-stream"}
+	hdrNoCache    = []string{"no-cache"}
+	hdrNoSniff    = []string{"nosniff"}
+	hdrAllowVerbs = []string{"GET, POST, DELETE"}
+)
+
+// ServeHTTP serves the Streamable HTTP transport (mount it at /mcp).
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// DNS rebinding defence: a page on an attacker's domain that resolves
+	// to this edge still sends its own Host and Origin.
+	if !g.hostAllowed(r.Host) {
+		http.Error(w, "mcpgw: Host "+strconv.Quote(r.Host)+" is not allowed", http.StatusForbidden)
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && !g.originAllowed(origin) {
+		http.Error(w, "mcpgw: Origin "+strconv.Quote(origin)+" is not allowed", http.StatusForbidden)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		g.servePost(w, r)
+	case http.MethodGet:
+		g.serveGet(w, r)
+	case http.MethodDelete:
+		g.serveDelete(w, r)
+	default:
+		w.Header()["Allow"] = hdrAllowVerbs
+		http.Error(w, "mcpgw: method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+func (g *Gateway) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	allowed := g.opts.AllowedHosts
+	if len(allowed) == 0 {
+		allowed = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, host) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gateway) originAllowed(origin string) bool {
+	if len(g.opts.AllowedOrigins) == 0 {
+		u, err := url.Parse(origin)
+		return err == nil && u.Host != "" && g.hostAllowed(u.Host)
+	}
+	for _, a := range g.opts.AllowedOrigins {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeRPCError answers with an HTTP status and a JSON-RPC error body.
+func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, e *rpc.Error) {
+	body := rpc.AppendErrorResponse(nil, id, e)
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, rq *Request) bool {
+	p, err := g.opts.Auth.Authenticate(r.Context(), Credentials{Transport: "http", Header: r.Header, RemoteAddr: r.RemoteAddr})
+	if err != nil {
+		rq.Status = StatusDenied
+		rq.Error = err.Error()
+		writeRPCError(w, http.StatusUnauthorized, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: unauthenticated: %v", err))
+		return false
+	}
+	rq.Principal = p
+	return true
+}
+
+// lookupSession finds the request's session or answers 400 (no id) or 404
+// (unknown, expired, or another principal's: never reveal which).
+func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request, p Principal) *session.Session {
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		writeRPCError(w, http.StatusBadRequest, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: missing Mcp-Session-Id header (initialize first)"))
+		return nil
+	}
+	s := g.sessions.Get(sid)
+	if s == nil || s.Principal != p.Name {
+		writeRPCError(w, http.StatusNotFound, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: unknown or expired session; initialize a new one"))
+		return nil
+	}
+	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && v != s.Version {
+		writeRPCError(w, http.StatusBadRequest, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: MCP-Protocol-Version %q does not match the session's negotiated %q", v, s.Version))
+		return nil
+	}
+	return s
+}
+
+func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
+	rq := &Request{Start: time.Now(), Transport: "http"}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		writeRPCError(w, http.StatusUnsupportedMediaType, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: Content-Type must be application/json, got %q", ct))
+		return
+	}
+	body, err := readBody(w, r, g.opts.MaxBodyBytes)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeRPCError(w, http.StatusRequestEntityTooLarge, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: request body exceeds %d bytes", g.opts.MaxBodyBytes))
+			return
+		}
+		writeRPCError(w, http.StatusBadRequest, nil, rpc.Errorf(rpc.CodeParseError, "mcpgw: reading body: %v", err))
+		return
+	}
+	rq.RequestBytes = len(body)
+	m, badID, perr := parse(body)
+	if perr != nil {
+		writeRPCError(w, http.StatusBadRequest, badID, perr)
+		return
+	}
+	if m.IsRequest() {
+		g.opts.Record.Begin(rq)
+	}
+	if !g.authenticate(w, r, rq) {
+		if m.IsRequest() {
+			rq.Method = m.Method
+			g.finish(r.Context(), m.ID, rq, nil)
+		}
+		return
+	}
+	st := g.state.Load()
+
+	if m.Method == "initialize" && m.IsRequest() {
+		g.serveInitialize(w, r, st, m, rq)
+		return
+	}
+	sess := g.lookupSession(w, r, rq.Principal)
+	if sess == nil {
+		return
+	}
+	release := sess.Acquire()
+	defer release()
+	switch {
+	case m.IsNotification():
+		g.notification(st, sess, m)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	case m.IsResponse():
+		if !sess.Deliver(&m.Message) {
+			g.log.Debug("client answered a request the edge is not waiting on", "id", string(m.ID))
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	rw := newReplyWriter(w, acceptsSSE(r), g.opts.KeepAlive)
+	resp := g.serve(r.Context(), st, sess, m, rw, rq)
+	rw.finish(resp, rq.AuditID)
+}
+
+func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, st *state.State, m *message, rq *Request) {
+	sess := session.New(session.NewID(), rq.Principal.Name, "http")
+	result := g.initialize(st, sess, m.Params)
+	rq.Method, rq.ID = m.Method, m.ID
+	rq.SessionID, rq.ProtocolVersion = sess.ID, sess.Version
+	rq.ClientName, rq.ClientVersion = sess.ClientName, sess.ClientVersion
+	if !g.allowed(r.Context(), rq, Action{Method: m.Method}) {
+		resp := g.finish(r.Context(), m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.denied(rq)))
+		writeJSON(w, resp, rq.AuditID)
+		return
+	}
+	rq.Status = StatusOK
+	resp := g.finish(r.Context(), m.ID, rq, rpc.AppendResponse(nil, m.ID, result, nil))
+	g.sessions.Add(sess)
+	w.Header()["Mcp-Session-Id"] = []string{sess.ID}
+	writeJSON(w, resp, rq.AuditID)
+}
+
+func writeJSON(w http.ResponseWriter, body []byte, auditID string) {
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if auditID != "" {
+		h["Mcpgw-Audit-Id"] = []string{auditID}
+	}
+	_, _ = w.Write(body)
+}
+
+// readBody reads the whole body once into memory, bounded.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	if r.ContentLength > 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		// Make sure nothing follows the declared length.
+		if n, _ := rd.Read(make([]byte, 1)); n > 0 {
+			return nil, errors.New("body longer than Content-Length")
+		}
+		return buf, nil
+	}
+	return io.ReadAll(rd)
+}
+
+func acceptsSSE(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		if strings.Contains(v, "text/event-stream") || strings.Contains(v, "*/*") {
+			return true
+		}
+	}
+	return false
+}
+
+// replyWriter answers one POST: as a single JSON body when nothing but the
+// response is sent, upgraded to an SSE stream as soon as a notification or
+// a server→client request has to go out first (or a keep-alive is due on
+// a long call).
+type replyWriter struct {
+	// mu guards every field below: the handler and the goroutine reading
+	// the backend both write.
+	mu        sync.Mutex
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	canSSE    bool
+	sse       bool
+	done      bool
+	keepAlive *time.Timer
+	every     time.Duration
+}
+
+func newReplyWriter(w http.ResponseWriter, canSSE bool, keepAlive time.Duration) *replyWriter {
+	rw := &replyWriter{w: w, rc: http.NewResponseController(w), canSSE: canSSE, every: keepAlive}
+	if canSSE {
+		rw.keepAlive = time.AfterFunc(keepAlive, rw.ping)
+	}
+	return rw
+}
+
+var errNoSSE = errors.New("the client does not accept an SSE reply to this request")
+
+// upgradeLocked switches to SSE. rw.mu must be held.
+func (rw *replyWriter) upgradeLocked() {
+	if rw.sse {
+		return
+	}
+	h := rw.w.Header()
+	h["Content-Type"] = hdrEventStrm
+	h["Cache-Control"] = hdrNoCache
+	h["X-Content-Type-Options"] = hdrNoSniff
+	rw.w.WriteHeader(http.StatusOK)
+	rw.sse = true
+}
+
+// Send implements Outbound.
+func (rw *replyWriter) Send(msg []byte) error {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.done {
+		return errors.New("the reply is already complete")
+	}
+	if !rw.canSSE {
+		return errNoSSE
+	}
+	rw.upgradeLocked()
+	if err := writeEvent(rw.w, "", msg); err != nil {
+		return err
+	}
+	return rw.rc.Flush()
+}
+
+// ping writes a keep-alive comment so proxies do not cut a long call.
+func (rw *replyWriter) ping() {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.done {
+		return
+	}
+	rw.upgradeLocked()
+	_, _ = io.WriteString(rw.w, ": keep-alive\n\n")
+	_ = rw.rc.Flush()
+	rw.keepAlive.Reset(rw.every)
+}
+
+// finish writes the response and ends the reply.
+func (rw *replyWriter) finish(resp []byte, auditID string) {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	rw.done = true
+	if rw.keepAlive != nil {
+		rw.keepAlive.Stop()
+	}
+	if !rw.sse {
+		writeJSON(rw.w, resp, auditID)
+		return
+	}
+	_ = writeEvent(rw.w, "", resp)
+	_ = rw.rc.Flush()
+}
+
+func writeEvent(w io.Writer, id string, data []byte) error {
+	buf := make([]byte, 0, len(data)+32)
+	if id != "" {
+		buf = append(buf, "id: "...)
+		buf = append(buf, id...)
+		buf = append(buf, '\n')
+	}
+	buf = append(buf, "event: message\ndata: "...)
+	buf = append(buf, data...)
+	buf = append(buf, "\n\n"...)
+	_, err := w.Write(buf)
+	return err
+}
+
+// serveGet streams the session's server-initiated messages (list_changed,
+// resources/updated, logs) with event ids, replaying after Last-Event-ID.
+func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
+	if !acceptsSSE(r) {
+		http.Error(w, "mcpgw: GET needs Accept: text/event-stream", http.StatusNotAcceptable)
+		return
+	}
+	rq := &Request{Start: time.Now(), Transport: "http"}
+	if !g.authenticate(w, r, rq) {
+		return
+	}
+	sess := g.lookupSession(w, r, rq.Principal)
+	if sess == nil {
+		return
+	}
+	release := sess.Acquire()
+	defer release()
+	after := sess.Outbox.Sent()
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, "mcpgw: bad Last-Event-ID", http.StatusBadRequest)
+			return
+		}
+		after = n
+	}
+	h := w.Header()
+	h["Content-Type"] = hdrEventStrm
+	h["Cache-Control"] = hdrNoCache
+	h["X-Content-Type-Options"] = hdrNoSniff
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	// A comment first, so the client sees the stream is open at once.
+	_, _ = io.WriteString(w, ": stream open\n\n")
+	_ = rc.Flush()
+	ka := time.NewTicker(g.opts.KeepAlive)
+	defer ka.Stop()
+	for {
+		evs, wake, lost, closed := sess.Outbox.Since(after)
+		if lost {
+			g.log.Warn("GET stream resumed past the replay window; some events are lost", "session", sess.ID)
+		}
+		for _, e := range evs {
+			if err := writeEvent(w, strconv.FormatUint(e.ID, 10), e.Data); err != nil {
+				return
+			}
+			after = e.ID
+		}
+		if len(evs) > 0 {
+			if rc.Flush() != nil {
+				return
+			}
+			sess.Outbox.MarkSent(after)
+		}
+		if closed {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-wake:
+		case <-ka.C:
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
+	rq := &Request{Start: time.Now(), Transport: "http"}
+	if !g.authenticate(w, r, rq) {
+		return
+	}
+	sess := g.lookupSession(w, r, rq.Principal)
+	if sess == nil {
+		return
+	}
+	g.sessions.Remove(sess.ID)
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,61 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/mcpgw/mcpgw/dataplane/rpc"
+	"github.com/mcpgw/mcpgw/internal/mcpwire"
+)
+
+// message is one client message as the strict envelope scanner saw it.
+// The policy decision reads names and URIs from env, and the bytes sent
+// upstream are the same bytes, so a duplicate or case-variant key cannot
+// make the check and the backend disagree (DESIGN §4.1).
+type message struct {
+	rpc.Message
+	env mcpwire.Envelope
+}
+
+// parse scans body. On failure it returns the JSON-RPC error to answer
+// with and whatever id could be read.
+func parse(body []byte) (*message, json.RawMessage, *rpc.Error) {
+	m := &message{}
+	if err := mcpwire.Scan(body, &m.env); err != nil {
+		code := rpc.CodeInvalidRequest
+		var we *mcpwire.Error
+		if errors.As(err, &we) {
+			code = we.Code
+		}
+		return nil, m.env.ID, rpc.Errorf(code, "mcpgw: %v", err)
+	}
+	e := &m.env
+	m.JSONRPC = "2.0"
+	m.ID = e.ID
+	m.Params = e.Params
+	switch e.Kind {
+	case mcpwire.KindRequest, mcpwire.KindNotification:
+		m.Method = e.MethodString()
+	case mcpwire.KindResult:
+		m.Result = e.Result
+	case mcpwire.KindError:
+		m.Error = e.Error
+	}
+	return m, nil, nil
+}
+
+func (m *message) name() string   { return m.env.NameString() }
+func (m *message) uri() string    { return m.env.URIString() }
+func (m *message) cursor() string { return m.env.Cursor.String() }
+
+// paramsWithName returns params with params.name set to name, splicing
+// the one string so arguments pass through byte for byte.
+func (m *message) paramsWithName(name string) json.RawMessage {
+	p, n := m.env.Params, m.env.Name
+	// Both alias the body and run to its end, so capacities give offsets.
+	off := cap(p) - cap(n)
+	out := make([]byte, 0, len(p)+len(name)+8)
+	out = append(out, p[:off]...)
+	out = mcpwire.AppendString(out, name)
+	return append(out, p[off+len(n):]...)
+}
