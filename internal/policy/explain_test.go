@@ -59,6 +59,14 @@ func TestExplain(t *testing.T) {
 // rule-by-rule evaluation of Explain on random policies and requests: the
 // first matching deny in spec order, else the first matching allow.
 func TestIndexAgreesWithLinearScan(t *testing.T) {
+	defer func(n int) { smallBucket = n }(smallBucket)
+	for _, limit := range []int{0, 2, 8} {
+		smallBucket = limit
+		t.Run(fmt.Sprintf("smallBucket=%d", limit), testIndexAgreesWithLinearScan)
+	}
+}
+
+func testIndexAgreesWithLinearScan(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	pick := func(opts []string, max int) []string {
 		n := rng.IntN(max + 1)

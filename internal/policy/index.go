@@ -1,6 +1,9 @@
 package policy
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // ruleSet indexes the rules of one set of bound roles so that a decision looks
 // at the few rules that can match instead of all of them: first by backend
@@ -28,7 +31,21 @@ type kindIndex struct {
 	suffix     map[string][]*crule
 	suffixLens []int
 	other      []globRule
+	// Small buckets are scanned instead of hashed: comparing a handful of
+	// short literals costs less than hashing the name once per lookup, and
+	// realistic policies have only a few patterns per backend.
+	exactList, prefixList, suffixList []literalRules
 }
+
+// literalRules is one literal of a small bucket and its rules.
+type literalRules struct {
+	lit   string
+	rules []*crule
+}
+
+// smallBucket is the size up to which a bucket is scanned linearly. It is a
+// variable only so tests can force either representation.
+var smallBucket = 8
 
 type globRule struct {
 	pattern string
@@ -51,7 +68,35 @@ func buildRuleSet(rules []*crule) *ruleSet {
 		}
 		rs.anyBackend.add(r)
 	}
+	for _, ix := range rs.byBackend {
+		ix.finish()
+	}
+	rs.anyBackend.finish()
 	return rs
+}
+
+// finish freezes the index: small maps become lists (in spec order of first
+// appearance, which does not matter for correctness: the matcher keeps the
+// lowest order).
+func (ix *itemIndex) finish() {
+	for kind := range ix.kinds {
+		k := &ix.kinds[kind]
+		k.exactList, k.exact = shrink(k.exact)
+		k.prefixList, k.prefix = shrink(k.prefix)
+		k.suffixList, k.suffix = shrink(k.suffix)
+	}
+}
+
+func shrink(m map[string][]*crule) ([]literalRules, map[string][]*crule) {
+	if len(m) == 0 || len(m) > smallBucket {
+		return nil, m
+	}
+	list := make([]literalRules, 0, len(m))
+	for lit, rules := range m {
+		list = append(list, literalRules{lit: lit, rules: rules})
+	}
+	slices.SortFunc(list, func(a, b literalRules) int { return strings.Compare(a.lit, b.lit) })
+	return list, nil
 }
 
 func (ix *itemIndex) add(r *crule) {
@@ -199,20 +244,39 @@ func (ix *itemIndex) collect(m *matcher, kind ItemKind, name string, checkBacken
 	}
 	k := &ix.kinds[kind]
 	m.considerAll(k.all, checkBackend)
+	for i := range k.exactList {
+		if k.exactList[i].lit == name {
+			m.considerAll(k.exactList[i].rules, checkBackend)
+		}
+	}
+	for i := range k.prefixList {
+		if strings.HasPrefix(name, k.prefixList[i].lit) {
+			m.considerAll(k.prefixList[i].rules, checkBackend)
+		}
+	}
+	for i := range k.suffixList {
+		if strings.HasSuffix(name, k.suffixList[i].lit) {
+			m.considerAll(k.suffixList[i].rules, checkBackend)
+		}
+	}
 	if k.exact != nil {
 		m.considerAll(k.exact[name], checkBackend)
 	}
-	for _, n := range k.prefixLens {
-		if n > len(name) {
-			break
+	if k.prefix != nil {
+		for _, n := range k.prefixLens {
+			if n > len(name) {
+				break
+			}
+			m.considerAll(k.prefix[name[:n]], checkBackend)
 		}
-		m.considerAll(k.prefix[name[:n]], checkBackend)
 	}
-	for _, n := range k.suffixLens {
-		if n > len(name) {
-			break
+	if k.suffix != nil {
+		for _, n := range k.suffixLens {
+			if n > len(name) {
+				break
+			}
+			m.considerAll(k.suffix[name[len(name)-n:]], checkBackend)
 		}
-		m.considerAll(k.suffix[name[len(name)-n:]], checkBackend)
 	}
 	for _, g := range k.other {
 		if matchGlob(g.pattern, name) {
@@ -222,8 +286,10 @@ func (ix *itemIndex) collect(m *matcher, kind ItemKind, name string, checkBacken
 }
 
 func (rs *ruleSet) decide(m *matcher, kind ItemKind, name string) {
-	if ix := rs.byBackend[m.backend]; ix != nil {
-		ix.collect(m, kind, name, false)
+	if len(rs.byBackend) > 0 {
+		if ix := rs.byBackend[m.backend]; ix != nil {
+			ix.collect(m, kind, name, false)
+		}
 	}
 	rs.anyBackend.collect(m, kind, name, true)
 }
