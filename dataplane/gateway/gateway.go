@@ -10,6 +10,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -338,7 +339,9 @@ func (g *Gateway) list(ctx context.Context, st *state.State, k catalog.Kind, cur
 		}
 		b = append(b, it.JSON...)
 	}
-	b = append(b, ']')
+	// The list is filtered for this caller, so no cache may share it across
+	// callers; and the catalog can change at any time (2026-07-28 caching).
+	b = append(b, `],"ttlMs":0,"cacheScope":"private"`...)
 	if next != "" {
 		b = append(b, `,"nextCursor":`...)
 		b = append(b, rpc.Quote(next)...)
@@ -572,6 +575,9 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 		rq.Error = rpc.StringField(resp.Error, "message")
 		return nil, resp.Error
 	}
+	if method == "resources/read" {
+		return privateScope(resp.Result), nil
+	}
 	if method == "tools/call" && string(rpc.Field(resp.Result, "isError")) == "true" {
 		rq.Status = StatusError
 		rq.Error = "tool reported an error"
@@ -690,4 +696,18 @@ func (g *Gateway) notification(st *state.State, sess *session.Session, m *messag
 			}
 		}
 	}
+}
+
+// privateScope turns a "public" cache hint on a relayed result into
+// "private": what one caller may read, policy may deny another, so a shared
+// cache in front of the edge must never serve it across callers.
+func privateScope(result json.RawMessage) json.RawMessage {
+	if !bytes.Contains(result, []byte(`"cacheScope"`)) {
+		return result
+	}
+	out, err := rpc.SetField(result, "cacheScope", json.RawMessage(`"private"`))
+	if err != nil {
+		return result
+	}
+	return out
 }
