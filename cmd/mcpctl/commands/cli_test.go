@@ -74,6 +74,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate" for "mcpctl"`},
 		{"unknown subcommand", []string{"config", "frob"}, `unknown command "frob" for "mcpctl config"`},
+		{"typo", []string{"gett", "roles"}, `did you mean "get"?`},
 		{"unknown flag", []string{"get", "backends", "--bogus"}, "unknown flag: --bogus"},
 		{"unknown global flag", []string{"--bogus", "version"}, "unknown flag: --bogus"},
 		{"bad output", []string{"get", "backends", "-o", "xml"}, `unknown output format "xml"`},

@@ -145,6 +145,9 @@ func groupRun(c *cobra.Command, args []string) error {
 		return c.Help()
 	}
 	hint := ""
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2 // cobra's own default, which it applies only on its own path
+	}
 	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 		hint = fmt.Sprintf("; did you mean %q?", s[0])
 	}

@@ -1,0 +1,127 @@
+package commands
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/ from the current output")
+
+// transcript records a session of mcpctl commands the way a terminal shows
+// them, with volatile values masked, for comparison with a golden file.
+type transcript struct {
+	c     *cli
+	b     strings.Builder
+	masks []mask
+}
+
+type mask struct {
+	re   *regexp.Regexp
+	with string
+}
+
+// Masks for values that differ on every run. Each replaces a value of fixed
+// width (ids, tokens, times to the second) so table alignment stays
+// deterministic.
+var volatile = []mask{
+	{regexp.MustCompile(`mcpgw_[A-Za-z0-9]+_[A-Za-z0-9_-]+`), "<API-KEY>"},
+	{regexp.MustCompile(`mcpgwjt_[A-Za-z0-9_-]+`), "<JOIN-TOKEN>"},
+	{regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`), "<UUID>"},
+	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`), "<TIME>"},
+	{regexp.MustCompile(`\bdevel(-[0-9a-f]+)?\b`), "<VERSION>"},
+	{regexp.MustCompile(`\(go1\.[0-9.]+ [a-z0-9]+/[a-z0-9]+\)`), "(<GO>)"},
+}
+
+func newTranscript(c *cli, extra ...mask) *transcript {
+	return &transcript{c: c, masks: append(append([]mask{}, extra...), volatile...)}
+}
+
+func (tr *transcript) mask(s string) string {
+	for _, m := range tr.masks {
+		s = m.re.ReplaceAllString(s, m.with)
+	}
+	return s
+}
+
+// run executes one command, records it, and returns its exit code and
+// unmasked stdout.
+func (tr *transcript) run(args ...string) (int, string) {
+	tr.c.t.Helper()
+	code, out, errOut := tr.c.run(args...)
+	tr.record(args, code, out, errOut)
+	return code, out
+}
+
+// ok is run for a command that must succeed.
+func (tr *transcript) ok(args ...string) string {
+	tr.c.t.Helper()
+	code, out := tr.run(args...)
+	if code != exitOK {
+		tr.c.t.Fatalf("mcpctl %s: exit %d\n%s", strings.Join(args, " "), code, tr.b.String())
+	}
+	return out
+}
+
+func (tr *transcript) record(args []string, code int, out, errOut string) {
+	fmt.Fprintf(&tr.b, "$ mcpctl %s\n", tr.mask(strings.Join(args, " ")))
+	tr.b.WriteString(tr.mask(out))
+	if errOut != "" {
+		for line := range strings.SplitSeq(strings.TrimSuffix(tr.mask(errOut), "\n"), "\n") {
+			fmt.Fprintf(&tr.b, "stderr> %s\n", line)
+		}
+	}
+	if code != exitOK {
+		fmt.Fprintf(&tr.b, "[exit %d]\n", code)
+	}
+	tr.b.WriteString("\n")
+}
+
+// check compares the transcript with testdata/<name>.golden, or rewrites
+// it with -update.
+func (tr *transcript) check(name string) {
+	t := tr.c.t
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	got := tr.b.String()
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test -update rewrites it):\n%s", path, lineDiff(string(want), got))
+	}
+}
+
+// lineDiff shows the first differing lines, enough to see what changed.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < max(len(w), len(g)) && shown < 20; i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			fmt.Fprintf(&b, "line %d:\n  want: %q\n  got:  %q\n", i+1, wl, gl)
+			shown++
+		}
+	}
+	return b.String()
+}
