@@ -25,6 +25,15 @@ import (
 // drained the spool or the disk is writable again.
 var ErrAuditUnavailable = errors.New("audit unavailable")
 
+// The refusals, made once: refusing must stay cheap when it happens for
+// every request.
+var (
+	errShutDown     = fmt.Errorf("%w: the audit log is shut down", ErrAuditUnavailable)
+	errSpoolFull    = fmt.Errorf("%w: the audit spool is full", ErrAuditUnavailable)
+	errSpoolFailing = fmt.Errorf("%w: the audit spool cannot be written", ErrAuditUnavailable)
+	errQueueFull    = fmt.Errorf("%w: the audit queue is full (the spool writer is behind)", ErrAuditUnavailable)
+)
+
 // Log is the edge's audit pipeline: Record hands events to a single writer
 // that seals them into hash-chained batches in an append-only spool, and one
 // goroutine per Sink delivers the spooled batches and acknowledges them.
@@ -139,7 +148,7 @@ func validSinkName(n string) bool {
 // on_full: refuse a call is turned away before it has any effect upstream.
 func (l *Log) Available() error {
 	if l.closed.Load() {
-		return fmt.Errorf("%w: the audit log is shut down", ErrAuditUnavailable)
+		return errShutDown
 	}
 	if l.full.Load() && !l.drop {
 		return l.unavailable()
@@ -149,9 +158,9 @@ func (l *Log) Available() error {
 
 func (l *Log) unavailable() error {
 	if l.writeFailing.Load() {
-		return fmt.Errorf("%w: the audit spool cannot be written", ErrAuditUnavailable)
+		return errSpoolFailing
 	}
-	return fmt.Errorf("%w: the audit spool is full", ErrAuditUnavailable)
+	return errSpoolFull
 }
 
 // Record validates ev and hands it to the writer. In sync mode it returns
@@ -169,11 +178,11 @@ func (l *Log) Record(ctx context.Context, ev *audit.Event) error {
 	if l.closed.Load() {
 		l.inflight.Add(-1)
 		l.refused.Add(1)
-		return fmt.Errorf("%w: the audit log is shut down", ErrAuditUnavailable)
+		return errShutDown
 	}
 	if l.full.Load() {
 		l.inflight.Add(-1)
-		return l.overflow(ev)
+		return l.overflow(ev, l.unavailable())
 	}
 	bp := l.bufs.Get().(*[]byte)
 	*bp = ev.AppendJSON((*bp)[:0])
@@ -185,7 +194,7 @@ func (l *Log) Record(ctx context.Context, ev *audit.Event) error {
 		if !l.sync {
 			l.inflight.Add(-1)
 			l.bufs.Put(bp)
-			return l.overflow(ev)
+			return l.overflow(ev, errQueueFull)
 		}
 		// A sync caller waits for room: the queue is only full when the
 		// disk is slower than the callers, and they are waiting anyway.
@@ -216,11 +225,11 @@ func (l *Log) Record(ctx context.Context, ev *audit.Event) error {
 }
 
 // overflow handles an event that found the spool full (or the queue full
-// in async mode).
-func (l *Log) overflow(ev *audit.Event) error {
+// in async mode): refused with why, or dropped and counted.
+func (l *Log) overflow(ev *audit.Event, why error) error {
 	if !l.drop {
 		l.refused.Add(1)
-		return l.unavailable()
+		return why
 	}
 	l.dropped.Add(1)
 	l.dropMu.Lock()
@@ -267,6 +276,9 @@ func (l *Log) Run(ctx context.Context) error {
 		defer close(l.writerDone)
 		return l.writeLoop(ctx)
 	})
+	if l.cfg.Fsync == FsyncInterval {
+		g.Go(func() error { l.syncLoop(l.writerDone); return nil })
+	}
 	for _, s := range l.sinks {
 		sg.Go(func() error { return l.runSink(sinkCtx, s) })
 	}
@@ -377,17 +389,17 @@ func (w *writer) release(err error) {
 func (l *Log) writeLoop(ctx context.Context) error {
 	w := &writer{l: l, nextSeq: l.spool.nextSeq, prevHash: l.spool.prevHash}
 	var (
-		retryAt  time.Time
-		backoff  = l.cfg.RetryMin
-		lastSync = time.Now()
-		timer    = time.NewTimer(time.Hour)
-		closing  bool
+		retryAt time.Time
+		backoff = l.cfg.RetryMin
+		timer   = time.NewTimer(time.Hour)
+		closing bool
+		yielded bool
 	)
 	timer.Stop()
 	defer timer.Stop()
 	// Bound what one write carries, so a burst cannot grow memory without
 	// limit while the disk is slow.
-	maxPending := 4 * l.cfg.BatchBytes
+	maxPending := 2 * l.cfg.BatchBytes
 	for {
 		if !closing && ctx.Err() != nil {
 			closing = true
@@ -406,6 +418,15 @@ func (l *Log) writeLoop(ctx context.Context) error {
 			l.enqueued.Add(1)
 			w.add(e)
 		}
+		if len(w.cur.waiters) > 0 && !closing && !yielded {
+			// Group commit: let callers that are runnable right now queue
+			// their events before this write, instead of each paying for
+			// its own write.
+			yielded = true
+			runtime.Gosched()
+			continue
+		}
+		yielded = false
 		now := time.Now()
 		if w.cur.count > 0 && (len(w.cur.waiters) > 0 || closing || now.Sub(w.cur.first) >= l.cfg.Linger) {
 			w.seal(0, time.Time{}, time.Time{})
@@ -423,7 +444,6 @@ func (l *Log) writeLoop(ctx context.Context) error {
 				l.writes.Add(1)
 				if l.cfg.Fsync == FsyncAlways {
 					l.fsyncs.Add(1)
-					lastSync = now
 				}
 				l.written.Add(uint64(w.pend.events))
 				w.release(nil)
@@ -446,15 +466,6 @@ func (l *Log) writeLoop(ctx context.Context) error {
 				backoff = min(2*backoff, 5*time.Second)
 			}
 		}
-		if l.cfg.Fsync == FsyncInterval && l.spool.dirty && now.Sub(lastSync) >= l.cfg.FsyncInterval {
-			if err := l.spool.sync(); err != nil {
-				l.spoolErr.Add(1)
-				l.log.Error("audit spool fsync failed", "err", err)
-			} else {
-				l.fsyncs.Add(1)
-			}
-			lastSync = now
-		}
 		if closing && l.q.empty() && w.cur.count == 0 {
 			if len(w.pend.records) == 0 || !retryAt.IsZero() {
 				return l.finish(w)
@@ -476,9 +487,6 @@ func (l *Log) writeLoop(ctx context.Context) error {
 		}
 		if w.cur.count > 0 {
 			deadline(l.cfg.Linger - now.Sub(w.cur.first))
-		}
-		if l.cfg.Fsync == FsyncInterval && l.spool.dirty {
-			deadline(l.cfg.FsyncInterval - now.Sub(lastSync))
 		}
 		if len(w.pend.records) > 0 {
 			deadline(retryAt.Sub(now))
@@ -516,6 +524,27 @@ func (l *Log) writeLoop(ctx context.Context) error {
 			case <-timer.C:
 			default:
 			}
+		}
+	}
+}
+
+// syncLoop fsyncs the spool every FsyncInterval while there are unsynced
+// writes, until the writer has stopped (it fsyncs at close itself).
+func (l *Log) syncLoop(writerDone <-chan struct{}) {
+	t := time.NewTicker(l.cfg.FsyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-writerDone:
+			return
+		case <-t.C:
+		}
+		synced, err := l.spool.syncActive()
+		if err != nil {
+			l.spoolErr.Add(1)
+			l.log.Error("audit spool fsync failed", "err", err)
+		} else if synced {
+			l.fsyncs.Add(1)
 		}
 	}
 }

@@ -63,10 +63,15 @@ type spool struct {
 	active   *os.File
 	nextSeq  int64
 	prevHash [32]byte
-	dirty    bool // written since the last fsync
 
-	// mu guards segs, the consumers' acked seqs and the notify channels.
+	// dirty is set by the writer after a write and cleared by whoever
+	// fsyncs: the writer (always, rotation, close) or the interval syncer.
+	dirty atomic.Bool
+
+	// mu guards segs, the consumers' acked seqs, the notify channels and
+	// syncFile (the interval syncer's view of the active segment).
 	mu        sync.Mutex
+	syncFile  *os.File
 	segs      []*segment
 	consumers map[string]*cursor
 	notify    []chan struct{}
@@ -289,6 +294,9 @@ func (s *spool) append(records []byte, first, last int64, lastHash [32]byte, fsy
 			return fmt.Errorf("opening audit spool segment: %w", err)
 		}
 		s.active = f
+		s.mu.Lock()
+		s.syncFile = f
+		s.mu.Unlock()
 	}
 	if _, err := s.active.Write(records); err != nil {
 		if terr := s.active.Truncate(seg.size); terr != nil {
@@ -300,7 +308,7 @@ func (s *spool) append(records []byte, first, last int64, lastHash [32]byte, fsy
 		}
 		return fmt.Errorf("writing audit spool: %w", err)
 	}
-	s.dirty = true
+	s.dirty.Store(true)
 	if fsync {
 		if err := s.sync(); err != nil {
 			return err
@@ -321,16 +329,38 @@ func (s *spool) append(records []byte, first, last int64, lastHash [32]byte, fsy
 	return nil
 }
 
-// sync fsyncs the active segment if it has unsynced writes.
+// sync fsyncs the active segment if it has unsynced writes. Writer only.
 func (s *spool) sync() error {
-	if !s.dirty || s.active == nil {
+	if s.active == nil || !s.dirty.Swap(false) {
 		return nil
 	}
 	if err := s.active.Sync(); err != nil {
+		s.dirty.Store(true)
 		return fmt.Errorf("fsyncing audit spool: %w", err)
 	}
-	s.dirty = false
 	return nil
+}
+
+// syncActive is the interval syncer's fsync, run off the writer goroutine
+// so a slow fsync never stalls writes. It reports whether it synced.
+func (s *spool) syncActive() (bool, error) {
+	if !s.dirty.Swap(false) {
+		return false, nil
+	}
+	s.mu.Lock()
+	f := s.syncFile
+	s.mu.Unlock()
+	if f == nil {
+		return false, nil
+	}
+	if err := f.Sync(); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return false, nil // rotated meanwhile; rotation fsyncs the old segment itself
+		}
+		s.dirty.Store(true)
+		return false, fmt.Errorf("fsyncing audit spool: %w", err)
+	}
+	return true, nil
 }
 
 // rotate closes the active segment (fsynced) and creates seg-<first>.log.
@@ -340,7 +370,8 @@ func (s *spool) rotate(first int64) error {
 			return fmt.Errorf("fsyncing audit spool segment before rotation: %w", err)
 		}
 		s.active.Close()
-		s.active, s.dirty = nil, false
+		s.active = nil
+		s.dirty.Store(false)
 	}
 	path := filepath.Join(s.dir, fmt.Sprintf("%s%020d%s", segPrefix, first, segSuffix))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
@@ -353,6 +384,7 @@ func (s *spool) rotate(first int64) error {
 	}
 	s.active = f
 	s.mu.Lock()
+	s.syncFile = f
 	s.segs = append(s.segs, &segment{path: path, firstSeq: first, lastSeq: first - 1})
 	s.mu.Unlock()
 	return nil
