@@ -115,4 +115,3 @@ func BenchmarkEnqueue(b *testing.B) {
 		<-drained
 	})
 }
-
