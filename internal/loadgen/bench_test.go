@@ -48,6 +48,7 @@ func serveLabelled(tb testing.TB, label string, h http.Handler) *Server {
 type benchTarget struct {
 	name string
 	url  string
+	tool string
 }
 
 // benchResults keeps the summaries of the runs of one benchmark, by target
@@ -89,11 +90,9 @@ func BenchmarkToolsCall(b *testing.B) {
 	proxy := NewReverseProxy(u, slices.Max(sessionCounts))
 	b.Cleanup(proxy.Transport.(*http.Transport).CloseIdleConnections)
 	targets := []benchTarget{
-		{"direct", backend.URL()},
-		{"proxy", serveLabelled(b, "proxy", proxy).URL()},
-	}
-	if edge := startEdge(b, backend.URL()); edge != "" {
-		targets = append(targets, benchTarget{"edge", edge})
+		{"direct", backend.URL(), EchoTool},
+		{"proxy", serveLabelled(b, "proxy", proxy).URL(), EchoTool},
+		{"edge", startEdge(b, backend.URL()), edgeTool},
 	}
 
 	for _, n := range sessionCounts {
@@ -104,7 +103,7 @@ func BenchmarkToolsCall(b *testing.B) {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
 			for _, t := range targets {
 				b.Run(t.name, func(b *testing.B) {
-					sum := loadRun(b, Config{URL: t.url, Sessions: n, Calls: int64(b.N), Client: client})
+					sum := loadRun(b, Config{URL: t.url, Tool: t.tool, Sessions: n, Calls: int64(b.N), Client: client})
 					results[t.name] = append(results[t.name], sum)
 					if sum.OK > 0 {
 						b.ReportMetric(sum.DurationS*1e9/float64(sum.OK), "ns/op")

@@ -1,10 +1,95 @@
 package loadgen
 
-import "testing"
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"testing"
+	"time"
 
-// startEdge starts the edge in-process with the echo backend at backendURL
-// as its only backend and returns its MCP endpoint, or "" while the edge has
-// no front door to start.
+	"github.com/mcpgw/mcpgw/dataplane"
+)
+
+// edgeTool is the echo tool as the edge exposes it: backends' tools get the
+// default "<backend>__" prefix (DESIGN §4.2).
+const edgeTool = "echo__echo"
+
+// edgeConfig is a standalone edge document whose only backend is the echo
+// server over Streamable HTTP.
+func edgeConfig(backendURL string) string {
+	return "backends:\n  - name: echo\n    http: {url: \"" + backendURL + "\"}\n"
+}
+
+// startEdge runs dataplane.Run in-process, its goroutines labelled
+// hop=edge, with the echo backend at backendURL as its only backend, and
+// returns its MCP endpoint. The edge is stopped when the test ends.
 func startEdge(tb testing.TB, backendURL string) string {
-	return ""
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "mcpgw.yaml")
+	if err := os.WriteFile(path, []byte(edgeConfig(backendURL)), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	addrc := make(chan net.Addr, 1)
+	cfg := dataplane.Config{
+		ConfigFile: path,
+		Listen:     "127.0.0.1:0",
+		// Requests are not logged at Warn; anything logged is worth seeing.
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OnListen: func(name string, a net.Addr) {
+			if name == "mcp" {
+				addrc <- a
+			}
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		pprof.Do(ctx, pprof.Labels("hop", "edge"), func(ctx context.Context) {
+			done <- dataplane.Run(ctx, cfg)
+		})
+	}()
+	var url string
+	select {
+	case a := <-addrc:
+		url = "http://" + a.String() + "/mcp"
+	case err := <-done:
+		cancel()
+		tb.Fatalf("edge did not start: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		tb.Fatal("edge did not listen within 10s")
+	}
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Errorf("edge Run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			tb.Error("edge did not stop within 15s")
+		}
+	})
+	return url
+}
+
+// TestRunThroughEdge is the harness's check that the edge target works:
+// the echo backend answers through the edge and every call is counted.
+func TestRunThroughEdge(t *testing.T) {
+	e := NewEcho()
+	backend := serve(t, e)
+	url := startEdge(t, backend.URL())
+	before := e.Calls()
+	sum, err := Run(t.Context(), Config{URL: url, Sessions: 8, Calls: 400, Tool: edgeTool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSummary(t, sum, 400)
+	if got := e.Calls() - before; got != 400 {
+		t.Errorf("backend answered %d calls through the edge, want 400", got)
+	}
 }
