@@ -1,9 +1,12 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -46,6 +49,7 @@ func startEdge(tb testing.TB, backendURL string) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	stopEdge := cancel
 	go func() {
 		pprof.Do(ctx, pprof.Labels("hop", "edge"), func(ctx context.Context) {
 			done <- dataplane.Run(ctx, cfg)
@@ -64,7 +68,7 @@ func startEdge(tb testing.TB, backendURL string) string {
 		tb.Fatal("edge did not listen within 10s")
 	}
 	tb.Cleanup(func() {
-		cancel()
+		stopEdge()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -74,7 +78,35 @@ func startEdge(tb testing.TB, backendURL string) string {
 			tb.Error("edge did not stop within 15s")
 		}
 	})
+	// The edge listens before it has fetched its backends' catalogs; until
+	// then the echo tool is unknown. Wait for it so no run measures that.
+	if err := waitForTool(ctx, url, edgeTool); err != nil {
+		tb.Fatal(err)
+	}
 	return url
+}
+
+// waitForTool polls tools/list on a fresh session until tool is listed,
+// for at most ten seconds.
+func waitForTool(ctx context.Context, url, tool string) error {
+	s := NewSession(&http.Client{Timeout: 5 * time.Second}, url, "")
+	if err := s.Initialize(ctx); err != nil {
+		return err
+	}
+	defer s.Close(context.WithoutCancel(ctx))
+	want := []byte(`"name":"` + tool + `"`)
+	var last []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		res, err := s.Request(ctx, "tools/list", nil)
+		if err != nil {
+			return fmt.Errorf("tools/list through the edge: %w", err)
+		}
+		if bytes.Contains(res, want) {
+			return nil
+		}
+		last = append(last[:0], res...)
+	}
+	return fmt.Errorf("the edge did not list %s within 10s; last tools/list: %s", tool, shorten(last))
 }
 
 // TestRunThroughEdge is the harness's check that the edge target works:

@@ -142,6 +142,30 @@ func (s *Session) CallTool(ctx context.Context, tool string, args []byte) ([]byt
 	return result, nil
 }
 
+// Request sends one request with the raw JSON params (nil for none) and
+// returns its raw result, valid until the next request on the session. It is
+// for setup and checks; CallTool is the loop's cheaper path.
+func (s *Session) Request(ctx context.Context, method string, params []byte) ([]byte, error) {
+	id := s.nextID
+	s.nextID++
+	b := append(s.req[:0], `{"jsonrpc":"2.0","id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	idEnd := len(b)
+	b = append(b, `,"method":`...)
+	b = appendString(b, []byte(method))
+	if params != nil {
+		b = append(b, `,"params":`...)
+		b = append(b, params...)
+	}
+	b = append(b, '}')
+	s.req = nil // rare path: no reuse, so no aliasing worries
+	resp, err := s.post(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return s.readResponse(resp, b[len(`{"jsonrpc":"2.0","id":`):idEnd])
+}
+
 // Close ends the session with DELETE (2025-11-25, basic/transports
 // "Session Management"). A server that does not allow it (405) is fine.
 func (s *Session) Close(ctx context.Context) error {
