@@ -1,0 +1,349 @@
+package nodeapi_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/mcpgw/mcpgw/controlplane/store"
+	"github.com/mcpgw/mcpgw/dataplane/cpclient"
+	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/document"
+	"github.com/mcpgw/mcpgw/internal/policy"
+)
+
+// recorder stands in for the edge's data plane: it records every update it
+// is asked to apply and can be told to reject some.
+type recorder struct {
+	// mu guards got and reject.
+	mu     sync.Mutex
+	got    []*cpclient.Update
+	reject func(*cpclient.Update) error
+}
+
+func (r *recorder) Apply(_ context.Context, u *cpclient.Update) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reject != nil {
+		if err := r.reject(u); err != nil {
+			return err
+		}
+	}
+	r.got = append(r.got, u)
+	return nil
+}
+
+// last returns the update applied last (nil if none).
+func (r *recorder) last() *cpclient.Update {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.got) == 0 {
+		return nil
+	}
+	return r.got[len(r.got)-1]
+}
+
+func (r *recorder) revision() int64 {
+	if u := r.last(); u != nil {
+		return u.Revision
+	}
+	return 0
+}
+
+// edge is a cpclient.Client running against a control plane.
+type edge struct {
+	c      *cpclient.Client
+	rec    *recorder
+	dir    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startEdge(t testing.TB, db *testDB, addr, token, dir string, rec *recorder) *edge {
+	t.Helper()
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, db.ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := cpclient.New(cpclient.Config{
+		ControlPlane: addr, CAFile: caFile, JoinToken: token, StateDir: dir,
+		Name: "edge-" + filepath.Base(dir), Version: "test", Labels: map[string]string{"zone": "edge-says", "os": "linux"},
+		Applier: rec, Logger: testLogger(),
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &edge{c: c, rec: rec, dir: dir, cancel: cancel, done: make(chan error, 1)}
+	go func() { e.done <- c.Run(ctx) }()
+	t.Cleanup(func() { e.stop(t) })
+	return e
+}
+
+func (e *edge) stop(t testing.TB) {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	e.cancel = nil
+	select {
+	case err := <-e.done:
+		if err != nil {
+			t.Errorf("edge Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("edge Run did not return after cancel")
+	}
+}
+
+// testDoc is a small valid fleet config whose one rule allows tool.
+func testDoc(tool string, extraBackends ...string) document.Document {
+	d := document.Document{
+		Backends:   []document.Backend{{Name: "github", HTTP: &document.HTTPTransport{URL: "http://127.0.0.1:9/mcp"}}},
+		Roles:      []policy.Role{{Name: "dev", Rules: []policy.Rule{{Effect: "allow", Tools: []string{tool}}}}},
+		Bindings:   []policy.Binding{{Role: "dev", Subjects: []string{"user:alice"}}},
+		Principals: []policy.Principal{{Name: "alice", Groups: []string{"eng"}}},
+	}
+	for _, b := range extraBackends {
+		d.Backends = append(d.Backends, document.Backend{Name: b, Stdio: &document.StdioTransport{Command: []string{"/bin/" + b}}})
+	}
+	return d
+}
+
+func (db *testDB) apply(t testing.TB, d document.Document) int64 {
+	t.Helper()
+	res, err := db.st.ApplyDocument(context.Background(), store.Meta{Actor: "test", Operation: "ApplyPolicy"}, d, store.ApplyOptions{Prune: true})
+	if err != nil {
+		t.Fatalf("applying config: %v", err)
+	}
+	if !res.Committed {
+		t.Fatal("config write committed nothing")
+	}
+	return res.Revision
+}
+
+func (db *testDB) node(t testing.TB, id string) store.Node {
+	t.Helper()
+	n, err := db.st.GetNode(context.Background(), uuid.MustParse(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func allows(u *cpclient.Update, tool string) bool {
+	return u.Policy.Decide("alice", policy.Request{Method: "tools/call", Backend: "github", Kind: policy.KindTool, Name: tool}).Allow
+}
+
+// Two replicas on one database, one edge on each: a change committed once
+// reaches both edges, which ACK it within a second; the registry shows
+// what the token said (labels, group) and what the edges acked.
+func TestPolicyChangeReachesEdgesOnTwoReplicas(t *testing.T) {
+	db := newTestDB(t)
+	rev1 := db.apply(t, testDoc("github__*"))
+	cp1 := startCP(t, db, "replica-1")
+	cp2 := startCP(t, db, "replica-2")
+	expires := time.Now().Add(time.Hour)
+	a := startEdge(t, db, cp1.addr, db.joinToken(t, "tokA", map[string]string{"zone": "token-says"}, expires), t.TempDir(), &recorder{})
+	b := startEdge(t, db, cp2.addr, db.joinToken(t, "tokB", nil, expires), t.TempDir(), &recorder{})
+	waitFor(t, 10*time.Second, "both edges apply the first revision", func() bool {
+		return a.rec.revision() == rev1 && b.rec.revision() == rev1
+	})
+	if !allows(a.rec.last(), "github__delete_repo") {
+		t.Fatal("revision 1 should allow github__delete_repo")
+	}
+
+	commit := time.Now()
+	rev2 := db.apply(t, testDoc("github__read_*"))
+	waitFor(t, 5*time.Second, "both edges apply the second revision", func() bool {
+		return a.rec.revision() == rev2 && b.rec.revision() == rev2
+	})
+	if took := time.Since(commit); took > time.Second {
+		t.Errorf("commit → both edges applied took %v, want ≤ 1s", took)
+	} else {
+		t.Logf("commit → both edges applied: %v", took)
+	}
+	for _, e := range []*edge{a, b} {
+		u := e.rec.last()
+		if allows(u, "github__delete_repo") || !allows(u, "github__read_file") {
+			t.Errorf("edge %s: revision %d policy does not match the committed one", e.c.NodeID(), u.Revision)
+		}
+		if rev, _ := e.c.Applied(); rev != rev2 {
+			t.Errorf("edge Applied() = %d, want %d", rev, rev2)
+		}
+	}
+
+	waitFor(t, 5*time.Second, "the registry records both ACKs", func() bool {
+		return db.node(t, a.c.NodeID()).AppliedRevision == rev2 && db.node(t, b.c.NodeID()).AppliedRevision == rev2
+	})
+	na, nb := db.node(t, a.c.NodeID()), db.node(t, b.c.NodeID())
+	if na.ConnectedReplica != "replica-1" || nb.ConnectedReplica != "replica-2" {
+		t.Errorf("connected replicas = %q, %q; want replica-1, replica-2", na.ConnectedReplica, nb.ConnectedReplica)
+	}
+	if na.Labels["zone"] != "token-says" || na.Labels["os"] != "linux" || na.NodeGroup != "default" {
+		t.Errorf("node labels %v group %q: want the token's zone over the edge's, plus the edge's os", na.Labels, na.NodeGroup)
+	}
+	if na.Version != "test" || na.AppliedHash == "" || na.AppliedHash != a.rec.last().Hash {
+		t.Errorf("node version %q applied hash %q; want test and %q", na.Version, na.AppliedHash, a.rec.last().Hash)
+	}
+}
+
+// An edge that reconnects with the revision it already runs is sent
+// nothing, whether its own process restarted or the control plane did.
+func TestReconnectWithUnchangedConfigCostsNoBytes(t *testing.T) {
+	db := newTestDB(t)
+	rev := db.apply(t, testDoc("github__*"))
+	c := startCP(t, db, "replica-1")
+	dir := t.TempDir()
+	token := db.joinToken(t, "tok", nil, time.Now().Add(time.Hour))
+	e := startEdge(t, db, c.addr, token, dir, &recorder{})
+	waitFor(t, 10*time.Second, "the edge applies the config", func() bool { return e.rec.revision() == rev })
+	e.stop(t)
+	before := c.srv.Stats()
+	if before.SnapshotsSent != 1 || before.PayloadBytesSent == 0 {
+		t.Fatalf("first connect: %+v, want one snapshot with a payload", before)
+	}
+
+	// The edge restarts: it serves its cache and says so in hello.
+	e2 := startEdge(t, db, c.addr, "", dir, &recorder{})
+	waitFor(t, 5*time.Second, "the restarted edge reconnects", func() bool { return c.srv.Stats().Connected == 1 })
+	time.Sleep(300 * time.Millisecond) // time for anything that would be sent
+	if after := c.srv.Stats(); after.SnapshotsSent != before.SnapshotsSent || after.PayloadBytesSent != before.PayloadBytesSent {
+		t.Errorf("edge restart with unchanged config: server sent %+v, before %+v", after, before)
+	}
+	if st := e2.c.Stats(); st.Snapshots != 0 || st.PayloadBytes != 0 {
+		t.Errorf("restarted edge received %+v, want nothing", st)
+	}
+	if e2.rec.revision() != rev {
+		t.Errorf("restarted edge serves revision %d, want %d from its cache", e2.rec.revision(), rev)
+	}
+
+	// The control plane restarts on the same address.
+	addr := c.addr
+	c.stop()
+	c2 := startCPOnAddr(t, db, "replica-1", addr)
+	waitFor(t, 10*time.Second, "the edge reconnects to the new control plane", func() bool { return c2.srv.Stats().Connected == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if st := c2.srv.Stats(); st.SnapshotsSent != 0 || st.PayloadBytesSent != 0 {
+		t.Errorf("control plane restart with unchanged config: sent %+v", st)
+	}
+	if st := e2.c.Stats(); st.Snapshots != 0 {
+		t.Errorf("edge received %d snapshots after the control plane restart, want 0", st.Snapshots)
+	}
+
+	// And a new revision still flows on the resumed stream.
+	rev2 := db.apply(t, testDoc("github__read_*"))
+	waitFor(t, 5*time.Second, "the edge applies the next revision", func() bool { return e2.rec.revision() == rev2 })
+}
+
+// A snapshot the edge cannot apply is NACKed: the error reaches the node
+// registry (what ListNodes shows), the edge keeps serving the previous
+// revision, and a later good revision clears the NACK.
+func TestNackIsRecordedAndPreviousStateKept(t *testing.T) {
+	db := newTestDB(t)
+	rev1 := db.apply(t, testDoc("github__*"))
+	c := startCP(t, db, "replica-1")
+	rec := &recorder{reject: func(u *cpclient.Update) error {
+		for _, b := range u.Document.Backends {
+			if b.Name == "broken" {
+				return &cpclient.ConfigError{Resources: []cpclient.ResourceError{{
+					Kind: mcpgwv1.ResourceKind_RESOURCE_KIND_BACKEND, Name: "broken", Err: "executable not found",
+				}}}
+			}
+		}
+		return nil
+	}}
+	e := startEdge(t, db, c.addr, db.joinToken(t, "tok", nil, time.Now().Add(time.Hour)), t.TempDir(), rec)
+	waitFor(t, 10*time.Second, "the edge applies revision 1", func() bool { return rec.revision() == rev1 })
+
+	rev2 := db.apply(t, testDoc("github__*", "broken"))
+	waitFor(t, 5*time.Second, "the NACK reaches the registry", func() bool {
+		return db.node(t, e.c.NodeID()).LastNackRevision == rev2
+	})
+	n := db.node(t, e.c.NodeID())
+	if !strings.Contains(n.LastNackError, "executable not found") || !strings.Contains(string(n.LastNackRejected), `"broken"`) ||
+		!strings.Contains(string(n.LastNackRejected), "RESOURCE_KIND_BACKEND") {
+		t.Errorf("registry NACK: error %q rejected %s", n.LastNackError, n.LastNackRejected)
+	}
+	if n.AppliedRevision != rev1 {
+		t.Errorf("registry applied revision %d after a NACK, want %d", n.AppliedRevision, rev1)
+	}
+	if rev, _ := e.c.Applied(); rev != rev1 || rec.revision() != rev1 {
+		t.Errorf("edge serves %d (applier %d) after NACK, want %d", rev, rec.revision(), rev1)
+	}
+	if st := e.c.Stats(); st.Nacks != 1 {
+		t.Errorf("edge NACKs = %d, want 1", st.Nacks)
+	}
+
+	rev3 := db.apply(t, testDoc("github__read_*"))
+	waitFor(t, 5*time.Second, "the good revision is acked and clears the NACK", func() bool {
+		n := db.node(t, e.c.NodeID())
+		return n.AppliedRevision == rev3 && n.LastNackRevision == 0 && n.LastNackError == ""
+	})
+}
+
+// An edge restarted while the control plane is down serves its
+// last-known-good config at once; a corrupt cache is a miss, not a crash,
+// and the edge then takes its config from the control plane when it is back.
+func TestLastKnownGoodWhileControlPlaneDown(t *testing.T) {
+	db := newTestDB(t)
+	rev := db.apply(t, testDoc("github__read_*"))
+	c := startCP(t, db, "replica-1")
+	dir := t.TempDir()
+	e := startEdge(t, db, c.addr, db.joinToken(t, "tok", nil, time.Now().Add(time.Hour)), dir, &recorder{})
+	waitFor(t, 10*time.Second, "the edge applies the config", func() bool { return e.rec.revision() == rev })
+	e.stop(t)
+	addr := c.addr
+	c.stop()
+
+	start := time.Now()
+	e2 := startEdge(t, db, addr, "", dir, &recorder{})
+	waitFor(t, 2*time.Second, "the edge applies its cache", func() bool { return e2.rec.revision() == rev })
+	took := time.Since(start)
+	t.Logf("cold start from last-known-good with the control plane down: serving after %v", took)
+	if took > time.Second {
+		t.Errorf("serving from the cache took %v, want well under a second (budget 200ms)", took)
+	}
+	if u := e2.rec.last(); !allows(u, "github__read_file") || allows(u, "github__delete_repo") {
+		t.Error("cached policy differs from the committed one")
+	}
+	e2.stop(t)
+
+	// Corrupt one byte in the middle of the cache.
+	lkg := filepath.Join(dir, "lkg.snapshot")
+	b, err := os.ReadFile(lkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(lkg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e3 := startEdge(t, db, addr, "", dir, &recorder{})
+	time.Sleep(300 * time.Millisecond)
+	if u := e3.rec.last(); u != nil {
+		t.Fatalf("edge applied revision %d from a corrupt cache", u.Revision)
+	}
+	select {
+	case err := <-e3.done:
+		t.Fatalf("edge stopped on a corrupt cache: %v", err)
+	default:
+	}
+	c2 := startCPOnAddr(t, db, "replica-1", addr)
+	waitFor(t, 10*time.Second, "the edge takes the config from the control plane", func() bool { return e3.rec.revision() == rev })
+	if st := c2.srv.Stats(); st.SnapshotsSent != 1 {
+		t.Errorf("control plane sent %d snapshots, want 1 (the cache was a miss)", st.SnapshotsSent)
+	}
+	waitFor(t, 5*time.Second, "the corrupt cache is replaced by a good one", func() bool {
+		now, err := os.ReadFile(lkg)
+		return err == nil && len(now) > 0 && !bytes.Equal(now, b)
+	})
+}
