@@ -549,9 +549,18 @@ func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
 			r.f, r.segIdx, r.off = f, seg.firstSeq, 0
 		}
 		if r.off >= limit {
-			// The cursor is ahead of this segment's records (skipped
-			// corrupt records): nothing more here.
-			return out, nil
+			// Every record of the segment was read, yet it claims a later
+			// seq: its last records were unreadable (reported and counted
+			// when skipped). Move past them unless the writer may still
+			// append here.
+			r.s.mu.Lock()
+			isLast := r.s.segs[len(r.s.segs)-1] == seg
+			r.s.mu.Unlock()
+			if isLast {
+				return out, nil
+			}
+			r.after = seg.lastSeq
+			continue
 		}
 		var hdr [recordHeaderSize]byte
 		if _, err := r.f.ReadAt(hdr[:], r.off); err != nil {

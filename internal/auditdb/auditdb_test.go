@@ -58,7 +58,7 @@ func evts(ts time.Time, n, from int) []audit.Event {
 	return out
 }
 
-func newStore(t *testing.T) (*auditdb.Store, *pgxpool.Pool) {
+func newStore(t testing.TB) (*auditdb.Store, *pgxpool.Pool) {
 	pool := pgtest.NewPool(t, pgtest.NewDatabase(t))
 	return auditdb.New(pool, auditdb.Options{}), pool
 }
