@@ -124,6 +124,7 @@ type scanner struct {
 
 	idNull     bool
 	sawJSONRPC bool
+	errOff     int // offset of the error member, for messages about it
 	// The first structural (not syntactic) problem. Scanning goes on after
 	// one so that a body that is not even JSON gets a parse error, which
 	// JSON-RPC ranks before invalid request.
@@ -195,28 +196,29 @@ func (s *scanner) scan() error {
 func (s *scanner) classify() error {
 	e := s.env
 	bad := func(msg string) error { return &Error{Code: CodeInvalidRequest, Msg: msg} }
+	badAt := func(off int, msg string) error { return &Error{Code: CodeInvalidRequest, Msg: msg, Offset: off} }
 	if !s.sawJSONRPC {
 		return bad(`missing "jsonrpc" member`)
 	}
 	switch {
 	case e.Method != nil:
 		if e.Result != nil || e.Error != nil {
-			return bad(`a message with "method" cannot carry "result" or "error"`)
+			return badAt(max(e.pos[fieldResult], s.errOff), `a message with "method" cannot carry "result" or "error"`)
 		}
 		if e.ID == nil {
 			e.Kind = KindNotification
 		} else if s.idNull {
-			return bad("request id must not be null")
+			return badAt(e.pos[FieldID], "request id must not be null")
 		} else {
 			e.Kind = KindRequest
 		}
 	case e.Params != nil:
-		return bad(`"params" without "method"`)
+		return badAt(e.pos[fieldParams], `"params" without "method"`)
 	case e.Result != nil && e.Error != nil:
-		return bad(`a response cannot carry both "result" and "error"`)
+		return badAt(max(e.pos[fieldResult], s.errOff), `a response cannot carry both "result" and "error"`)
 	case e.Result != nil:
 		if e.ID == nil || s.idNull {
-			return bad("result response needs a string or integer id")
+			return badAt(e.pos[FieldID], "result response needs a string or integer id")
 		}
 		e.Kind = KindResult
 	case e.Error != nil:
@@ -759,7 +761,7 @@ func (s *scanner) member(k objKind, idx, i, depth int) (int, error) {
 				end, err = s.value(i, depth)
 				s.invalid(CodeInvalidRequest, i, `"error" must be an object`)
 			}
-			e.Error = b[i:end]
+			e.Error, s.errOff = b[i:end], i
 			return end, err
 		}
 	case objParams:
