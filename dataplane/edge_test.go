@@ -49,7 +49,9 @@ type edge struct {
 // Stop shuts the edge down and returns Run's error.
 func (e *edge) Stop() error {
 	e.cancel()
-	return <-e.done
+	err := <-e.done
+	e.done <- err // for the cleanup
+	return err
 }
 
 func writeConfig(t *testing.T, path, yaml string) {
@@ -229,7 +231,7 @@ func text(r *mcp.CallToolResult) string {
 func TestEdgeSmoke(t *testing.T) {
 	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
 	cs := connect(t, e.URL, nil)
-	names := waitTools(t, cs, 10)
+	names := waitTools(t, cs, everythingTools)
 	if !contains(names, "ev__test_simple_text") {
 		t.Fatalf("tools = %v", names)
 	}

@@ -88,9 +88,30 @@ type HTTPConfig struct {
 	Headers map[string]string
 }
 
+// withDefaults returns c with defaults filled in, sharing nothing mutable
+// with c.
+func (c Config) withDefaults() Config {
+	if c.Timeout <= 0 {
+		c.Timeout = 60 * time.Second
+	}
+	if c.Stdio != nil {
+		sc := *c.Stdio
+		if sc.StopGrace <= 0 {
+			sc.StopGrace = 2 * time.Second
+		}
+		c.Stdio = &sc
+	}
+	if c.HTTP != nil {
+		hc := *c.HTTP
+		c.HTTP = &hc
+	}
+	return c
+}
+
 // Equal reports whether two configs describe the same backend, so a reload
 // can keep a running one.
 func (c Config) Equal(o Config) bool {
+	c, o = c.withDefaults(), o.withDefaults()
 	if c.Name != o.Name || c.Timeout != o.Timeout || (c.Stdio == nil) != (o.Stdio == nil) || (c.HTTP == nil) != (o.HTTP == nil) {
 		return false
 	}
@@ -178,12 +199,7 @@ func New(cfg Config, opts Options) (*Backend, error) {
 	if cfg.HTTP != nil && cfg.HTTP.URL == "" {
 		return nil, fmt.Errorf("backend %q: http.url is empty", cfg.Name)
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 60 * time.Second
-	}
-	if cfg.Stdio != nil && cfg.Stdio.StopGrace <= 0 {
-		cfg.Stdio.StopGrace = 2 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
