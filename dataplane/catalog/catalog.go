@@ -94,8 +94,9 @@ type Item struct {
 // Catalog is an immutable merged view of all backends.
 type Catalog struct {
 	items     [numKinds][]*Item
-	byName    [2]map[string]*Item // Tools, Prompts by exposed name
-	resources map[string]*Item    // by URI
+	byName    [2]map[string]*Item      // Tools, Prompts by exposed name
+	resources map[string]*Item         // by URI
+	pos       [numKinds]map[string]int // exposed name → index in items
 	// Conflicts explains every item dropped because another backend already
 	// exposes the same name or URI.
 	Conflicts []string
@@ -137,6 +138,10 @@ func Build(sources []Source) *Catalog {
 					continue
 				}
 				index[it.Name] = it
+				if c.pos[k] == nil {
+					c.pos[k] = make(map[string]int)
+				}
+				c.pos[k][it.Name] = len(c.items[k])
 				c.items[k] = append(c.items[k], it)
 			}
 		}
@@ -291,14 +296,19 @@ func (c *Catalog) Equal(o *Catalog, k Kind) bool {
 
 // Page returns up to size items of kind k starting at cursor ("" for the
 // first page) that keep says may be shown, and the cursor of the next page
-// ("" when done). Cursors are the gateway's own: an opaque encoding of an
-// offset into the merged list. A cursor from an older catalog stays usable.
+// ("" when done). Cursors are the gateway's own and opaque: they name the
+// last item served (and its offset as a fallback), so a page boundary stays
+// put when a backend joins or leaves the catalog between two pages.
 func (c *Catalog) Page(k Kind, cursor string, size int, keep func(*Item) bool) ([]*Item, string, error) {
 	start := 0
 	if cursor != "" {
-		var err error
-		if start, err = decodeCursor(k, cursor); err != nil {
+		off, last, err := decodeCursor(k, cursor)
+		if err != nil {
 			return nil, "", err
+		}
+		start = off
+		if i, ok := c.pos[k][last]; ok {
+			start = i + 1
 		}
 	}
 	items := c.items[k]
@@ -311,26 +321,26 @@ func (c *Catalog) Page(k Kind, cursor string, size int, keep func(*Item) bool) (
 	}
 	next := ""
 	if i < len(items) {
-		next = encodeCursor(k, i)
+		next = encodeCursor(k, i, items[i-1].Name)
 	}
 	return out, next, nil
 }
 
-func encodeCursor(k Kind, offset int) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("mcpgw1:" + strconv.Itoa(int(k)) + ":" + strconv.Itoa(offset)))
+func encodeCursor(k Kind, offset int, last string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("mcpgw2:" + strconv.Itoa(int(k)) + ":" + strconv.Itoa(offset) + ":" + last))
 }
 
-func decodeCursor(k Kind, cursor string) (int, error) {
+func decodeCursor(k Kind, cursor string) (int, string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err == nil {
-		parts := strings.Split(string(b), ":")
-		if len(parts) == 3 && parts[0] == "mcpgw1" && parts[1] == strconv.Itoa(int(k)) {
+		parts := strings.SplitN(string(b), ":", 4)
+		if len(parts) == 4 && parts[0] == "mcpgw2" && parts[1] == strconv.Itoa(int(k)) {
 			if n, err := strconv.Atoi(parts[2]); err == nil && n >= 0 {
-				return n, nil
+				return n, parts[3], nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("invalid cursor %q", cursor)
+	return 0, "", fmt.Errorf("invalid cursor %q", cursor)
 }
 
 // compileTemplate turns an RFC 6570 URI template into a matcher: simple

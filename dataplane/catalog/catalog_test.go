@@ -102,10 +102,21 @@ func TestPage(t *testing.T) {
 	if strings.Join(got, ",") != "one__a,one__c,two__a,two__c" {
 		t.Errorf("pages = %v", got)
 	}
+	// A backend joining in front between two pages moves no boundary.
+	_, next, _ := c.Page(Tools, "", 2, nil) // one__a, one__b
+	grown := Build([]Source{
+		{Backend: "zero", Prefix: "zero", Lists: lists("a", "b")},
+		{Backend: "one", Prefix: "one", Lists: lists("a", "b", "c")},
+		{Backend: "two", Prefix: "two", Lists: lists("a", "b", "c")},
+	})
+	items, _, err := grown.Page(Tools, next, 1, nil)
+	if err != nil || len(items) != 1 || items[0].Name != "one__c" {
+		t.Errorf("page after growth = %v, %v; want one__c", items, err)
+	}
 	if _, _, err := c.Page(Tools, "bogus", 2, nil); err == nil {
 		t.Error("bogus cursor accepted")
 	}
-	_, next, _ := c.Page(Tools, "", 1, nil)
+	_, next, _ = c.Page(Tools, "", 1, nil)
 	if _, _, err := c.Page(Prompts, next, 1, nil); err == nil {
 		t.Error("a tools cursor was accepted for prompts")
 	}
