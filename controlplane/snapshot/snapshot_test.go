@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpgw/mcpgw/controlplane/snapshot"
 	"github.com/mcpgw/mcpgw/controlplane/store"
