@@ -98,6 +98,10 @@ const pairKeys = 16
 // without being it.
 const keyFoldVariant = -2
 
+// Word-at-a-time string scanning: a byte needs a closer look when it is a
+// quote, a backslash, a control character or non-ASCII. The lowest flagged
+// byte of a word is exact, because the borrows that can raise false flags
+// only run towards higher bytes, which come later in the text.
 const (
 	lsb = 0x0101010101010101
 	msb = 0x8080808080808080
@@ -346,24 +350,21 @@ func (s *scanner) str(i int) (int, bool, error) {
 	i++
 	esc := false
 	for {
-		// Eight bytes at a time while none of them needs a closer look
-		// (quote, backslash, control character, non-ASCII).
-		// The lowest flagged byte is exact: the borrows that can raise false
-		// flags only run towards higher bytes, which come later in the text.
+		// Eight bytes at a time while none of them needs a closer look.
 		for i+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[i:])
 			q := x ^ (lsb * '"')
 			bs := x ^ (lsb * '\\')
 			if m := ((x-lsb*0x20)&^x | (q-lsb)&^q | (bs-lsb)&^bs | x) & msb; m != 0 {
 				i += bits.TrailingZeros64(m) >> 3
-				goto special
+				goto found
 			}
 			i += 8
 		}
 		for i < len(b) && strSafe[b[i]] {
 			i++
 		}
-	special:
+	found:
 		if i >= len(b) {
 			return i, esc, s.syntax(start, "unterminated string")
 		}
@@ -513,23 +514,20 @@ func (s *scanner) object(i, depth int, k objKind) (int, error) {
 			return i, s.syntax(i, "expected a string object key")
 		}
 		ks := i
-		ke, esc, err := s.str(i)
-		if err != nil {
-			return ke, err
+		idx, ke := s.plainKey(k, i)
+		var err error
+		if idx < 0 {
+			var esc bool
+			if ke, esc, err = s.str(i); err != nil {
+				return ke, err
+			}
+			idx = lookupKey(known, b[ks+1:ke-1], esc)
 		}
 		if i = s.ws(ke); i >= len(b) || b[i] != ':' {
 			return i, s.syntax(i, "expected ':' after object key")
 		}
 		if i = s.ws(i + 1); i >= len(b) {
 			return i, s.syntax(i, "unexpected end of input")
-		}
-		key := b[ks+1 : ke-1]
-		idx := -1
-		if !esc {
-			idx = exactKey(k, key)
-		}
-		if idx < 0 {
-			idx = lookupKey(known, key, esc)
 		}
 		switch {
 		case idx == keyFoldVariant:
@@ -565,6 +563,22 @@ func codeFor(k objKind) int {
 		return CodeInvalidParams
 	}
 	return CodeInvalidRequest
+}
+
+// plainKey is the fast path for the common case of a known key written
+// without escapes: it compares the quoted key in place, without scanning the
+// string first. It returns the key's index and the offset after its closing
+// quote, or -1 when the key needs the full path.
+func (s *scanner) plainKey(k objKind, i int) (int, int) {
+	b := s.b
+	j := i + 1
+	for j < len(b) && strSafe[b[j]] {
+		j++
+	}
+	if j >= len(b) || b[j] != '"' {
+		return -1, 0
+	}
+	return exactKey(k, b[i+1:j]), j + 1
 }
 
 // exactKey is the fast path of lookupKey for a key without escapes: a string
