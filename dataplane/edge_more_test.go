@@ -228,6 +228,12 @@ func TestKillStdioBackendMidCall(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatalf("killed call: %v", err)
 	}
+	// The dead backend dropped out of the lists, and clients were told.
+	waitFor(t, "tools/list_changed after the backend died", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.toolsChg > 0
+	})
 	// The other backend is unaffected.
 	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "other__test_simple_text"}); err != nil || res.IsError {
 		t.Fatalf("other backend: %v %+v", err, res)
@@ -374,3 +380,53 @@ func TestOpsEndpoints(t *testing.T) {
 // everythingTools is how many tools the everything-server (go-sdk v1.8.0)
 // offers.
 const everythingTools = 28
+
+// The GET stream carries server-initiated messages with event ids and
+// replays them after Last-Event-ID (2025-11-25 basic/transports,
+// resumability and redelivery).
+func TestGetStreamResumes(t *testing.T) {
+	e := startEdge(t, "backends:\n"+stdioBackend("one"), nil)
+	resp, _ := post(t, e, initBody, nil)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	post(t, e, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"Mcp-Session-Id": sid})
+	// Adding a backend changes the lists: a list_changed goes to the outbox.
+	writeConfig(t, e.CfgPath, "backends:\n"+stdioBackend("one")+stdioBackend("two"))
+	read := func(lastID string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.URL, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", sid)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("GET: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		var got strings.Builder
+		buf := make([]byte, 4096)
+		for !strings.Contains(got.String(), "list_changed") {
+			n, err := resp.Body.Read(buf)
+			got.Write(buf[:n])
+			if err != nil {
+				t.Fatalf("reading GET stream: %v (got %q)", err, got.String())
+			}
+		}
+		return got.String()
+	}
+	first := read("")
+	if !strings.Contains(first, "id: 1\n") {
+		t.Fatalf("first event has no id 1: %q", first)
+	}
+	// Reconnecting from before event 1 redelivers it.
+	again := read("0")
+	if !strings.Contains(again, "id: 1\n") || !strings.Contains(again, "notifications/tools/list_changed") {
+		t.Errorf("replay after Last-Event-ID 0: %q", again)
+	}
+}
