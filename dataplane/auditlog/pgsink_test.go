@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpgw/mcpgw/internal/auditdb"
@@ -89,12 +88,12 @@ func TestPostgresSinkWaitsForTheDatabase(t *testing.T) {
 	q := u.Query()
 	q.Set("connect_timeout", "2")
 	u.RawQuery = q.Encode()
-	pool, err := pgxpool.New(context.Background(), u.String())
+	store, err := auditdb.Open(context.Background(), u.String(), auditdb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	sink, err := NewPostgresSink(auditdb.New(pool, auditdb.Options{}), testNode.String())
+	t.Cleanup(store.Close)
+	sink, err := NewPostgresSink(store, testNode.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,9 @@ type Options struct {
 
 // Store runs audit SQL on a pool. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	opts Options
+	pool  *pgxpool.Pool
+	opts  Options
+	owned bool // Open made pool, so Close closes it
 
 	// mu guards days: the UTC days (Unix day numbers) whose partition this
 	// Store has ensured, so ingest calls the partition function once per day.
@@ -346,4 +347,33 @@ func (s *eventSource) Values() ([]any, error) {
 	v[15], v[16], v[17], v[18] = e.Status, e.Error, e.LatencyUS, e.UpstreamLatencyUS
 	v[19], v[20], v[21], v[22] = e.RequestBytes, e.ResponseBytes, e.ArgsSHA256, e.TraceID
 	return v[:], nil
+}
+
+// Open returns a Store on a new pool for databaseURL, for a standalone edge
+// whose audit goes straight to Postgres. It does not connect: an
+// unreachable database shows up as failing ingests, not as a failed start.
+// Close releases the pool.
+func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		// pgx's message may quote the URL, password included.
+		return nil, errors.New("audit postgres_url is not a valid Postgres URL")
+	}
+	// Ingest holds one connection at a time per sink; a small pool
+	// keeps an edge from crowding the database.
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("audit postgres pool: %w", err)
+	}
+	s := New(pool, opts)
+	s.owned = true
+	return s, nil
+}
+
+// Close closes the pool if Open made it.
+func (s *Store) Close() {
+	if s.owned {
+		s.pool.Close()
+	}
 }

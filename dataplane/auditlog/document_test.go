@@ -1,0 +1,51 @@
+package auditlog
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcpgw/mcpgw/internal/document"
+)
+
+func TestOpenDocument(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "audit.jsonl")
+	l, closeFn, err := OpenDocument(context.Background(), document.Audit{File: file, OnFull: "drop"}, "", testNode.String(), quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	if l.cfg.Durability != DurabilitySync || l.cfg.OnFull != OnFullDrop || l.cfg.Dir != filepath.Join(dir, "audit-spool") {
+		t.Fatalf("config from document: %+v", l.cfg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "audit-spool", epochFile)); err != nil {
+		t.Fatalf("spool not created next to the file: %v", err)
+	}
+	for _, tc := range []struct {
+		a    document.Audit
+		want string
+	}{
+		{document.Audit{}, "audit.file or audit.postgres_url"},
+		{document.Audit{File: file, Durability: "eventually"}, "durability"},
+		{document.Audit{File: file, OnFull: "block"}, "on_full"},
+		{document.Audit{PostgresURL: "postgres://x@127.0.0.1:1/db"}, "spool_dir"},
+		{document.Audit{PostgresURL: "postgres://x@127.0.0.1:1/db", SpoolDir: t.TempDir()}, ""},
+		{document.Audit{PostgresURL: "::nonsense::", SpoolDir: t.TempDir()}, "not a valid Postgres URL"},
+	} {
+		_, c, err := OpenDocument(context.Background(), tc.a, "", testNode.String(), quietLogger())
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%+v: %v", tc.a, err)
+			} else {
+				c()
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err = %v, want it to mention %q", tc.a, err, tc.want)
+		}
+	}
+}
