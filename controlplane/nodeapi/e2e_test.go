@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/mcpgw/mcpgw/controlplane/nodeapi"
 	"github.com/mcpgw/mcpgw/controlplane/store"
 	"github.com/mcpgw/mcpgw/dataplane/cpclient"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
@@ -68,16 +69,25 @@ type edge struct {
 
 func startEdge(t testing.TB, db *testDB, addr, token, dir string, rec *recorder) *edge {
 	t.Helper()
+	return startEdgeWith(t, db, addr, token, dir, rec, nil)
+}
+
+func startEdgeWith(t testing.TB, db *testDB, addr, token, dir string, rec *recorder, tune func(*cpclient.Config)) *edge {
+	t.Helper()
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
 	if err := os.WriteFile(caFile, db.ca.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := cpclient.New(cpclient.Config{
+	cfg := cpclient.Config{
 		ControlPlane: addr, CAFile: caFile, JoinToken: token, StateDir: dir,
 		Name: "edge-" + filepath.Base(dir), Version: "test", Labels: map[string]string{"zone": "edge-says", "os": "linux"},
 		Applier: rec, Logger: testLogger(),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	c, err := cpclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,5 +355,51 @@ func TestLastKnownGoodWhileControlPlaneDown(t *testing.T) {
 	waitFor(t, 5*time.Second, "the corrupt cache is replaced by a good one", func() bool {
 		now, err := os.ReadFile(lkg)
 		return err == nil && len(now) > 0 && !bytes.Equal(now, b)
+	})
+}
+
+// A replica's maximum connection age sends GOAWAY; the edge reconnects at
+// once (its backoff here is far longer than the test) and, its config being
+// current, is sent nothing on the new stream.
+func TestGoAwayReconnectsAtOnceWithoutResending(t *testing.T) {
+	db := newTestDB(t)
+	rev := db.apply(t, testDoc("github__*"))
+	c := startCP(t, db, "replica-1", func(cfg *nodeapi.Config) {
+		cfg.MaxConnectionAge, cfg.MaxConnectionAgeGrace = 500*time.Millisecond, 100*time.Millisecond
+	})
+	e := startEdgeWith(t, db, c.addr, db.joinToken(t, "tok", nil, time.Now().Add(time.Hour)), t.TempDir(), &recorder{},
+		func(cfg *cpclient.Config) { cfg.MinBackoff, cfg.MaxBackoff = 10*time.Second, 10*time.Second })
+	waitFor(t, 10*time.Second, "the edge applies the config", func() bool { return e.rec.revision() == rev })
+	waitFor(t, 5*time.Second, "the edge is moved to new connections twice", func() bool { return c.srv.Stats().StreamsOpened >= 3 })
+	if st := c.srv.Stats(); st.SnapshotsSent != 1 {
+		t.Errorf("server sent %d snapshots over %d streams, want 1", st.SnapshotsSent, st.StreamsOpened)
+	}
+	if st := e.c.Stats(); st.Snapshots != 1 || st.Acks != 1 {
+		t.Errorf("edge stats %+v, want one snapshot, one ack", st)
+	}
+}
+
+// Status reports reach the registry in the batched flush.
+func TestStatusReportsReachTheRegistry(t *testing.T) {
+	db := newTestDB(t)
+	db.apply(t, testDoc("github__*"))
+	c := startCP(t, db, "replica-1")
+	e := startEdgeWith(t, db, c.addr, db.joinToken(t, "tok", nil, time.Now().Add(time.Hour)), t.TempDir(), &recorder{},
+		func(cfg *cpclient.Config) {
+			cfg.StatusInterval = 50 * time.Millisecond
+			cfg.Status = func() *mcpgwv1.EdgeStatus {
+				return &mcpgwv1.EdgeStatus{
+					AuditSpool: &mcpgwv1.AuditSpoolStatus{DepthBytes: 12345, DepthBatches: 3},
+					Backends:   []*mcpgwv1.BackendHealth{{Name: "github", State: mcpgwv1.BackendState_BACKEND_STATE_HEALTHY}},
+				}
+			}
+		})
+	waitFor(t, 10*time.Second, "the status reaches the nodes table", func() bool {
+		id := e.c.NodeID()
+		if id == "" {
+			return false
+		}
+		n := db.node(t, id)
+		return n.SpoolDepthBytes == 12345 && n.SpoolDepthBatches == 3 && strings.Contains(string(n.StatusJSON), "BACKEND_STATE_HEALTHY")
 	})
 }

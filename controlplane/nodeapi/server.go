@@ -70,6 +70,11 @@ type Config struct {
 	SeenInterval time.Duration
 	// HelloTimeout bounds the wait for a stream's first message. Default 10s.
 	HelloTimeout time.Duration
+	// MaxConnectionAge is how long an edge's connection may live before the
+	// replica asks it (GOAWAY) to reconnect, which spreads edges over
+	// replicas added since; MaxConnectionAgeGrace is how long its streams
+	// get to finish after that. Defaults 30m and 30s.
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
 	// Registerer receives the Prometheus metrics; nil = not exported.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -91,6 +96,7 @@ type Server struct {
 	// whose codec lets streams send the shared snapshot bytes uncopied.
 	rawSends atomic.Bool
 	// Counters for tests; the Prometheus series carry the same numbers.
+	streamsOpened    atomic.Int64
 	snapshotsSent    atomic.Int64
 	payloadBytesSent atomic.Int64
 }
@@ -119,6 +125,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = 10 * time.Second
 	}
+	if cfg.MaxConnectionAge <= 0 {
+		cfg.MaxConnectionAge = 30 * time.Minute
+	}
+	if cfg.MaxConnectionAgeGrace <= 0 {
+		cfg.MaxConnectionAgeGrace = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -143,8 +155,8 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		grpc.ForceServerCodecV2(newSnapshotCodec()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			// gRPC adds ±10% jitter, so reconnects do not come in waves.
-			MaxConnectionAge:      30 * time.Minute,
-			MaxConnectionAgeGrace: 30 * time.Second,
+			MaxConnectionAge:      s.cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: s.cfg.MaxConnectionAgeGrace,
 			Time:                  30 * time.Second,
 			Timeout:               10 * time.Second,
 		}),

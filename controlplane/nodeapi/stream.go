@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -16,6 +17,10 @@ import (
 	"github.com/mcpgw/mcpgw/controlplane/store"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
 )
+
+// ReplicaHeader is the response header naming the replica that accepted a
+// ConfigStream.
+const ReplicaHeader = "mcpgw-replica"
 
 type configStream = grpc.BidiStreamingServer[mcpgwv1.ConfigStreamRequest, mcpgwv1.ConfigStreamResponse]
 
@@ -69,6 +74,13 @@ func (s *Server) ConfigStream(stream configStream) error {
 	}
 	token := s.reg.attach(id, hello.GetVersion(), cancel)
 	defer s.reg.detach(id, token)
+	s.streamsOpened.Add(1)
+	// Headers tell the edge its stream is accepted even when there is
+	// nothing to send: that is how it knows to reconnect at once, not after
+	// a backoff, when this stream later ends (GOAWAY, replica shutdown).
+	if err := stream.SendHeader(metadata.Pairs(ReplicaHeader, s.cfg.Replica)); err != nil {
+		return err
+	}
 	log := s.cfg.Logger.With("node", id, "group", node.NodeGroup)
 	log.Debug("config stream open", "applied_revision", hello.GetAppliedRevision())
 

@@ -29,6 +29,8 @@ type Stats struct {
 	PayloadBytesSent int64
 	// Connected is the number of open ConfigStreams.
 	Connected int
+	// StreamsOpened counts ConfigStreams accepted (hello received).
+	StreamsOpened int64
 }
 
 // Stats returns the server's counters.
@@ -37,5 +39,6 @@ func (s *Server) Stats() Stats {
 		SnapshotsSent:    s.snapshotsSent.Load(),
 		PayloadBytesSent: s.payloadBytesSent.Load(),
 		Connected:        s.reg.connected(),
+		StreamsOpened:    s.streamsOpened.Load(),
 	}
 }

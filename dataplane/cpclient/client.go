@@ -322,12 +322,8 @@ func (c *Client) streamLoop(ctx context.Context, client mcpgwv1.NodeServiceClien
 	}
 }
 
-// upAfter is how long a stream must have lasted to count as established
-// when it brought no message (an unchanged config sends nothing).
-const upAfter = 2 * time.Second
-
-// runStream runs one ConfigStream until it fails; up reports whether it
-// was established (a message arrived or it lasted upAfter).
+// runStream runs one ConfigStream until it fails; up reports whether the
+// control plane had accepted it.
 func (c *Client) runStream(ctx context.Context, client mcpgwv1.NodeServiceClient) (up bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -335,12 +331,6 @@ func (c *Client) runStream(ctx context.Context, client mcpgwv1.NodeServiceClient
 	if err != nil {
 		return false, err
 	}
-	started := time.Now()
-	defer func() {
-		if !up && time.Since(started) >= upAfter {
-			up = true
-		}
-	}()
 	// sendMu guards stream.Send, which the answer path and the status
 	// reporter share (gRPC allows one sender at a time).
 	var sendMu sync.Mutex
@@ -359,6 +349,15 @@ func (c *Client) runStream(ctx context.Context, client mcpgwv1.NodeServiceClient
 		_, rerr := stream.Recv() // the real reason is in the status
 		return false, rerr
 	}
+	// The control plane sends headers once it has accepted this node and
+	// its hello; a refusal comes without them.
+	if md, err := stream.Header(); err != nil || md == nil {
+		_, rerr := stream.Recv()
+		return false, rerr
+	} else if r := md.Get("mcpgw-replica"); len(r) > 0 {
+		c.log.Debug("config stream open", "replica", r[0])
+	}
+	up = true
 
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel (deferred earlier, runs later)
@@ -391,7 +390,6 @@ func (c *Client) runStream(ctx context.Context, client mcpgwv1.NodeServiceClient
 		if err != nil {
 			return up, err
 		}
-		up = true
 		snap := m.GetSnapshot()
 		if snap == nil {
 			continue // a message kind this edge does not know
