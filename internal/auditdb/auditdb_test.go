@@ -310,3 +310,45 @@ func TestQueryFiltersAndPaginates(t *testing.T) {
 		t.Error("malformed page token accepted")
 	}
 }
+
+// Batches of several nodes in one call (the control plane coalescing
+// streams) are stored per node, each chain verified on its own.
+func TestIngestAllCoalescesNodes(t *testing.T) {
+	s, pool := newStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	other := "0190c0de-0000-7000-8000-0000000000bb"
+	evB := evts(now, 4, 0)
+	for i := range evB {
+		evB[i].NodeID = other
+	}
+	res, err := s.IngestAll(ctx,
+		auditdb.NodeBatches{Node: node, Batches: chain(1, 0, [32]byte{}, [][]audit.Event{evts(now, 3, 0), evts(now, 2, 3)})},
+		auditdb.NodeBatches{Node: other, Batches: chain(9, 0, [32]byte{}, [][]audit.Event{evB})},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Batches != 3 || res.Events != 9 || res.ChainBreaks != 0 {
+		t.Fatalf("%+v", res)
+	}
+	nodes, err := s.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(nodes, []string{node, other}) {
+		t.Fatalf("nodes %v", nodes)
+	}
+	for n, want := range map[string]int64{node: 5, other: 4} {
+		rep, err := s.Verify(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.ChainComplete || rep.StoredEvents != want {
+			t.Fatalf("%s: %+v", n, rep)
+		}
+		if got := count(t, pool, `SELECT count(*) FROM audit_events WHERE node_id = $1`, n); got != want {
+			t.Fatalf("%s has %d rows, want %d", n, got, want)
+		}
+	}
+}

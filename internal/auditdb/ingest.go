@@ -93,27 +93,43 @@ var ErrConflict = errors.New("audit batch conflicts with the stored batch of the
 // window (older than Retention, further ahead than MaxFuture) are not
 // stored and counted with a reason in rejected_count/rejected_reason.
 func (s *Store) Ingest(ctx context.Context, node string, batches ...Batch) (Result, error) {
+	return s.IngestAll(ctx, NodeBatches{Node: node, Batches: batches})
+}
+
+// NodeBatches are batches from one node.
+type NodeBatches struct {
+	Node    string
+	Batches []Batch
+}
+
+// IngestAll is Ingest for batches of several nodes in one transaction, so
+// the control plane can coalesce small batches from many streams into one
+// commit. Each node's batches must be in seq order. An error (ErrConflict
+// included) stores nothing of the call; retry node by node to isolate it.
+func (s *Store) IngestAll(ctx context.Context, groups ...NodeBatches) (Result, error) {
 	var res Result
-	nodeID, err := uuid.Parse(node)
-	if err != nil {
-		return res, fmt.Errorf("audit ingest: node %q is not a UUID: %w", node, err)
-	}
-	if len(batches) == 0 {
-		return res, nil
-	}
 	now := s.opts.Now()
 	lo, hi := now.Add(-s.opts.Retention), now.Add(s.opts.MaxFuture)
 
 	// Decode and check everything before touching the database.
-	prepared := make([]preparedBatch, len(batches))
+	var prepared []*preparedBatch
 	days := map[int64]bool{}
-	for i := range batches {
-		p := &prepared[i]
-		p.b = &batches[i]
-		p.prepare(nodeID, lo, hi)
-		for _, r := range p.rows {
-			days[dayOf(r.TS)] = true
+	for _, g := range groups {
+		nodeID, err := uuid.Parse(g.Node)
+		if err != nil {
+			return res, fmt.Errorf("audit ingest: node %q is not a UUID: %w", g.Node, err)
 		}
+		for i := range g.Batches {
+			p := &preparedBatch{b: &g.Batches[i], node: nodeID}
+			p.prepare(lo, hi)
+			for _, r := range p.rows {
+				days[dayOf(r.TS)] = true
+			}
+			prepared = append(prepared, p)
+		}
+	}
+	if len(prepared) == 0 {
+		return res, nil
 	}
 	if err := s.ensureDays(ctx, days); err != nil {
 		return res, err
@@ -125,10 +141,10 @@ func (s *Store) Ingest(ctx context.Context, node string, batches ...Batch) (Resu
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	var rows []*audit.Event
-	for i := range prepared {
-		p := &prepared[i]
-		isNew, chainOK, err := p.insertLedger(ctx, tx, nodeID)
+	src := &eventSource{}
+	total := 0
+	for _, p := range prepared {
+		isNew, chainOK, err := p.insertLedger(ctx, tx)
 		if err != nil {
 			return Result{}, err
 		}
@@ -144,10 +160,13 @@ func (s *Store) Ingest(ctx context.Context, node string, batches ...Batch) (Resu
 			res.CRCFailures++
 		}
 		res.Rejected += p.rejected
-		rows = append(rows, p.rows...)
+		if len(p.rows) > 0 {
+			src.batches = append(src.batches, p)
+			total += len(p.rows)
+		}
 	}
-	if len(rows) > 0 {
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns, &eventSource{node: nodeID, rows: rows, i: -1})
+	if total > 0 {
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns, src)
 		if err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "23514" && strings.Contains(pgErr.Message, "no partition") {
@@ -157,7 +176,7 @@ func (s *Store) Ingest(ctx context.Context, node string, batches ...Batch) (Resu
 				clear(s.days)
 				s.mu.Unlock()
 			}
-			return Result{}, fmt.Errorf("audit ingest: copying %d events: %w", len(rows), err)
+			return Result{}, fmt.Errorf("audit ingest: copying %d events: %w", total, err)
 		}
 		res.Events = int(n)
 	}
@@ -170,6 +189,7 @@ func (s *Store) Ingest(ctx context.Context, node string, batches ...Batch) (Resu
 // preparedBatch is a batch decoded and checked for ingest.
 type preparedBatch struct {
 	b        *Batch
+	node     uuid.UUID
 	hash     [32]byte
 	crcOK    bool
 	rows     []*audit.Event // events to store
@@ -179,7 +199,8 @@ type preparedBatch struct {
 	last     time.Time
 }
 
-func (p *preparedBatch) prepare(node uuid.UUID, lo, hi time.Time) {
+func (p *preparedBatch) prepare(lo, hi time.Time) {
+	node := p.node
 	enc := p.b.AppendBinary(make([]byte, 0, BatchHeaderSize+len(p.b.Lines)))
 	p.hash = sha256Sum(enc)
 	p.crcOK = CRC32C(enc) == p.b.CRC
@@ -251,8 +272,8 @@ VALUES ($1::uuid, $2::bigint, $3::bigint, $4, $5, $6, $7, $8::bytea, $9, $10, $1
 ON CONFLICT (node_id, epoch, seq) DO NOTHING
 RETURNING chain_ok`
 
-func (p *preparedBatch) insertLedger(ctx context.Context, tx pgx.Tx, node uuid.UUID) (isNew, chainOK bool, err error) {
-	b := p.b
+func (p *preparedBatch) insertLedger(ctx context.Context, tx pgx.Tx) (isNew, chainOK bool, err error) {
+	b, node := p.b, p.node
 	var prev []byte
 	if b.HasPrev() {
 		prev = b.PrevHash[:]
@@ -328,18 +349,33 @@ var eventColumns = []string{
 	"request_bytes", "response_bytes", "args_sha256", "trace_id",
 }
 
-// eventSource feeds events to CopyFrom without building a [][]any up front.
+// eventSource feeds the stored events of new batches to CopyFrom without
+// building a [][]any up front.
 type eventSource struct {
-	node uuid.UUID
-	rows []*audit.Event
-	i    int
-	vals [23]any
+	batches []*preparedBatch
+	bi, ri  int // current batch, and the next row in it
+	cur     *audit.Event
+	node    uuid.UUID
+	vals    [23]any
 }
 
-func (s *eventSource) Next() bool { s.i++; return s.i < len(s.rows) }
+func (s *eventSource) Next() bool {
+	for s.bi < len(s.batches) {
+		p := s.batches[s.bi]
+		if s.ri < len(p.rows) {
+			s.cur, s.node = p.rows[s.ri], p.node
+			s.ri++
+			return true
+		}
+		s.bi, s.ri = s.bi+1, 0
+	}
+	return false
+}
+
 func (s *eventSource) Err() error { return nil }
+
 func (s *eventSource) Values() ([]any, error) {
-	e := s.rows[s.i]
+	e := s.cur
 	v := &s.vals
 	v[0], v[1], v[2], v[3], v[4] = e.ID, e.TS, s.node, e.SessionID, e.Principal
 	v[5], v[6], v[7], v[8], v[9] = e.Transport, e.ProtocolVersion, e.ClientName, e.ClientVersion, e.Method
@@ -347,33 +383,4 @@ func (s *eventSource) Values() ([]any, error) {
 	v[15], v[16], v[17], v[18] = e.Status, e.Error, e.LatencyUS, e.UpstreamLatencyUS
 	v[19], v[20], v[21], v[22] = e.RequestBytes, e.ResponseBytes, e.ArgsSHA256, e.TraceID
 	return v[:], nil
-}
-
-// Open returns a Store on a new pool for databaseURL, for a standalone edge
-// whose audit goes straight to Postgres. It does not connect: an
-// unreachable database shows up as failing ingests, not as a failed start.
-// Close releases the pool.
-func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
-	if err != nil {
-		// pgx's message may quote the URL, password included.
-		return nil, errors.New("audit postgres_url is not a valid Postgres URL")
-	}
-	// Ingest holds one connection at a time per sink; a small pool
-	// keeps an edge from crowding the database.
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("audit postgres pool: %w", err)
-	}
-	s := New(pool, opts)
-	s.owned = true
-	return s, nil
-}
-
-// Close closes the pool if Open made it.
-func (s *Store) Close() {
-	if s.owned {
-		s.pool.Close()
-	}
 }
