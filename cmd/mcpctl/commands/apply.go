@@ -134,7 +134,9 @@ func printDiff(w io.Writer, r *mcpgwv1.ApplyPolicyResponse) {
 			mark = "-"
 		}
 		fmt.Fprintf(w, "%s %s %s\n", mark, changeKindWord(ch.GetKind()), ch.GetName())
-		if d := strings.TrimSpace(ch.GetDescription()); d != "" {
+		// What an update changed is worth reading; a create or delete
+		// would only list every field of the resource.
+		if d := strings.TrimSpace(ch.GetDescription()); d != "" && ch.GetAction() == mcpgwv1.ChangeAction_CHANGE_ACTION_UPDATE {
 			for line := range strings.SplitSeq(d, "\n") {
 				fmt.Fprintf(w, "    %s\n", line)
 			}
@@ -154,16 +156,17 @@ func printDiff(w io.Writer, r *mcpgwv1.ApplyPolicyResponse) {
 // fleetOnly refuses what a control plane cannot take: the edge-local
 // sections and key hashes, which a standalone edge's file may hold.
 func fleetOnly(d *document.Document) error {
-	var sections []string
-	if d.Auth != nil {
-		sections = append(sections, "auth:")
+	var what string
+	switch {
+	case d.Auth != nil && d.Audit != nil:
+		what = "auth: and audit: sections, which configure"
+	case d.Auth != nil:
+		what = "an auth: section, which configures"
+	case d.Audit != nil:
+		what = "an audit: section, which configures"
 	}
-	if d.Audit != nil {
-		sections = append(sections, "audit:")
-	}
-	if len(sections) > 0 {
-		return fmt.Errorf("the document has %s: those sections configure a standalone edge (its --config file) and cannot be applied to a control plane; remove them and apply again",
-			strings.Join(sections, " and "))
+	if what != "" {
+		return fmt.Errorf("the document has %s a standalone edge (its --config file) and cannot be applied to a control plane; remove them and apply again", what)
 	}
 	for _, p := range d.Principals {
 		if p.APIKeySHA256 != "" {

@@ -242,10 +242,16 @@ func (c *client) rpcError(what string, err error) error {
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: the control plane at %s did not answer within %s (raise --request-timeout?)", what, c.addr, c.timeout)
 	case codes.InvalidArgument:
+		if strings.HasPrefix(msg, "invalid") {
+			return fmt.Errorf("%s: %s", what, msg)
+		}
 		return fmt.Errorf("%s: invalid: %s", what, msg)
 	case codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition:
 		return fmt.Errorf("%s: %s", what, msg)
 	case codes.Aborted:
+		if strings.Contains(msg, "retry") {
+			return fmt.Errorf("%s: %s", what, msg)
+		}
 		return fmt.Errorf("%s: %s (someone changed it since you read it; read it again and retry)", what, msg)
 	case codes.Unimplemented:
 		return fmt.Errorf("%s: the control plane does not support this yet (%s)", what, msg)

@@ -132,7 +132,7 @@ func (g *globals) describe(ctx context.Context, cl *client, w io.Writer, k kind,
 		if err != nil {
 			return cl.rpcError(what, err)
 		}
-		fmt.Fprintf(w, "Active keys:     %d\n", len(keys))
+		f.add("Active keys", len(keys))
 		for _, k := range keys {
 			fmt.Fprintf(w, "  %s  expires %s  %s\n", k.GetId(), g.untilText(k.GetExpireTime()), k.GetDescription())
 		}

@@ -58,10 +58,10 @@ func parseInputs(inputs []docInput) (*document.Document, error) {
 // apply -f reads back.
 func writeDocumentYAML(w io.Writer, pd *mcpgwv1.PolicyDocument) error {
 	d := docproto.DocumentFromProto(pd)
-	b, err := yaml.Marshal(&d)
-	if err != nil {
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&d); err != nil {
 		return fmt.Errorf("encoding YAML: %w", err)
 	}
-	_, err = w.Write(b)
-	return err
+	return enc.Close()
 }

@@ -29,10 +29,12 @@ type mask struct {
 // deterministic.
 var volatile = []mask{
 	{regexp.MustCompile(`mcpgw_[A-Za-z0-9]+_[A-Za-z0-9_-]+`), "<API-KEY>"},
-	{regexp.MustCompile(`mcpgwjt_[A-Za-z0-9_-]+`), "<JOIN-TOKEN>"},
+	{regexp.MustCompile(`mcpgwjoin_[A-Za-z0-9]+_[A-Za-z0-9_-]+`), "<JOIN-TOKEN>"},
 	{regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`), "<UUID>"},
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`), "<TIME>"},
 	{regexp.MustCompile(`\bdevel(-[0-9a-f]+)?\b`), "<VERSION>"},
+	{regexp.MustCompile(regexp.QuoteMeta(os.TempDir()) + `/Test[^/ ]+/[0-9]+`), "<TMP>"},
+	{regexp.MustCompile(`127\.0\.0\.1:[0-9]+`), "<ADDR>"},
 	{regexp.MustCompile(`\(go1\.[0-9.]+ [a-z0-9]+/[a-z0-9]+\)`), "(<GO>)"},
 }
 
