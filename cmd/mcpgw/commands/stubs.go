@@ -19,7 +19,6 @@ func notYet(use, short string) *cobra.Command {
 	}
 }
 
-func newCPCmd() *cobra.Command { return notYet("cp", "Run a control-plane replica") }
 func newDevCmd() *cobra.Command {
 	return notYet("dev", "Run control plane, edge and a demo backend in one process")
 }

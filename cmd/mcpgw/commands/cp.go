@@ -1,0 +1,74 @@
+package commands
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpgw/mcpgw/controlplane"
+)
+
+func newCPCmd() *cobra.Command {
+	var cfg controlplane.Config
+	var logLevel string
+	c := &cobra.Command{
+		Use:   "cp",
+		Short: "Run a control-plane replica",
+		Long: `Run one control-plane replica: the admin API for mcpctl (TLS, bearer admin
+token) and the node API for edges (mTLS), backed by Postgres. Any number of
+replicas may share one database; each serves every edge.
+
+At start it applies the schema migrations (unless --no-migrate, which refuses
+a schema that is behind), loads the installation CA from the database or
+creates it, and writes the CA bundle that edges and mcpctl trust to
+DATA_DIR/ca.crt. The CA's private key is stored encrypted with a
+key-encryption key from $MCPGW_KEK (base64 of 32 bytes) or DATA_DIR/kek,
+created on first start: every replica needs the same one.
+
+The admin token comes from $MCPGW_ADMIN_TOKEN ("mcpgwadm_..."); without it,
+the first start generates one and prints it once on stderr. Only its hash is
+stored.
+
+Every flag can also be set as MCPGW_<FLAG> in the environment, e.g.
+MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
+		Example: `  mcpgw cp --database-url postgres://mcpgw@db:5432/mcpgw --data-dir /var/lib/mcpgw
+  mcpgw cp --database-url postgres://mcpgw@db:5432/mcpgw --data-dir /var/lib/mcpgw \
+      --node-listen :7443 --admin-listen 0.0.0.0:7444 --tls-san cp.example.com --ops-listen 127.0.0.1:9090`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := flagsFromEnv(c.Flags()); err != nil {
+				return usageError{err}
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+			}
+			// Secrets come only from the environment, never from argv
+			// (visible in the process list).
+			cfg.AdminToken = os.Getenv(controlplane.EnvAdminToken)
+			cfg.KEK = os.Getenv(controlplane.EnvKEK)
+			cfg.Logger = slog.New(slog.NewJSONHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			cfg.Notices = c.ErrOrStderr()
+			if err := cfg.Validate(); err != nil {
+				return usageError{oneLineError{err}}
+			}
+			if err := controlplane.Run(c.Context(), cfg); err != nil {
+				return oneLineError{err}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.DatabaseURL, "database-url", "", "Postgres URL, e.g. postgres://user@host:5432/db (required)")
+	f.StringVar(&cfg.NodeListen, "node-listen", controlplane.DefaultNodeListen, "address of the edges' listener (mTLS)")
+	f.StringVar(&cfg.AdminListen, "admin-listen", controlplane.DefaultAdminListen, "address of mcpctl's listener (TLS + admin token)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for ca.crt and the kek file (required; created if missing)")
+	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra host names or IPs for the server certificate (repeatable)")
+	f.StringVar(&cfg.OpsListen, "ops-listen", "", "serve /metrics, /healthz and /readyz over HTTP here (off by default)")
+	f.BoolVar(&cfg.NoMigrate, "no-migrate", false, "refuse to start on an outdated schema instead of migrating it")
+	f.StringVar(&cfg.Replica, "replica-name", "", "name of this replica in node status (default: host name)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return c
+}
