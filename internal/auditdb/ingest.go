@@ -384,3 +384,32 @@ func (s *eventSource) Values() ([]any, error) {
 	v[19], v[20], v[21], v[22] = e.RequestBytes, e.ResponseBytes, e.ArgsSHA256, e.TraceID
 	return v[:], nil
 }
+
+// Open returns a Store on a new pool for databaseURL, for a standalone edge
+// whose audit goes straight to Postgres. It does not connect: an
+// unreachable database shows up as failing ingests, not as a failed start.
+// Close releases the pool.
+func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		// pgx's message may quote the URL, password included.
+		return nil, errors.New("audit postgres_url is not a valid Postgres URL")
+	}
+	// Ingest holds one connection at a time per sink; a small pool
+	// keeps an edge from crowding the database.
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("audit postgres pool: %w", err)
+	}
+	s := New(pool, opts)
+	s.owned = true
+	return s, nil
+}
+
+// Close closes the pool if Open made it.
+func (s *Store) Close() {
+	if s.owned {
+		s.pool.Close()
+	}
+}
