@@ -25,6 +25,7 @@ import (
 	"github.com/mcpgw/mcpgw/controlplane/pki"
 	"github.com/mcpgw/mcpgw/controlplane/store"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/auditdb"
 	"github.com/mcpgw/mcpgw/internal/pgtest"
 )
 
@@ -72,7 +73,7 @@ func newEnv(t *testing.T) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))}, admin.Interceptors(admin.NewAuthenticator(st), log)...)
 	srv := grpc.NewServer(opts...)
-	admin.New(admin.Options{Store: st, Replica: "test-replica", Logger: log, RolloutPoll: 20 * time.Millisecond}).Register(srv)
+	admin.New(admin.Options{Store: st, Audit: auditdb.New(pool, auditdb.Options{}), Replica: "test-replica", Logger: log, RolloutPoll: 20 * time.Millisecond}).Register(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
