@@ -430,3 +430,13 @@ func TestGetStreamResumes(t *testing.T) {
 		t.Errorf("replay after Last-Event-ID 0: %q", again)
 	}
 }
+
+func newRequest(method, url string) (*http.Request, error) { return http.NewRequest(method, url, nil) }
+
+func httpDo(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	return resp, err
+}

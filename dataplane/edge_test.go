@@ -2,6 +2,7 @@ package dataplane_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -135,7 +136,7 @@ func (r *clientRecorder) options() *mcp.ClientOptions {
 			return &mcp.CreateMessageResult{Role: "assistant", Model: "test-model", Content: &mcp.TextContent{Text: "sampled through the edge"}}, nil
 		},
 		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
-			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"username": "alice", "email": "alice@example.com"}}, nil
+			return &mcp.ElicitResult{Action: "accept", Content: fillSchema(req.Params.RequestedSchema)}, nil
 		},
 		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 			r.mu.Lock()
@@ -255,4 +256,33 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// fillSchema answers an elicitation with a plausible value for every
+// property of the requested (flat) schema.
+func fillSchema(schema any) map[string]any {
+	b, _ := json.Marshal(schema)
+	var s struct {
+		Properties map[string]struct {
+			Type string   `json:"type"`
+			Enum []string `json:"enum"`
+		} `json:"properties"`
+	}
+	_ = json.Unmarshal(b, &s)
+	out := map[string]any{}
+	for name, p := range s.Properties {
+		switch {
+		case len(p.Enum) > 0:
+			out[name] = p.Enum[0]
+		case p.Type == "boolean":
+			out[name] = true
+		case p.Type == "number" || p.Type == "integer":
+			out[name] = 1
+		case name == "email":
+			out[name] = "alice@example.com"
+		default:
+			out[name] = "alice"
+		}
+	}
+	return out
 }

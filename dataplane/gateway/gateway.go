@@ -82,6 +82,10 @@ type Gateway struct {
 	// the last unsubscribe.
 	subsMu sync.Mutex
 	subs   map[subKey]int
+
+	// listeners holds the open 2026-07-28 subscriptions/listen streams
+	// (*listener → struct{}).
+	listeners sync.Map
 }
 
 type subKey struct{ backend, uri string }
@@ -553,11 +557,30 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 		return nil, g.fail(rq, rpc.Errorf(rpc.CodeBackendUnavailable, "mcpgw: backend %q is not configured", backend))
 	}
 	var sink upstream.Sink
-	if out != nil && sess != nil {
-		sink = &callSink{sess: sess, out: out}
+	switch o := out.(type) {
+	case *modernOut:
+		sink = &modernSink{out: o, level: o.level}
+	case nil:
+	default:
+		if sess != nil {
+			sink = &callSink{sess: sess, out: out}
+		}
 	}
 	t0 := time.Now()
-	resp, err := b.Call(ctx, method, params, sink)
+	var resp upstream.Response
+	var err error
+	if mo, ok := ctx.Value(modernKey{}).(*modernCall); ok {
+		var name string
+		switch method {
+		case "tools/call", "prompts/get":
+			name = rpc.StringField(params, "name")
+		case "resources/read":
+			name = mo.m.uri()
+		}
+		resp, err = b.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name})
+	} else {
+		resp, err = b.Call(ctx, method, params, sink)
+	}
 	rq.UpstreamLatency = time.Since(t0)
 	if err != nil {
 		switch {
@@ -642,6 +665,18 @@ func (g *Gateway) ListsChanged(kinds []catalog.Kind) {
 		}
 		return true
 	})
+	for _, k := range kinds {
+		g.notifyListeners(k.ChangedNotification(), nil, func(l *listener) bool {
+			switch k {
+			case catalog.Tools:
+				return l.tools
+			case catalog.Prompts:
+				return l.prompt
+			default:
+				return l.res
+			}
+		})
+	}
 }
 
 // BackendNotification implements state.Notifier.
@@ -656,6 +691,7 @@ func (g *Gateway) BackendNotification(backend, method string, params json.RawMes
 			}
 			return true
 		})
+		g.notifyListeners(method, params, func(l *listener) bool { return l.uris[uri] })
 	case "notifications/message":
 		level := rpc.StringField(params, "level")
 		msg := rpc.AppendNotification(nil, method, params)

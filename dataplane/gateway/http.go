@@ -162,6 +162,10 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		g.serveInitialize(w, r, st, m, rq)
 		return
 	}
+	if r.Header.Get("Mcp-Session-Id") == "" && (m.env.ProtocolVersion.IsSet() || isModernVersion(r.Header.Get("Mcp-Protocol-Version")) || strings.HasPrefix(r.Header.Get("Mcp-Protocol-Version"), "2026")) {
+		g.serveModern(w, r, st, m, rq)
+		return
+	}
 	sess := g.lookupSession(w, r, rq.Principal)
 	if sess == nil {
 		return
@@ -345,6 +349,13 @@ func writeEvent(w io.Writer, id string, data []byte) error {
 // serveGet streams the session's server-initiated messages (list_changed,
 // resources/updated, logs) with event ids, replaying after Last-Event-ID.
 func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Mcp-Session-Id") == "" {
+		// Without a session there is no stream to open: 2026-07-28 has
+		// none (subscriptions/listen replaces it).
+		w.Header()["Allow"] = []string{"POST"}
+		http.Error(w, "mcpgw: GET needs an Mcp-Session-Id (2026-07-28 clients use subscriptions/listen)", http.StatusMethodNotAllowed)
+		return
+	}
 	if !acceptsSSE(r) {
 		http.Error(w, "mcpgw: GET needs Accept: text/event-stream", http.StatusNotAcceptable)
 		return
@@ -412,6 +423,11 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Mcp-Session-Id") == "" {
+		w.Header()["Allow"] = []string{"POST"}
+		http.Error(w, "mcpgw: DELETE needs an Mcp-Session-Id; 2026-07-28 has no sessions", http.StatusMethodNotAllowed)
+		return
+	}
 	rq := &Request{Start: time.Now(), Transport: "http"}
 	if !g.authenticate(w, r, rq) {
 		return

@@ -316,6 +316,28 @@ func (b *Backend) changedCh() <-chan struct{} {
 // be nil. An error means no response came from the backend; a JSON-RPC error
 // from the backend is a Response with Error set.
 func (b *Backend) Call(ctx context.Context, method string, params json.RawMessage, sink Sink) (Response, error) {
+	return b.call(ctx, method, params, sink, nil)
+}
+
+// Modern describes a 2026-07-28 request: it carries its protocol version
+// and client capabilities in params._meta and stands alone, so over HTTP it
+// is sent without the legacy session, with the version and the Mcp-Method
+// and Mcp-Name headers the body implies.
+type Modern struct {
+	Version string
+	// Name is params.name (tools/call, prompts/get) or params.uri
+	// (resources/read), mirrored in Mcp-Name; "" for other methods.
+	Name string
+}
+
+// CallModern is Call for a 2026-07-28 request whose params already carry
+// the per-request _meta. Its result (including an input_required one) comes
+// back untouched.
+func (b *Backend) CallModern(ctx context.Context, method string, params json.RawMessage, sink Sink, m Modern) (Response, error) {
+	return b.call(ctx, method, params, sink, &m)
+}
+
+func (b *Backend) call(ctx context.Context, method string, params json.RawMessage, sink Sink, modern *Modern) (Response, error) {
 	b.inflight.Add(1)
 	defer b.inflight.Add(-1)
 	ctx, cancel := context.WithTimeoutCause(ctx, b.cfg.Timeout, ErrTimeout)
@@ -327,7 +349,7 @@ func (b *Backend) Call(ctx context.Context, method string, params json.RawMessag
 				return Response{}, fmt.Errorf("calling %s on backend %q: %w", method, b.cfg.Name, ErrUnavailable)
 			}
 		}
-		resp, err := c.call(ctx, method, params, sink)
+		resp, err := c.call(ctx, method, params, sink, modern)
 		if errors.Is(err, errSessionExpired) && attempt == 0 {
 			// The server forgot our session before processing the request
 			// (404), so a retry on a fresh session cannot run it twice.

@@ -55,6 +55,10 @@ type call struct {
 	token json.RawMessage // the caller's own progress token, restored on the way back
 	upTok string          // the edge's token sent upstream
 	resp  chan Response   // buffered 1
+	// method and modern describe the request for transports that mirror
+	// them in headers (2026-07-28 over HTTP).
+	method string
+	modern *Modern
 }
 
 func newConn(b *Backend, t transport, shared bool) *conn {
@@ -89,8 +93,8 @@ func (c *conn) closedErr() error {
 	return c.err
 }
 
-func (c *conn) call(ctx context.Context, method string, params json.RawMessage, sink Sink) (Response, error) {
-	cl := &call{id: c.nextID.Add(1), sink: sink, resp: make(chan Response, 1)}
+func (c *conn) call(ctx context.Context, method string, params json.RawMessage, sink Sink, modern *Modern) (Response, error) {
+	cl := &call{id: c.nextID.Add(1), sink: sink, resp: make(chan Response, 1), method: method, modern: modern}
 	if tok := rpc.MetaField(params, "progressToken"); len(tok) > 0 {
 		cl.token = tok
 		cl.upTok = "mcpgw-" + strconv.FormatInt(cl.id, 10)
@@ -177,7 +181,7 @@ func (c *conn) initialize(ctx context.Context) error {
 	params = append(params, '}')
 	ctx, cancel := context.WithTimeout(ctx, min(c.b.cfg.Timeout, 30*time.Second))
 	defer cancel()
-	resp, err := c.call(ctx, "initialize", params, nil)
+	resp, err := c.call(ctx, "initialize", params, nil, nil)
 	if err != nil {
 		return fmt.Errorf("initialize: %w", err)
 	}

@@ -127,6 +127,16 @@ func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []by
 	if err != nil {
 		return err
 	}
+	if m := cl.modern; m != nil {
+		// A 2026-07-28 request stands alone: no legacy session, its own
+		// version, and the headers a server checks against the body.
+		delete(req.Header, "Mcp-Session-Id")
+		req.Header["Mcp-Protocol-Version"] = []string{m.Version}
+		req.Header["Mcp-Method"] = []string{cl.method}
+		if m.Name != "" {
+			req.Header["Mcp-Name"] = []string{m.Name}
+		}
+	}
 	resp, err := t.do(ctx, c, req)
 	if err != nil {
 		return err
@@ -139,7 +149,7 @@ func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []by
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch {
-	case resp.StatusCode == http.StatusNotFound && t.session() != "":
+	case resp.StatusCode == http.StatusNotFound && t.session() != "" && cl.modern == nil:
 		return errSessionExpired
 	case ct == "text/event-stream" && resp.StatusCode == http.StatusOK:
 		return t.readStream(ctx, c, cl, resp.Body)

@@ -1,0 +1,122 @@
+package dataplane_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
+)
+
+// connectModern opens a 2026-07-28 (stateless) SDK client session: it
+// starts with server/discover, not initialize.
+func connectModern(t *testing.T, url string, rec *clientRecorder) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "modern-test", Version: "1"}, rec.options())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url}, nil)
+	if err != nil {
+		t.Fatalf("connecting (2026-07-28) to %s: %v", url, err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// A modern client against a modern (stateless) backend: discover, plain
+// calls, and multi-round-trip input_required results passed through
+// (spec 2026-07-28, basic/patterns/mrtr) exactly as direct.
+func TestModernClientModernBackend(t *testing.T) {
+	srv := mcptest.StartHTTP(t, serverBin, "", false)
+	e := startEdge(t, "backends:\n"+httpBackend("ev", srv.URL(), "-"), nil)
+	rec := &clientRecorder{}
+	via := connectModern(t, e.URL, rec)
+	if v := via.InitializeResult().ProtocolVersion; v != "2026-07-28" {
+		t.Errorf("negotiated %q, want 2026-07-28", v)
+	}
+	direct := connectModern(t, srv.URL(), &clientRecorder{})
+	waitTools(t, via, everythingTools)
+	ctx := context.Background()
+	for _, tool := range []string{
+		"test_simple_text", "test_tool_with_progress",
+		"test_input_required_result_elicitation", "test_input_required_result_sampling",
+		"test_input_required_result_multi_round", "test_input_required_result_request_state",
+		"test_input_required_result_multiple_inputs",
+	} {
+		p := &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}}
+		dr, derr := direct.CallTool(ctx, p)
+		p.Name = "ev__" + tool
+		vr, verr := via.CallTool(ctx, p)
+		if got, want := normalize(t, vr, verr), normalize(t, dr, derr); got != want {
+			t.Errorf("%s through the edge:\n got %s\nwant %s", tool, got, want)
+		}
+		if verr != nil || vr.IsError {
+			t.Errorf("%s failed through the edge: %v %s", tool, verr, normalize(t, vr, verr))
+		}
+	}
+	vr, err := via.ReadResource(ctx, &mcp.ReadResourceParams{URI: "test://static-text"})
+	if err != nil || len(vr.Contents) != 1 || vr.Contents[0].Text == "" {
+		t.Fatalf("resources/read: %v %+v", err, vr)
+	}
+}
+
+// The modern era's transport rules on the edge's own endpoint.
+func TestModernTransportRules(t *testing.T) {
+	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
+	modern := func(method, name string) map[string]string {
+		h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": method}
+		if name != "" {
+			h["Mcp-Name"] = name
+		}
+		return h
+	}
+	tests := []struct {
+		name   string
+		body   string
+		hdr    map[string]string
+		status int
+		want   string
+	}{
+		{"discover", `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{` + meta + `}}`, modern("server/discover", ""), 200, `"supportedVersions":["2026-07-28"`},
+		{"ping", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{` + meta + `}}`, modern("ping", ""), 200, `"resultType":"complete"`},
+		{"method mismatch", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{` + meta + `}}`, modern("tools/list", ""), 400, `"code":-32020`},
+		{"missing method header", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{` + meta + `}}`, map[string]string{"Mcp-Protocol-Version": "2026-07-28"}, 400, `"code":-32020`},
+		{"name mismatch", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ev__test_simple_text",` + meta + `}}`, modern("tools/call", "ev__other"), 400, `"code":-32020`},
+		{"unsupported version", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01","io.modelcontextprotocol/clientCapabilities":{}}}}`, map[string]string{"Mcp-Method": "ping"}, 400, `"code":-32022`},
+		{"list is private", `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{` + meta + `}}`, modern("tools/list", ""), 200, `"cacheScope":"private"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := post(t, e, tt.body, tt.hdr)
+			if resp.StatusCode != tt.status || !strings.Contains(body, tt.want) {
+				t.Errorf("got %d %s; want %d and %s", resp.StatusCode, body, tt.status, tt.want)
+			}
+		})
+	}
+	for _, verb := range []string{"GET", "DELETE"} {
+		req, _ := newRequest(verb, e.URL)
+		resp, err := httpDo(req)
+		if err != nil || resp.StatusCode != 405 {
+			t.Errorf("%s without a session: %v %v, want 405", verb, err, resp)
+		}
+	}
+}
+
+// subscriptions/listen streams list_changed to a modern client.
+func TestModernListen(t *testing.T) {
+	e := startEdge(t, "backends:\n"+stdioBackend("one"), nil)
+	rec := &clientRecorder{}
+	cs := connectModern(t, e.URL, rec)
+	n := len(waitTools(t, cs, everythingTools))
+	writeConfig(t, e.CfgPath, "backends:\n"+stdioBackend("one")+stdioBackend("two"))
+	waitTools(t, cs, 2*n)
+	waitFor(t, "tools/list_changed on the listen stream", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.toolsChg > 0
+	})
+}
