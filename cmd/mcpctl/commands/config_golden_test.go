@@ -47,7 +47,7 @@ func TestGoldenConfig(t *testing.T) {
 	cp := startControlPlane(t, cpOptions{})
 	c := cp.cliFor(t)
 	dir := t.TempDir()
-	tr := newTranscript(c, mask{regexp.MustCompile(regexp.QuoteMeta(dir)), "<DIR>"})
+	tr := newTranscript(c, mask{re: regexp.MustCompile(regexp.QuoteMeta(dir)), with: "<DIR>"})
 	backends := writeFile(t, dir, "backends.yaml", backendsYAML)
 	policy := writeFile(t, dir, "policy.yaml", policyYAML)
 

@@ -22,20 +22,30 @@ type transcript struct {
 type mask struct {
 	re   *regexp.Regexp
 	with string
+	// keepWidth pads the replacement to the masked value's length, so
+	// table columns stay aligned as they were.
+	keepWidth bool
 }
 
 // Masks for values that differ on every run. Each replaces a value of fixed
 // width (ids, tokens, times to the second) so table alignment stays
 // deterministic.
+// Secrets go first, whole, before any id inside them is masked.
+var secrets = []mask{
+	{re: regexp.MustCompile(`mcpgw_[A-Za-z0-9]+_[A-Za-z0-9_-]+`), with: "<API-KEY>"},
+	{re: regexp.MustCompile(`mcpgwjoin_[A-Za-z0-9]+_[A-Za-z0-9_-]+`), with: "<JOIN-TOKEN>"},
+}
+
 var volatile = []mask{
-	{regexp.MustCompile(`mcpgw_[A-Za-z0-9]+_[A-Za-z0-9_-]+`), "<API-KEY>"},
-	{regexp.MustCompile(`mcpgwjoin_[A-Za-z0-9]+_[A-Za-z0-9_-]+`), "<JOIN-TOKEN>"},
-	{regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`), "<UUID>"},
-	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`), "<TIME>"},
-	{regexp.MustCompile(`\bdevel(-[0-9a-f]+)?\b`), "<VERSION>"},
-	{regexp.MustCompile(regexp.QuoteMeta(os.TempDir()) + `/Test[^/ ]+/[0-9]+`), "<TMP>"},
-	{regexp.MustCompile(`127\.0\.0\.1:[0-9]+`), "<ADDR>"},
-	{regexp.MustCompile(`\(go1\.[0-9.]+ [a-z0-9]+/[a-z0-9]+\)`), "(<GO>)"},
+	{re: regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`), with: "<UUID>", keepWidth: true},
+	// Fractional seconds vary in length (protojson trims zeros), so only
+	// whole-second times keep their width.
+	{re: regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z`), with: "<TIME>"},
+	{re: regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`), with: "<TIME>", keepWidth: true},
+	{re: regexp.MustCompile(`\bdevel(-[0-9a-f]+)?\b`), with: "<VERSION>"},
+	{re: regexp.MustCompile(regexp.QuoteMeta(os.TempDir()) + `/Test[^/ ]+/[0-9]+`), with: "<TMP>"},
+	{re: regexp.MustCompile(`127\.0\.0\.1:[0-9]+`), with: "<ADDR>"},
+	{re: regexp.MustCompile(`\(go1\.[0-9.]+ [a-z0-9]+/[a-z0-9]+\)`), with: "(<GO>)"},
 }
 
 func newTranscript(c *cli, extra ...mask) *transcript {
@@ -43,8 +53,13 @@ func newTranscript(c *cli, extra ...mask) *transcript {
 }
 
 func (tr *transcript) mask(s string) string {
-	for _, m := range tr.masks {
-		s = m.re.ReplaceAllString(s, m.with)
+	for _, m := range append(append([]mask{}, secrets...), tr.masks...) {
+		s = m.re.ReplaceAllStringFunc(s, func(v string) string {
+			if m.keepWidth && len(v) > len(m.with) {
+				return m.with + strings.Repeat("~", len(v)-len(m.with))
+			}
+			return m.with
+		})
 	}
 	return s
 }
@@ -68,11 +83,25 @@ func (tr *transcript) ok(args ...string) string {
 	return out
 }
 
+// learn masks a value the test found out (an id the server minted)
+// everywhere in the transcript, also where it appeared before.
+func (tr *transcript) learn(value, as string) {
+	if value != "" {
+		tr.masks = append([]mask{{re: regexp.MustCompile(regexp.QuoteMeta(value)), with: as, keepWidth: true}}, tr.masks...)
+	}
+}
+
+// record keeps the raw output; masking happens in check, so values learned
+// later are masked in earlier commands too.
 func (tr *transcript) record(args []string, code int, out, errOut string) {
-	fmt.Fprintf(&tr.b, "$ mcpctl %s\n", tr.mask(strings.Join(args, " ")))
-	tr.b.WriteString(tr.mask(out))
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = shellQuote(a)
+	}
+	fmt.Fprintf(&tr.b, "$ mcpctl %s\n", strings.Join(quoted, " "))
+	tr.b.WriteString(out)
 	if errOut != "" {
-		for line := range strings.SplitSeq(strings.TrimSuffix(tr.mask(errOut), "\n"), "\n") {
+		for line := range strings.SplitSeq(strings.TrimSuffix(errOut, "\n"), "\n") {
 			fmt.Fprintf(&tr.b, "stderr> %s\n", line)
 		}
 	}
@@ -88,7 +117,7 @@ func (tr *transcript) check(name string) {
 	t := tr.c.t
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
-	got := tr.b.String()
+	got := tr.mask(tr.b.String())
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
