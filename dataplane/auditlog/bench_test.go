@@ -115,3 +115,56 @@ func BenchmarkEnqueue(b *testing.B) {
 		<-drained
 	})
 }
+
+// BenchmarkRecordHotPath is what an async Record costs the request itself:
+// validate, encode into a pooled buffer, enqueue. The writer is replaced by
+// a goroutine that only drains the queue and recycles buffers, so the figure
+// excludes disk and sink work (which BenchmarkRecord includes).
+func BenchmarkRecordHotPath(b *testing.B) {
+	for _, emitters := range []int{1, 64} {
+		b.Run(fmt.Sprintf("emitters=%d", emitters), func(b *testing.B) {
+			sink, _ := NewFileSink(filepath.Join(b.TempDir(), "audit.jsonl"), 0, 0)
+			l, err := Open(Config{Dir: b.TempDir(), Durability: DurabilityAsync, Logger: quietLogger()}, sink)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var stop atomic.Bool
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				for !stop.Load() {
+					if e, ok := l.q.pop(); ok {
+						l.bufs.Put(e.buf)
+					} else {
+						runtime.Gosched()
+					}
+				}
+			}()
+			ev := testEvent(1)
+			var refused atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.SetParallelism((emitters + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			run := func() {
+				if err := l.Record(context.Background(), ev); err != nil {
+					refused.Add(1)
+				}
+			}
+			if emitters == 1 {
+				for range b.N {
+					run()
+				}
+			} else {
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						run()
+					}
+				})
+			}
+			b.StopTimer()
+			stop.Store(true)
+			<-drained
+			b.ReportMetric(float64(refused.Load())/float64(b.N), "refused/event")
+		})
+	}
+}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -74,6 +77,21 @@ type Log struct {
 	waiters sync.Pool // *waiter
 
 	writerDone chan struct{}
+	lock       *os.File // holds the spool directory's exclusive flock until Run returns
+}
+
+// lockDir takes an exclusive lock on dir/LOCK so two processes (or two Logs)
+// never append to one spool.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking audit spool: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit spool %s is in use by another process or Log: %w", dir, err)
+	}
+	return f, nil
 }
 
 // waiter is how a sync Record learns that its event is in the spool.
@@ -84,7 +102,9 @@ const maxPooledBuf = 64 << 10
 
 // Open opens (creating or recovering) the spool in cfg.Dir for the given
 // sinks. It starts no goroutine; call Run. Every sink needs a distinct Name:
-// it names the sink's cursor in the spool directory.
+// it names the sink's cursor in the spool directory. The directory is
+// locked (flock on LOCK) from Open until Run returns, so two processes
+// never append to one spool.
 func Open(cfg Config, sinks ...Sink) (*Log, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -106,8 +126,16 @@ func Open(cfg Config, sinks ...Sink) (*Log, error) {
 		}
 		names = append(names, n)
 	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating audit spool dir: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	sp, rep, err := openSpool(cfg.Dir, cfg.SegmentBytes, names, cfg.Logger)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	l := &Log{
@@ -118,6 +146,7 @@ func Open(cfg Config, sinks ...Sink) (*Log, error) {
 		sync:       cfg.Durability == DurabilitySync,
 		drop:       cfg.OnFull == OnFullDrop,
 		writerDone: make(chan struct{}),
+		lock:       lock,
 	}
 	l.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	l.waiters.New = func() any { return &waiter{ch: make(chan error, 1)} }
@@ -269,6 +298,7 @@ func (l *Log) Run(ctx context.Context) error {
 	if !l.started.CompareAndSwap(false, true) {
 		return errors.New("audit log: Run called twice")
 	}
+	defer l.lock.Close() // releases the flock: the spool is closed by now
 	sinkCtx, cancelSinks := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSinks()
 	var g, sg errgroup.Group

@@ -562,3 +562,17 @@ func TestCorruptRecordIsSkippedAndCounted(t *testing.T) {
 		t.Fatalf("delivered %v, want %v (the corrupt batch skipped)", got, want)
 	}
 }
+
+// Two Logs never share a spool directory.
+func TestSpoolDirIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	_, stop := startLog(t, Config{Dir: dir}, newGateSink(t, filepath.Join(t.TempDir(), "a.jsonl"), true))
+	if _, err := Open(Config{Dir: dir, Logger: quietLogger()}, newGateSink(t, filepath.Join(t.TempDir(), "b.jsonl"), true)); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open on a spool in use: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Released once Run returned.
+	startLog(t, Config{Dir: dir}, newGateSink(t, filepath.Join(t.TempDir(), "c.jsonl"), true))
+}
