@@ -405,3 +405,8 @@ func parseKeyHash(s string) ([32]byte, error) {
 	}
 	return sum, nil
 }
+
+// ValidPrincipalName reports whether name is acceptable as a principal or
+// group name, so other packages (the document's auth.anonymous.principal,
+// `mcpctl keys create`) apply the same rule as Compile.
+func ValidPrincipalName(name string) bool { return principalNameRE.MatchString(name) }
