@@ -576,3 +576,18 @@ func TestSpoolDirIsLocked(t *testing.T) {
 	// Released once Run returned.
 	startLog(t, Config{Dir: dir}, newGateSink(t, filepath.Join(t.TempDir(), "c.jsonl"), true))
 }
+
+// An invalid event is refused where it is made, with the reason, not
+// spooled to fail a whole batch at the sink later.
+func TestRecordRejectsInvalidEvents(t *testing.T) {
+	l, _ := startLog(t, Config{Dir: t.TempDir()}, newGateSink(t, filepath.Join(t.TempDir(), "a.jsonl"), true))
+	ev := testEvent(1)
+	ev.Status = "OK"
+	err := l.Record(context.Background(), ev)
+	if err == nil || errors.Is(err, ErrAuditUnavailable) || !strings.Contains(err.Error(), "status") {
+		t.Fatalf("Record of an event with status %q: %v", ev.Status, err)
+	}
+	if st := l.Stats(); st.Enqueued != 0 {
+		t.Fatalf("invalid event enqueued: %+v", st)
+	}
+}
