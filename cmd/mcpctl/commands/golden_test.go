@@ -84,11 +84,17 @@ func (tr *transcript) ok(args ...string) string {
 }
 
 // learn masks a value the test found out (an id the server minted)
-// everywhere in the transcript, also where it appeared before.
+// everywhere in the transcript, also where it appeared before. Ids have a
+// fixed width, which the mask keeps.
 func (tr *transcript) learn(value, as string) {
 	if value != "" {
 		tr.masks = append([]mask{{re: regexp.MustCompile(regexp.QuoteMeta(value)), with: as, keepWidth: true}}, tr.masks...)
 	}
+}
+
+// learnPath masks a path, whose length varies between runs.
+func (tr *transcript) learnPath(path, as string) {
+	tr.masks = append([]mask{{re: regexp.MustCompile(regexp.QuoteMeta(path)), with: as}}, tr.masks...)
 }
 
 // record keeps the raw output; masking happens in check, so values learned

@@ -61,7 +61,7 @@ func TestGoldenKeysAndTokens(t *testing.T) {
 	}
 	first := list.JoinTokens[1].ID // newest first
 	tr.learn(first, "<t1>")
-	tr.learn(cp.caFile, "<CA-FILE>")
+	tr.learnPath(cp.caFile, "<CA-FILE>")
 	tr.ok("get", "tokens")
 	tr.ok("get", "tokens", "-o", "wide")
 	tr.ok("describe", "token", first)
