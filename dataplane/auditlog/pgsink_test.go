@@ -180,3 +180,58 @@ func sinkErrors(t *testing.T, l *Log, sink string) float64 {
 	}
 	return v
 }
+
+// Issue 7: a spool full under on_full: drop records a gap that travels to
+// Postgres and that Verify reports, with the exact count.
+func TestDropGapReachesPostgresAndVerify(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	real := pgtest.NewPool(t, dbURL)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	realHost := u.Host
+	u.Host = addr
+	store, err := auditdb.Open(context.Background(), u.String(), auditdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	sink, err := NewPostgresSink(store, testNode.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, stop := startLog(t, Config{Dir: t.TempDir(), MaxBytes: 64 << 10, OnFull: OnFullDrop}, sink)
+	const n = 2000
+	for i := range n {
+		if err := l.Record(context.Background(), testEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped := l.Stats().Dropped
+	if dropped == 0 {
+		t.Fatal("nothing dropped")
+	}
+	startForwarder(t, addr, realHost)
+	waitFor(t, "the spool and the gap to reach Postgres", 10*time.Second, func() bool {
+		st := l.Stats()
+		return !st.Full && st.UnackedBatches == 0 && !l.gapPending()
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := auditdb.New(real, auditdb.Options{}).Verify(context.Background(), testNode.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dropped %d; verify: complete=%v stored=%d dropped=%d problems=%q", dropped, rep.ChainComplete, rep.StoredEvents, rep.Dropped, rep.Problems)
+	if !rep.ChainComplete || rep.Dropped != int64(dropped) || rep.StoredEvents+rep.Dropped != n {
+		t.Fatalf("verify does not account for every event: %+v", rep)
+	}
+}
