@@ -54,28 +54,37 @@ type benchTarget struct {
 // benchResults keeps the summaries of the runs of one benchmark, by target
 // name, for the ratio sub-benchmarks. Sub-benchmarks run one after another,
 // so no lock is needed, but -count repeats each leaf: the ratios use medians.
-type benchResults map[string][]Summary
+type benchResults map[string][]runResult
+
+// runResult is one run of one target.
+type runResult struct {
+	Summary
+	// CPUus is the CPU time the hop process spent per successful call,
+	// in µs; zero when the hop runs in-process.
+	CPUus float64
+}
 
 // median returns the median of f over the runs of target recorded so far,
-// and how many runs it used. Runs shorter than 100 ms (the one-call probe
-// the testing package starts every benchmark with, and early b.N guesses)
-// are left out when longer runs exist, as their figures are mostly noise.
-func (r benchResults) median(target string, f func(Summary) float64) (float64, int) {
-	var long, all []float64
+// and how many runs it used. Only runs at least half as long as the longest
+// count: the testing package calls every benchmark with b.N = 1 and then
+// with growing guesses before the run it reports, and those short runs are
+// mostly noise (and below the 10 ms resolution of process CPU time).
+func (r benchResults) median(target string, f func(runResult) float64) (float64, int) {
+	longest := 0.0
 	for _, s := range r[target] {
-		all = append(all, f(s))
-		if s.DurationS >= 0.1 {
-			long = append(long, f(s))
+		longest = max(longest, s.DurationS)
+	}
+	var vals []float64
+	for _, s := range r[target] {
+		if s.DurationS >= longest/2 {
+			vals = append(vals, f(s))
 		}
 	}
-	if len(long) > 0 {
-		all = long
-	}
-	if len(all) == 0 {
+	if len(vals) == 0 {
 		return 0, 0
 	}
-	slices.Sort(all)
-	return all[len(all)/2], len(all)
+	slices.Sort(vals)
+	return vals[len(vals)/2], len(vals)
 }
 
 // BenchmarkToolsCall measures closed-loop tools/call through each target at
@@ -104,7 +113,7 @@ func BenchmarkToolsCall(b *testing.B) {
 			for _, t := range targets {
 				b.Run(t.name, func(b *testing.B) {
 					sum := loadRun(b, Config{URL: t.url, Tool: t.tool, Sessions: n, Calls: int64(b.N), Client: client})
-					results[t.name] = append(results[t.name], sum)
+					results[t.name] = append(results[t.name], runResult{Summary: sum})
 					if sum.OK > 0 {
 						b.ReportMetric(sum.DurationS*1e9/float64(sum.OK), "ns/op")
 					}
@@ -113,7 +122,7 @@ func BenchmarkToolsCall(b *testing.B) {
 					b.ReportMetric(sum.P99us, "p99-us")
 				})
 			}
-			b.Run("ratio", func(b *testing.B) { reportRatios(b, results, n) })
+			b.Run("ratio", func(b *testing.B) { reportRatios(b, results) })
 		})
 	}
 }
@@ -142,10 +151,10 @@ func loadRun(b *testing.B, cfg Config) Summary {
 // concurrency, the figures DESIGN §11 budgets: throughput of each hop as a
 // fraction of the bare proxy's (and of direct), and the p50 latency each hop
 // adds over a direct call.
-func reportRatios(b *testing.B, r benchResults, sessions int) {
+func reportRatios(b *testing.B, r benchResults) {
 	b.ReportMetric(0, "ns/op")
-	cps := func(s Summary) float64 { return s.CallsPerS }
-	p50 := func(s Summary) float64 { return s.P50us }
+	cps := func(s runResult) float64 { return s.CallsPerS }
+	p50 := func(s runResult) float64 { return s.P50us }
 	direct, _ := r.median("direct", cps)
 	proxy, _ := r.median("proxy", cps)
 	directP50, _ := r.median("direct", p50)
@@ -153,14 +162,75 @@ func reportRatios(b *testing.B, r benchResults, sessions int) {
 	if direct == 0 || proxy == 0 {
 		return // the target leaves were filtered out by -bench
 	}
+	b.ReportMetric(direct, "direct-calls/s")
+	b.ReportMetric(proxy, "proxy-calls/s")
 	b.ReportMetric(proxy/direct, "proxy/direct")
 	b.ReportMetric(proxyP50-directP50, "proxy-added-p50-us")
 	if edge, runs := r.median("edge", cps); edge > 0 {
 		edgeP50, _ := r.median("edge", p50)
-		edgeP99, _ := r.median("edge", func(s Summary) float64 { return s.P99us })
+		edgeP99, _ := r.median("edge", func(s runResult) float64 { return s.P99us })
+		b.ReportMetric(edge, "edge-calls/s")
 		b.ReportMetric(edge/proxy, "edge/proxy")
 		b.ReportMetric(edgeP50-directP50, "edge-added-p50-us")
 		b.ReportMetric(edgeP99, "edge-p99-us")
-		b.Logf("sessions=%d, medians of %d runs: edge %.0f calls/s, proxy %.0f, direct %.0f", sessions, runs, edge, proxy, direct)
+		b.ReportMetric(float64(runs), "edge-runs")
+	}
+}
+
+// BenchmarkHopCPU runs the reference proxy and the edge each as a process of
+// its own in front of the in-process echo backend, and reports besides
+// throughput the CPU time each hop process spends per call (from
+// /proc/<pid>/stat, so 10 ms resolution: use runs of a second or more).
+// Throughput on a shared 2-core machine moves with whatever else runs;
+// CPU per call moves much less, so edge/proxy CPU is the steadier way to
+// see whether the edge does more work per call than the bare hop.
+func BenchmarkHopCPU(b *testing.B) {
+	backend := serveLabelled(b, "echo", NewEcho())
+	type hop struct {
+		name, tool string
+		p          *hopProcess
+	}
+	hops := []hop{
+		{"proxy", EchoTool, startProxyProcess(b, backend.URL())},
+		{"edge", edgeTool, startEdgeProcess(b, backend.URL())},
+	}
+	for _, n := range sessionCounts {
+		results := benchResults{}
+		tr := NewTransport(n)
+		b.Cleanup(tr.CloseIdleConnections)
+		client := &http.Client{Transport: tr}
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
+			for _, h := range hops {
+				b.Run(h.name, func(b *testing.B) {
+					c0 := h.p.cpu(b)
+					sum := loadRun(b, Config{URL: h.p.url, Tool: h.tool, Sessions: n, Calls: int64(b.N), Client: client})
+					cpu := h.p.cpu(b) - c0
+					r := runResult{Summary: sum}
+					if sum.OK > 0 {
+						r.CPUus = float64(cpu.Microseconds()) / float64(sum.OK)
+						b.ReportMetric(sum.DurationS*1e9/float64(sum.OK), "ns/op")
+					}
+					results[h.name] = append(results[h.name], r)
+					b.ReportMetric(sum.CallsPerS, "calls/s")
+					b.ReportMetric(sum.P50us, "p50-us")
+					b.ReportMetric(sum.P99us, "p99-us")
+					b.ReportMetric(r.CPUus, "hop-cpu-us/call")
+				})
+			}
+			b.Run("ratio", func(b *testing.B) {
+				b.ReportMetric(0, "ns/op")
+				cps := func(s runResult) float64 { return s.CallsPerS }
+				cpu := func(s runResult) float64 { return s.CPUus }
+				proxy, _ := results.median("proxy", cps)
+				edge, _ := results.median("edge", cps)
+				proxyCPU, _ := results.median("proxy", cpu)
+				edgeCPU, _ := results.median("edge", cpu)
+				if proxy == 0 || edge == 0 || proxyCPU == 0 {
+					return // a hop was filtered out by -bench
+				}
+				b.ReportMetric(edge/proxy, "edge/proxy")
+				b.ReportMetric(edgeCPU/proxyCPU, "edge/proxy-cpu")
+			})
+		})
 	}
 }

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,17 +23,24 @@ import (
 	"github.com/mcpgw/mcpgw/dataplane"
 )
 
-// The edge's memory is measured in a process of its own, so the load
-// generator's and the backend's heaps do not count. That process is this
-// test binary re-executed with envEdgeConfig set: TestMain then runs
-// dataplane.Run, exactly what `mcpgw edge --config` runs, and nothing else
-// (no test has run in it). Setting MCPGW_EDGE_BIN to an mcpgw binary
-// measures `<bin> edge --config ... --listen 127.0.0.1:0` instead.
-const envEdgeConfig = "MCPGW_LOADGEN_EDGE_CONFIG"
+// Hops are measured in processes of their own when their memory or CPU
+// time is the figure, so the load generator's and the backend's do not
+// count. Such a process is this test binary re-executed with envChild set:
+// TestMain then runs only the hop: dataplane.Run, exactly what `mcpgw edge
+// --config` runs, or the reference proxy. No test runs in it. Setting
+// MCPGW_EDGE_BIN to an mcpgw binary runs `<bin> edge --config ... --listen
+// 127.0.0.1:0` as the edge instead.
+const (
+	envChild    = "MCPGW_LOADGEN_CHILD"     // "edge" or "proxy"
+	envChildArg = "MCPGW_LOADGEN_CHILD_ARG" // the edge's config file, the proxy's backend URL
+)
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(envEdgeConfig); path != "" {
-		os.Exit(runEdgeChild(path))
+	switch os.Getenv(envChild) {
+	case "edge":
+		os.Exit(runEdgeChild(os.Getenv(envChildArg)))
+	case "proxy":
+		os.Exit(runProxyChild(os.Getenv(envChildArg)))
 	}
 	os.Exit(m.Run())
 }
@@ -53,8 +62,31 @@ func runEdgeChild(path string) int {
 	return 0
 }
 
-// edgeProcess is an edge running as a child process.
-type edgeProcess struct {
+// runProxyChild is the reference proxy process; it logs its address the
+// way the edge does.
+func runProxyChild(backend string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	u, err := url.Parse(backend)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proxy:", err)
+		return 1
+	}
+	s, err := Listen("127.0.0.1:0", NewReverseProxy(u, slices.Max(sessionCounts)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proxy:", err)
+		return 1
+	}
+	slog.New(slog.NewJSONHandler(os.Stderr, nil)).Info("listening", "listener", "mcp", "addr", s.Addr())
+	if err := s.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "proxy:", err)
+		return 1
+	}
+	return 0
+}
+
+// hopProcess is a hop (edge or proxy) running as a child process.
+type hopProcess struct {
 	cmd  *exec.Cmd
 	url  string
 	done chan error // Wait's result
@@ -65,8 +97,7 @@ type edgeProcess struct {
 
 // startEdgeProcess starts an edge process with the echo backend at
 // backendURL as its only backend and waits until it lists the echo tool.
-// It is stopped (SIGTERM, then SIGKILL after 10s) when the test ends.
-func startEdgeProcess(tb testing.TB, backendURL string) *edgeProcess {
+func startEdgeProcess(tb testing.TB, backendURL string) *hopProcess {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "mcpgw.yaml")
 	if err := os.WriteFile(path, []byte(edgeConfig(backendURL)), 0o600); err != nil {
@@ -76,13 +107,35 @@ func startEdgeProcess(tb testing.TB, backendURL string) *edgeProcess {
 	if bin := os.Getenv("MCPGW_EDGE_BIN"); bin != "" {
 		cmd = exec.Command(bin, "edge", "--config", path, "--listen", "127.0.0.1:0")
 	} else {
-		self, err := os.Executable()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cmd = exec.Command(self)
-		cmd.Env = append(os.Environ(), envEdgeConfig+"="+path)
+		cmd = selfCommand(tb, "edge", path)
 	}
+	p := startProcess(tb, cmd)
+	if err := waitForTool(context.Background(), p.url, edgeTool); err != nil {
+		tb.Fatalf("%v\n%s", err, p.log())
+	}
+	return p
+}
+
+// startProxyProcess starts the reference proxy to backendURL as a process.
+func startProxyProcess(tb testing.TB, backendURL string) *hopProcess {
+	tb.Helper()
+	return startProcess(tb, selfCommand(tb, "proxy", backendURL))
+}
+
+func selfCommand(tb testing.TB, kind, arg string) *exec.Cmd {
+	self, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), envChild+"="+kind, envChildArg+"="+arg)
+	return cmd
+}
+
+// startProcess starts cmd, waits for its "listening" log line and stops it
+// (SIGTERM, then SIGKILL after 10s) when the test ends.
+func startProcess(tb testing.TB, cmd *exec.Cmd) *hopProcess {
+	tb.Helper()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -90,7 +143,7 @@ func startEdgeProcess(tb testing.TB, backendURL string) *edgeProcess {
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	p := &edgeProcess{cmd: cmd, done: make(chan error, 1)}
+	p := &hopProcess{cmd: cmd, done: make(chan error, 1)}
 	addrc := make(chan string, 1)
 	readerDone := make(chan struct{})
 	go func() {
@@ -123,37 +176,43 @@ func startEdgeProcess(tb testing.TB, backendURL string) *edgeProcess {
 		select {
 		case err := <-p.done:
 			if err != nil {
-				tb.Errorf("edge process: %v\n%s", err, p.log())
+				tb.Errorf("%s: %v\n%s", cmd.Path, err, p.log())
 			}
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
 			<-p.done
-			tb.Errorf("edge process ignored SIGTERM for 10s; killed\n%s", p.log())
+			tb.Errorf("%s ignored SIGTERM for 10s; killed\n%s", cmd.Path, p.log())
 		}
 	})
 	select {
 	case addr := <-addrc:
 		p.url = "http://" + addr + "/mcp"
 	case <-p.done:
-		tb.Fatalf("edge process exited before listening\n%s", p.log())
+		tb.Fatalf("%s exited before listening\n%s", cmd.Path, p.log())
 	case <-time.After(20 * time.Second):
-		tb.Fatalf("edge process did not listen within 20s\n%s", p.log())
-	}
-	if err := waitForTool(context.Background(), p.url, edgeTool); err != nil {
-		tb.Fatalf("%v\n%s", err, p.log())
+		tb.Fatalf("%s did not listen within 20s\n%s", cmd.Path, p.log())
 	}
 	return p
 }
 
-func (p *edgeProcess) log() string {
+func (p *hopProcess) log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stderr.String()
 }
 
-func (p *edgeProcess) rss(tb testing.TB) int64 {
+func (p *hopProcess) rss(tb testing.TB) int64 {
 	tb.Helper()
 	v, err := RSS(p.cmd.Process.Pid)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+func (p *hopProcess) cpu(tb testing.TB) time.Duration {
+	tb.Helper()
+	v, err := CPUTime(p.cmd.Process.Pid)
 	if err != nil {
 		tb.Fatal(err)
 	}

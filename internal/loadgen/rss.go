@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 )
 
 // RSS returns the resident set size of process pid in bytes, from the
@@ -30,4 +31,37 @@ func RSS(pid int) (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, fmt.Errorf("reading RSS: no VmRSS in /proc/%d/status", pid)
+}
+
+// clockTicks is USER_HZ, the unit of the times in /proc/<pid>/stat; it is
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// CPUTime returns the user plus system CPU time process pid has used, all
+// threads together, from /proc/<pid>/stat (Linux only; 10 ms resolution).
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("reading CPU time: %w", err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// the fields after it start at state (field 3).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("reading CPU time: odd /proc/%d/stat", pid)
+	}
+	f := bytes.Fields(b[i+1:])
+	// utime and stime are fields 14 and 15, so 11 and 12 after state.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("reading CPU time: short /proc/%d/stat", pid)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("reading CPU time: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
 }
