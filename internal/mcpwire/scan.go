@@ -145,6 +145,11 @@ type scanner struct {
 // result, error) no duplicate key and no key that differs from a known key
 // only in case. A top-level array yields ErrBatch. Other failures are *Error.
 //
+// Below those levels (arguments, the content of a result) values are
+// validated as JSON but duplicate keys are not looked for: the gateway
+// decides nothing on them and passes them through. Code that does decide on
+// arguments (a future CEL condition, say) must apply the same rule there.
+//
 // On failure env may be partly filled (its ID, for example, lets a server
 // echo the id in an invalid-request answer); its Kind is KindInvalid.
 func Scan(body []byte, env *Envelope) error {

@@ -319,3 +319,21 @@ func TestKindAndInputRequired(t *testing.T) {
 		}
 	}
 }
+
+// An Envelope is reused across messages on the hot path: nothing of the
+// previous message may survive a Scan, successful or not.
+func TestScanResetsEnvelope(t *testing.T) {
+	var env Envelope
+	if err := Scan([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","_meta":{"progressToken":1}}}`), &env); err != nil {
+		t.Fatal(err)
+	}
+	if err := Scan([]byte(`{"jsonrpc":"2.0","id":2,"result":{}}`), &env); err != nil {
+		t.Fatal(err)
+	}
+	if env.Name != nil || env.Method != nil || env.ProgressToken != nil || env.Params != nil || env.Kind != KindResult {
+		t.Errorf("fields of the previous message survived: %+v", env)
+	}
+	if err := Scan([]byte(`{`), &env); err == nil || env.Kind != KindInvalid || env.Result != nil || env.ID != nil {
+		t.Errorf("failed Scan kept the previous message: err %v, %+v", err, env)
+	}
+}
