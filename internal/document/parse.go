@@ -275,6 +275,8 @@ var typeNames = map[string]string{
 	"policy.Rule":             "a rule",
 	"policy.Binding":          "a binding",
 	"policy.Principal":        "a principal",
+	"document.Case":           "a case",
+	"document.caseFile":       "the cases file (known: cases)",
 }
 
 // locate rewrites a yaml.v3 error as "source:line: message" lines.

@@ -82,7 +82,7 @@ func testIndexAgreesWithLinearScan(t *testing.T) {
 	reqNames := []string{"", "x", "xy", "y", "xyz", "zz", "yx", "xxy"}
 	reqMethods := []string{"tools/call", "prompts/get", "resources/read", "resources/subscribe", "completion/complete", "other/thing"}
 	reqBackends := []string{"a", "b", "c", "ab", "", "zz"}
-	for iter := range 300 {
+	for iter := range 120 {
 		var spec Spec
 		for r := range 1 + rng.IntN(4) {
 			role := Role{Name: fmt.Sprintf("r%d", r)}
@@ -106,7 +106,7 @@ func testIndexAgreesWithLinearScan(t *testing.T) {
 		if err != nil {
 			t.Fatalf("iter %d: %v", iter, err)
 		}
-		for range 50 {
+		for range 40 {
 			req := Request{
 				Method:  reqMethods[rng.IntN(len(reqMethods))],
 				Backend: reqBackends[rng.IntN(len(reqBackends))],
