@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,7 +29,6 @@ import (
 	"github.com/mcpgw/mcpgw/controlplane/store"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
 	"github.com/mcpgw/mcpgw/internal/auditdb"
-	"github.com/mcpgw/mcpgw/migrations"
 )
 
 // Run runs one replica until ctx ends, then shuts down gracefully: health
@@ -44,15 +42,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
 
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pool, err := store.OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("opening the database: %w", err)
-	}
-	defer pool.Close()
-	if err := prepareSchema(ctx, cfg, pool); err != nil {
 		return err
 	}
+	defer pool.Close()
 	st := store.New(pool)
+	if err := prepareSchema(ctx, cfg, st); err != nil {
+		return err
+	}
 
 	kek, kekSource, kekCreated, err := pki.LoadKEK(cfg.KEK, cfg.DataDir)
 	if err != nil {
@@ -139,7 +137,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var opsSrv *http.Server
 	if opsLn != nil {
-		opsSrv = &http.Server{Handler: opsHandler(reg, pool, cache), ReadHeaderTimeout: 5 * time.Second}
+		opsSrv = &http.Server{Handler: opsHandler(reg, st, cache), ReadHeaderTimeout: 5 * time.Second}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -208,9 +206,9 @@ func stopGracefully(ctx context.Context, s *grpc.Server) {
 }
 
 // prepareSchema migrates, or with NoMigrate refuses a schema that is behind.
-func prepareSchema(ctx context.Context, cfg Config, pool *pgxpool.Pool) error {
+func prepareSchema(ctx context.Context, cfg Config, s *store.Store) error {
 	if !cfg.NoMigrate {
-		applied, err := store.Migrate(ctx, pool, migrations.FS)
+		applied, err := s.MigrateSchema(ctx)
 		for _, m := range applied {
 			cfg.Logger.Info("applied migration", "migration", m.String())
 		}
@@ -219,7 +217,7 @@ func prepareSchema(ctx context.Context, cfg Config, pool *pgxpool.Pool) error {
 		}
 		return nil
 	}
-	st, err := store.ReadStatus(ctx, pool, migrations.FS)
+	st, err := s.SchemaStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("checking the database schema: %w", err)
 	}
@@ -278,7 +276,7 @@ Use it with: mcpctl --token <token> ... (or set $%s on every replica to choose y
 // database answers, so the replica can serve admin calls and enrollments;
 // the body says which config revision edges are being served, "none" on an
 // installation that has no config yet).
-func opsHandler(reg *prometheus.Registry, pool *pgxpool.Pool, cache *snapshot.Cache) http.Handler {
+func opsHandler(reg *prometheus.Registry, st *store.Store, cache *snapshot.Cache) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -289,7 +287,7 @@ func opsHandler(reg *prometheus.Registry, pool *pgxpool.Pool, cache *snapshot.Ca
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := pool.Ping(ctx); err != nil {
+		if err := st.Ping(ctx); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready: database unreachable\n"))
 			return

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -41,24 +40,15 @@ func toStatus(err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
+	if store.IsConstraintViolation(err) {
 		// A constraint the validation should have caught: the request is at
 		// fault, and the message says which constraint.
-		if strings.HasPrefix(pgErr.Code, "23") {
-			return status.Error(codes.InvalidArgument, err.Error())
-		}
-		return status.Error(codes.Internal, err.Error())
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) || isConnError(err) {
+	if store.IsUnavailable(err) {
 		return status.Error(codes.Unavailable, "store unavailable: "+err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
-}
-
-func isConnError(err error) bool {
-	var ce *pgconn.ConnectError
-	return errors.As(err, &ce)
 }
 
 func invalidConfig(inv *store.InvalidConfigError) error {

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mcpgw/mcpgw/migrations"
 )
 
 // NotifyChannel is the Postgres LISTEN/NOTIFY channel on which every config
@@ -237,4 +239,48 @@ func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
 func isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// IsUnavailable reports whether err means the database could not be
+// reached (connection refused or lost, timeout): the caller may retry
+// later, and the admin API answers UNAVAILABLE.
+func IsUnavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
+}
+
+// IsConstraintViolation reports whether err is a constraint the schema
+// enforces (class 23) that validation did not catch first: the request, not
+// the server, is at fault.
+func IsConstraintViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && len(pe.Code) == 5 && pe.Code[:2] == "23"
+}
+
+// OpenPool opens a connection pool on databaseURL and checks that the
+// database answers, so a wrong URL fails at start with a clear error.
+func OpenPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("opening the database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to the database: %w", err)
+	}
+	return pool, nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// MigrateSchema applies the embedded migrations (see Migrate).
+func (s *Store) MigrateSchema(ctx context.Context) ([]Migration, error) {
+	return Migrate(ctx, s.pool, migrations.FS)
+}
+
+// SchemaStatus compares the database with the embedded migrations (see
+// ReadStatus).
+func (s *Store) SchemaStatus(ctx context.Context) (Status, error) {
+	return ReadStatus(ctx, s.pool, migrations.FS)
 }
