@@ -361,7 +361,7 @@ func TestMember(t *testing.T) {
 	}
 }
 
-func TestRSS(t *testing.T) {
+func TestRSSAndCPUTime(t *testing.T) {
 	rss, err := RSS(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
@@ -371,5 +371,14 @@ func TestRSS(t *testing.T) {
 	}
 	if _, err := RSS(-1); err == nil || errors.Is(err, nil) {
 		t.Error("RSS of a nonexistent process must fail")
+	}
+	// Burn a little CPU so at least one clock tick is on the books.
+	for start := time.Now(); time.Since(start) < 30*time.Millisecond; {
+	}
+	if cpu, err := CPUTime(os.Getpid()); err != nil || cpu <= 0 || cpu > time.Hour {
+		t.Errorf("CPUTime of this process = %v, %v", cpu, err)
+	}
+	if _, err := CPUTime(-1); err == nil {
+		t.Error("CPUTime of a nonexistent process must fail")
 	}
 }

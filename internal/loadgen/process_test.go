@@ -212,12 +212,14 @@ func (p *hopProcess) rss(tb testing.TB) int64 {
 
 func (p *hopProcess) cpu(tb testing.TB) time.Duration {
 	tb.Helper()
-	v, err := CPUTime(p.cmd.Process.Pid)
+	v, err := p.cpuErr()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return v
 }
+
+func (p *hopProcess) cpuErr() (time.Duration, error) { return CPUTime(p.cmd.Process.Pid) }
 
 // idleSessions is how many idle sessions the per-session figure opens.
 const idleSessions = 1000
@@ -255,10 +257,10 @@ func BenchmarkEdgeMemory(b *testing.B) {
 	b.ReportMetric(float64(loaded-idle)/idleSessions/(1<<10), "KiB/session")
 }
 
-// TestEdgeProcessSessions checks the memory benchmark's machinery quickly:
-// the edge process starts, sessions open and close through it, and its RSS
-// can be read.
-func TestEdgeProcessSessions(t *testing.T) {
+// TestHopProcesses checks the machinery of the memory and CPU benchmarks
+// quickly: the edge and proxy processes start, sessions open and close
+// through the edge, calls go through the proxy, RSS and CPU time can be read.
+func TestHopProcesses(t *testing.T) {
 	backend := serve(t, NewEcho())
 	p := startEdgeProcess(t, backend.URL())
 	if rss := p.rss(t); rss < 1<<20 {
@@ -276,6 +278,20 @@ func TestEdgeProcessSessions(t *testing.T) {
 	if err := CloseSessions(t.Context(), sessions); err != nil {
 		t.Error(err)
 	}
+	if _, err := p.cpuErr(); err != nil {
+		t.Error(err)
+	}
+
+	proxy := startProxyProcess(t, backend.URL())
+	sum, err := Run(t.Context(), Config{URL: proxy.url, Sessions: 2, Calls: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSummary(t, sum, 50)
+	if _, err := proxy.cpuErr(); err != nil {
+		t.Error(err)
+	}
+
 	if _, err := OpenSessions(t.Context(), http.DefaultClient, "http://127.0.0.1:1/mcp", "", 1); err == nil || errors.Is(err, nil) {
 		t.Error("opening a session on a closed port must fail")
 	}
