@@ -2,12 +2,15 @@ package dataplane_test
 
 import (
 	"context"
+	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgw/mcpgw/dataplane"
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 )
 
@@ -119,4 +122,55 @@ func TestModernListen(t *testing.T) {
 		defer rec.mu.Unlock()
 		return rec.toolsChg > 0
 	})
+}
+
+// A 2026-07-28 client on the stdio front door probes with server/discover
+// and then sends stateless requests. A modern (stateless HTTP) backend's
+// input_required results pass through; a stdio backend the edge opened
+// with a legacy session turns them into a server→client request, which a
+// modern client cannot take: that is a clear error (bridging eras is a
+// later issue), never a hang.
+func TestModernStdioFrontDoor(t *testing.T) {
+	srv := mcptest.StartHTTP(t, serverBin, "", false)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mcpgw.yaml")
+	writeConfig(t, path, "backends:\n"+stdioBackend("ev")+httpBackend("web", srv.URL(), "-"))
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger()})
+		outW.Close()
+	}()
+	c := mcp.NewClient(&mcp.Implementation{Name: "stdio-modern", Version: "1"}, (&clientRecorder{}).options())
+	cs, err := c.Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := cs.InitializeResult().ProtocolVersion; v != "2026-07-28" {
+		t.Errorf("negotiated %q over stdio, want 2026-07-28", v)
+	}
+	waitTools(t, cs, 2*everythingTools)
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_simple_text"}); err != nil || res.IsError {
+		t.Fatalf("simple call over stdio: %v %+v", err, res)
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "web__test_input_required_result_elicitation", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("input_required from a modern backend: %v %+v", err, res)
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_input_required_result_elicitation", Arguments: map[string]any{}})
+	if err == nil || !strings.Contains(err.Error(), "bridging") {
+		t.Errorf("input_required from a legacy-session backend: %v, want a clear bridging error", err)
+	}
+	cs.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("edge did not exit after stdin closed")
+	}
 }

@@ -457,8 +457,7 @@ func (g *Gateway) release(key subKey) bool {
 }
 
 // sessionClosed releases a closed session's subscriptions upstream.
-func (g *Gateway) sessionClosed(s *session.Session) {
-	subs := s.Close()
+func (g *Gateway) sessionClosed(_ *session.Session, subs map[string]string) {
 	st := g.state.Load()
 	for uri, backend := range subs {
 		if !g.release(subKey{backend, uri}) || st == nil {
@@ -601,7 +600,8 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	if method == "resources/read" {
 		return privateScope(resp.Result), nil
 	}
-	if method == "tools/call" && string(rpc.Field(resp.Result, "isError")) == "true" {
+	// Only a result that mentions isError is decoded to check it.
+	if method == "tools/call" && bytes.Contains(resp.Result, []byte(`"isError"`)) && string(rpc.Field(resp.Result, "isError")) == "true" {
 		rq.Status = StatusError
 		rq.Error = "tool reported an error"
 	}

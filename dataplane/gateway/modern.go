@@ -137,7 +137,7 @@ func (g *Gateway) serveModern(w http.ResponseWriter, r *http.Request, st *state.
 		// Unreachable: initialize is always legacy.
 		fallthrough
 	default:
-		out := &modernOut{rw: rw, caps: caps, level: m.env.LogLevel.String()}
+		out := &modernOut{out: rw, caps: caps, level: m.env.LogLevel.String()}
 		resp = g.serveStateless(r.Context(), st, m, out, rq, version)
 	}
 	rw.finish(resp, rq.AuditID)
@@ -194,12 +194,12 @@ type modernKey struct{}
 // stream. Server→client requests do not exist in this era; a legacy
 // backend raising one gets an error (bridging eras is a later issue).
 type modernOut struct {
-	rw    *replyWriter
+	out   Outbound
 	caps  json.RawMessage
 	level string
 }
 
-func (o *modernOut) Send(msg []byte) error { return o.rw.Send(msg) }
+func (o *modernOut) Send(msg []byte) error { return o.out.Send(msg) }
 
 // discover answers server/discover.
 func (g *Gateway) discover(st *state.State) json.RawMessage {
@@ -375,7 +375,36 @@ func (s *modernSink) Notify(method string, params json.RawMessage) {
 	_ = s.out.Send(rpc.AppendNotification(nil, method, params))
 }
 
-func (s *modernSink) Request(context.Context, string, json.RawMessage) (upstream.Response, error) {
-	return upstream.Response{}, rpc.Errorf(rpc.CodeMethodNotFound,
-		"mcpgw: a 2026-07-28 client cannot answer server-to-client requests; bridging a legacy backend to it is not supported yet")
+func (s *modernSink) Request(_ context.Context, method string, _ json.RawMessage) (upstream.Response, error) {
+	return upstream.Response{}, rpc.Errorf(rpc.CodeInternalError,
+		"mcpgw: the backend sent %s, but the client speaks 2026-07-28, which has no server-to-client requests; bridging a legacy backend session to a modern client is not supported yet", method)
+}
+
+// serveStdioModern serves a 2026-07-28 request arriving on the stdio front
+// door (a modern client probes with server/discover first and falls back
+// to initialize on an error, spec 2026-07-28 stdio backward compatibility).
+func (g *Gateway) serveStdioModern(ctx context.Context, st *state.State, m *message, out Outbound, rq *Request) []byte {
+	version := m.env.ProtocolVersion.String()
+	rq.Method, rq.ID, rq.ProtocolVersion = m.Method, m.ID, version
+	rq.ClientName = rpc.StringField(m.env.ClientInfo, "name")
+	rq.ClientVersion = rpc.StringField(m.env.ClientInfo, "version")
+	if !isModernVersion(version) {
+		data, _ := json.Marshal(map[string]any{"supported": supportedVersions(), "requested": version})
+		return g.finish(ctx, m.ID, rq, rpc.AppendErrorResponse(nil, m.ID, &rpc.Error{Code: rpc.CodeUnsupportedVersion, Message: "mcpgw: unsupported protocol version " + version, Data: data}))
+	}
+	switch {
+	case st == nil:
+		rq.Status = StatusUnavailable
+		return g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.fail(rq, rpc.Errorf(rpc.CodeInternalError, "mcpgw: the edge has no configuration yet"))))
+	case m.Method == "server/discover":
+		if !g.allowed(ctx, rq, Action{Method: m.Method}) {
+			return g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.denied(rq)))
+		}
+		rq.Status = StatusOK
+		return g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, g.discover(st), nil))
+	case m.Method == "subscriptions/listen":
+		rq.Status = StatusError
+		return g.finish(ctx, m.ID, rq, rpc.AppendErrorResponse(nil, m.ID, rpc.Errorf(rpc.CodeMethodNotFound, "mcpgw: subscriptions/listen is not served on stdio yet")))
+	}
+	return g.serveStateless(ctx, st, m, &modernOut{out: out, caps: m.env.ClientCapabilities, level: m.env.LogLevel.String()}, rq, version)
 }

@@ -146,6 +146,12 @@ func (g *Gateway) serveStdioLine(ctx context.Context, sess *session.Session, p P
 		_ = out.Send(g.finish(ctx, m.ID, rq, resp))
 		return
 	}
+	if m.env.ProtocolVersion.IsSet() {
+		wg.Go(func() {
+			_ = out.Send(g.serveStdioModern(ctx, st, m, out, rq))
+		})
+		return
+	}
 	wg.Go(func() {
 		_ = out.Send(g.serve(ctx, st, sess, m, out, rq))
 	})

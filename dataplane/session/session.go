@@ -259,8 +259,9 @@ func (s *Session) Close() map[string]string {
 type Store struct {
 	m     sync.Map // id → *Session
 	count atomic.Int64
-	// OnClose runs after a session is removed (expired or deleted).
-	OnClose func(*Session)
+	// OnClose runs after a session is removed (expired or deleted), with
+	// the subscriptions it held (URI → backend).
+	OnClose func(s *Session, subs map[string]string)
 }
 
 // Add stores s.
@@ -286,9 +287,9 @@ func (st *Store) Remove(id string) bool {
 	}
 	st.count.Add(-1)
 	s := v.(*Session)
-	s.Close()
+	subs := s.Close()
 	if st.OnClose != nil {
-		st.OnClose(s)
+		st.OnClose(s, subs)
 	}
 	return true
 }
