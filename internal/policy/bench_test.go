@@ -104,3 +104,18 @@ func BenchmarkCompile10k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBaselineMapLookup is one string-keyed map lookup, the yardstick
+// for Decide's figures on a noisy shared machine (record it in the same run).
+func BenchmarkBaselineMapLookup(b *testing.B) {
+	m := make(map[string]*principalEntry)
+	for i := range 1000 {
+		m[fmt.Sprintf("user%d", i)] = &principalEntry{}
+	}
+	m["alice"] = &principalEntry{}
+	var sink *principalEntry
+	for b.Loop() {
+		sink = m["alice"]
+	}
+	_ = sink
+}

@@ -52,10 +52,7 @@ func (p *Policy) Decide(principal string, req Request) Decision {
 	if e == nil || e.rs == nil {
 		return Decision{Revision: p.revision, Reason: ReasonUnbound}
 	}
-	m := matcher{methodID: -1, method: req.Method, backend: req.Backend}
-	if id, ok := methodIDs[req.Method]; ok {
-		m.methodID = int(id)
-	}
+	m := matcher{methodID: methodID(req.Method), method: req.Method, backend: req.Backend}
 	e.rs.decide(&m, req.Kind, req.Name)
 	switch {
 	case m.deny != nil:

@@ -50,16 +50,13 @@ func (p *Policy) Explain(principal string, req Request) Explanation {
 		return x
 	}
 	x.Subjects = append([]string(nil), e.subjects...)
-	methodID := -1
-	if id, ok := methodIDs[req.Method]; ok {
-		methodID = int(id)
-	}
+	mid := methodID(req.Method)
 	for _, br := range e.roles {
 		x.Roles = append(x.Roles, RoleTrace{Role: br.role.name, Via: append([]string(nil), br.via...)})
 		for _, r := range br.role.rules {
 			t := RuleTrace{Role: r.role, RuleID: r.id, Effect: r.src.Effect}
 			switch {
-			case !r.matchMethod(methodID, req.Method):
+			case !r.matchMethod(mid, req.Method):
 				t.Why = fmt.Sprintf("method %s not in %s", req.Method, list(r.src.Methods))
 			case !r.matchBackend(req.Backend):
 				t.Why = fmt.Sprintf("backend %q not in %s", req.Backend, list(r.src.Backends))

@@ -69,6 +69,64 @@ var methodIDs = func() map[string]uint8 {
 	return m
 }()
 
+// methodID returns the index of method in knownMethods, or -1. A switch
+// rather than a map lookup: it runs on every decision and the compiler turns
+// it into a binary search without hashing. TestMethodID keeps it in step
+// with knownMethods.
+func methodID(method string) int {
+	switch method {
+	case "initialize":
+		return 0
+	case "ping":
+		return 1
+	case "server/discover":
+		return 2
+	case "logging/setLevel":
+		return 3
+	case "subscriptions/listen":
+		return 4
+	case "tools/list":
+		return 5
+	case "tools/call":
+		return 6
+	case "prompts/list":
+		return 7
+	case "prompts/get":
+		return 8
+	case "resources/list":
+		return 9
+	case "resources/templates/list":
+		return 10
+	case "resources/read":
+		return 11
+	case "resources/subscribe":
+		return 12
+	case "resources/unsubscribe":
+		return 13
+	case "completion/complete":
+		return 14
+	case "tasks/get":
+		return 15
+	case "tasks/result":
+		return 16
+	case "tasks/list":
+		return 17
+	case "tasks/cancel":
+		return 18
+	case "notifications/initialized":
+		return 19
+	case "notifications/cancelled":
+		return 20
+	case "notifications/progress":
+		return 21
+	case "notifications/roots/list_changed":
+		return 22
+	case "notifications/tasks/status":
+		return 23
+	}
+	return -1
+}
+
 // KnownMethods returns the MCP method names rules may name, in a stable order.
 func KnownMethods() []string { return append([]string(nil), knownMethods...) }
 

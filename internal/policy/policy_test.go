@@ -349,3 +349,14 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestMethodID(t *testing.T) {
+	for i, m := range knownMethods {
+		if got := methodID(m); got != i || int(methodIDs[m]) != i {
+			t.Errorf("methodID(%q) = %d, map %d, want %d", m, got, methodIDs[m], i)
+		}
+	}
+	if methodID("tools/cal") != -1 || methodID("") != -1 {
+		t.Error("methodID knows an unknown method")
+	}
+}
