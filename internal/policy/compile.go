@@ -94,10 +94,7 @@ func Compile(spec Spec, revision int64) (*Policy, error) {
 	}
 
 	// Principals.
-	type principalInfo struct {
-		groups []string
-	}
-	known := make(map[string]*principalInfo, len(spec.Principals))
+	known := make(map[string]bool, len(spec.Principals))
 	principalAt := make(map[string]int, len(spec.Principals))
 	keyAt := make(map[[32]byte]string)
 	for i, pr := range spec.Principals {
@@ -132,9 +129,7 @@ func Compile(spec Spec, revision int64) (*Policy, error) {
 				p.keys[sum] = keyEntry{principal: pr.Name}
 			}
 		}
-		if _, ok := known[pr.Name]; !ok {
-			known[pr.Name] = &principalInfo{groups: pr.Groups}
-		}
+		known[pr.Name] = true
 	}
 	for i, k := range spec.Keys {
 		path := fmt.Sprintf("keys[%d]", i)
@@ -213,7 +208,7 @@ func Compile(spec Spec, revision int64) (*Policy, error) {
 				errs.add(fmt.Sprintf("%s: subjects[%d]", path, j), "bad subject %q: must be \"user:NAME\" or \"group:NAME\"", s)
 				continue
 			}
-			if _, listed := known[name]; kind == "user" && !listed {
+			if kind == "user" && !known[name] {
 				// Fleet mode: principals made by `mcpctl keys create`
 				// need not be listed; their only subject is user:NAME.
 				users = append(users, name)
@@ -391,6 +386,10 @@ func validURIGlob(s string) bool {
 // parseKeyHash decodes the hex SHA-256 of a whole API key string.
 func parseKeyHash(s string) ([32]byte, error) {
 	var sum [32]byte
+	if strings.HasPrefix(s, keyPrefix) {
+		// Pasting the key itself is an easy mistake; say so without echoing it.
+		return sum, fmt.Errorf("this is an API key, not its hash: store the hex SHA-256 of the whole key (mcpgw keygen prints it)")
+	}
 	if len(s) != 64 {
 		return sum, fmt.Errorf("must be 64 lowercase hex digits (the SHA-256 of the whole key), got %d characters", len(s))
 	}

@@ -62,6 +62,14 @@ func TestDuplicateKeyHashAcrossPrincipalsAndKeys(t *testing.T) {
 	}
 }
 
+func TestPastedKeyInsteadOfHash(t *testing.T) {
+	key := "mcpgw_abc_0123456789abcdefSECRET"
+	_, err := Compile(Spec{Principals: []Principal{{Name: "a", APIKeySHA256: key}}}, 1)
+	if err == nil || !strings.Contains(err.Error(), "this is an API key, not its hash") || strings.Contains(err.Error(), "SECRET") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func TestParseKey(t *testing.T) {
 	good := []struct{ key, id string }{
 		{"mcpgw_abc123_0123456789abcdef", "abc123"},
