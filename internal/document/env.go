@@ -89,3 +89,45 @@ func validEnvName(s string) bool {
 	}
 	return true
 }
+
+// Resolve returns a copy of b with every ${env:NAME} in its stdio env and
+// http headers replaced through lookup (os.LookupEnv in the edge). The edge
+// calls it when it starts a backend, so resolved secrets live only in that
+// process's memory. Errors name the backend and field, never a value.
+func (b *Backend) Resolve(lookup func(string) (string, bool)) (Backend, error) {
+	out := *b
+	expand := func(field string, in map[string]string) (map[string]string, error) {
+		if in == nil {
+			return nil, nil
+		}
+		m := make(map[string]string, len(in))
+		for _, k := range sortedKeys(in) {
+			v, err := ExpandEnv(in[k], lookup)
+			if err != nil {
+				return nil, fmt.Errorf("backend %q: %s.%s: %w", b.Name, field, k, err)
+			}
+			m[k] = v
+		}
+		return m, nil
+	}
+	if b.Stdio != nil {
+		s := *b.Stdio
+		env, err := expand("stdio.env", s.Env)
+		if err != nil {
+			return Backend{}, err
+		}
+		s.Env = env
+		s.Command = append([]string(nil), s.Command...)
+		out.Stdio = &s
+	}
+	if b.HTTP != nil {
+		h := *b.HTTP
+		headers, err := expand("http.headers", h.Headers)
+		if err != nil {
+			return Backend{}, err
+		}
+		h.Headers = headers
+		out.HTTP = &h
+	}
+	return out, nil
+}

@@ -139,3 +139,28 @@ func TestExpandEnv(t *testing.T) {
 		t.Errorf("EnvRefs = %v, %v", refs, err)
 	}
 }
+
+func TestBackendResolve(t *testing.T) {
+	env := map[string]string{"TOKEN": "s3cr3t"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	b := Backend{Name: "gh", Stdio: &StdioTransport{Command: []string{"x"}, Env: map[string]string{"GITHUB_TOKEN": "${env:TOKEN}", "PLAIN": "p"}}}
+	r, err := b.Resolve(lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Stdio.Env["GITHUB_TOKEN"] != "s3cr3t" || r.Stdio.Env["PLAIN"] != "p" {
+		t.Errorf("resolved env = %v", r.Stdio.Env)
+	}
+	if b.Stdio.Env["GITHUB_TOKEN"] != "${env:TOKEN}" {
+		t.Error("Resolve changed the original")
+	}
+	h := Backend{Name: "s", HTTP: &HTTPTransport{URL: "http://x", Headers: map[string]string{"Authorization": "Bearer ${env:MISSING}"}}}
+	if _, err := h.Resolve(lookup); err == nil || err.Error() != `backend "s": http.headers.Authorization: environment variable MISSING is not set` {
+		t.Errorf("err = %v", err)
+	}
+	h.HTTP.Headers["Authorization"] = "Bearer ${env:TOKEN}"
+	r, err = h.Resolve(lookup)
+	if err != nil || r.HTTP.Headers["Authorization"] != "Bearer s3cr3t" {
+		t.Errorf("resolved headers = %v, %v", r.HTTP.Headers, err)
+	}
+}
