@@ -312,8 +312,14 @@ func printVerify(w io.Writer, r *mcpgwv1.VerifyAuditResponse) {
 		}
 	}
 	_ = t.flush()
-	if r.GetComplete() {
-		fmt.Fprintf(w, "all %s complete\n", plural(len(r.GetReports()), "chain", "chains"))
+	switch n := len(r.GetReports()); {
+	case !r.GetComplete():
+	case n == 0:
+		fmt.Fprintln(w, "no audit chains yet: no node has shipped audit")
+	case n == 1:
+		fmt.Fprintln(w, "the chain is complete")
+	default:
+		fmt.Fprintf(w, "all %d chains are complete\n", n)
 	}
 }
 

@@ -38,8 +38,10 @@ var secrets = []mask{
 
 var volatile = []mask{
 	{re: regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`), with: "<UUID>", keepWidth: true},
-	// Fractional seconds vary in length (protojson trims zeros), so only
-	// whole-second times keep their width.
+	// The audit table starts each row with a millisecond time.
+	{re: regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`), with: "<TIME>", keepWidth: true},
+	// Elsewhere fractional seconds vary in length (protojson trims zeros),
+	// so only whole-second times keep their width.
 	{re: regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z`), with: "<TIME>"},
 	{re: regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`), with: "<TIME>", keepWidth: true},
 	{re: regexp.MustCompile(`\bdevel(-[0-9a-f]+)?\b`), with: "<VERSION>"},
