@@ -55,6 +55,7 @@ func newTestDB(t testing.TB) *testDB {
 // server on a loopback port, all real.
 type cp struct {
 	db     *testDB
+	cache  *snapshot.Cache
 	srv    *nodeapi.Server
 	gs     *grpc.Server
 	addr   string
@@ -91,10 +92,10 @@ func startCPOn(t testing.TB, db *testDB, replica string, lis net.Listener, opts 
 	t.Helper()
 	log := testLogger()
 	cache := snapshot.NewCache()
-	builder := snapshot.NewBuilder(db.nodes, cache, snapshot.BuilderConfig{Debounce: 20 * time.Millisecond, PollInterval: time.Second, Logger: log})
+	builder := snapshot.NewBuilder(db.nodes, cache, snapshot.BuilderConfig{PollInterval: time.Second, Logger: log})
 	cfg := nodeapi.Config{
 		Store: db.nodes, Cache: cache, CA: db.ca, Replica: replica, Logger: log,
-		FlushInterval: 50 * time.Millisecond, RevocationInterval: 200 * time.Millisecond,
+		RevocationInterval: 200 * time.Millisecond,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -112,7 +113,7 @@ func startCPOn(t testing.TB, db *testDB, replica string, lis net.Listener, opts 
 	mcpgwv1.RegisterNodeServiceServer(gs, srv)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &cp{db: db, srv: srv, gs: gs, addr: lis.Addr().String(), cancel: cancel, done: make(chan struct{})}
+	c := &cp{db: db, cache: cache, srv: srv, gs: gs, addr: lis.Addr().String(), cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = builder.Run(ctx) })
 	wg.Go(func() { _ = srv.Run(ctx) })

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -95,6 +96,8 @@ type Server struct {
 	// rawSends is true when the gRPC server was built with ServerOptions,
 	// whose codec lets streams send the shared snapshot bytes uncopied.
 	rawSends atomic.Bool
+	// header is sent on every accepted ConfigStream; gRPC copies it.
+	header metadata.MD
 	// Counters for tests; the Prometheus series carry the same numbers.
 	streamsOpened    atomic.Int64
 	snapshotsSent    atomic.Int64
@@ -134,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, reg: newRegistry()}
+	s := &Server{cfg: cfg, reg: newRegistry(), header: metadata.Pairs(ReplicaHeader, cfg.Replica)}
 	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(s.reg.connected()) }, cfg.Cache)
 	if err != nil {
 		return nil, fmt.Errorf("nodeapi: registering metrics: %w", err)
@@ -164,9 +167,13 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 			MinTime:             10 * time.Second,
 			PermitWithoutStream: true,
 		}),
+		// The write buffer is returned to a pool after each flush instead of
+		// being held by every idle connection. Reads go straight to the TLS
+		// connection, which buffers whole records itself: a bufio reader on
+		// top would cost every edge a buffer for nothing.
 		grpc.SharedWriteBuffer(true),
-		grpc.ReadBufferSize(4 << 10),
 		grpc.WriteBufferSize(16 << 10),
+		grpc.ReadBufferSize(0),
 		grpc.MaxRecvMsgSize(4 << 20),
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -78,7 +77,7 @@ func (s *Server) ConfigStream(stream configStream) error {
 	// Headers tell the edge its stream is accepted even when there is
 	// nothing to send: that is how it knows to reconnect at once, not after
 	// a backoff, when this stream later ends (GOAWAY, replica shutdown).
-	if err := stream.SendHeader(metadata.Pairs(ReplicaHeader, s.cfg.Replica)); err != nil {
+	if err := stream.SendHeader(s.header); err != nil {
 		return err
 	}
 	log := s.cfg.Logger.With("node", id, "group", node.NodeGroup)

@@ -75,6 +75,9 @@ func parseIdentity(pemBytes []byte) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Present only the leaf: the control plane has the CA, and every
+	// certificate sent is parsed and kept per connection on its side.
+	cert.Certificate = cert.Certificate[:1]
 	return &identity{cert: cert, leaf: cert.Leaf}, nil
 }
 
