@@ -150,12 +150,23 @@ type scanner struct {
 // decides nothing on them and passes them through. Code that does decide on
 // arguments (a future CEL condition, say) must apply the same rule there.
 //
-// On failure env may be partly filled (its ID, for example, lets a server
-// echo the id in an invalid-request answer); its Kind is KindInvalid.
+// On failure env may be partly filled and its Kind is KindInvalid. Its ID is
+// then the id to answer with: the request's id when the body is JSON and the
+// id a string, an integer or null; nil (answer with null) after a parse error
+// or when the id itself is of an invalid type.
 func Scan(body []byte, env *Envelope) error {
 	*env = Envelope{}
 	s := scanner{b: body, env: env}
-	return s.scan()
+	err := s.scan()
+	if err != nil {
+		if e, ok := err.(*Error); ok && e.Code == CodeParseError {
+			// JSON-RPC answers a parse error with id null: an id read
+			// before the body turned out not to be JSON is not to be
+			// trusted.
+			env.ID = nil
+		}
+	}
+	return err
 }
 
 func (s *scanner) scan() error {
@@ -735,8 +746,12 @@ func (s *scanner) member(k objKind, idx, i, depth int) (int, error) {
 			return end, err
 		case topID:
 			end, err := s.idValue(i, depth, CodeInvalidRequest, "id")
-			e.ID, e.pos[FieldID] = b[i:end], i
-			s.idNull = b[i] == 'n'
+			// An id of the wrong type (idValue reported it) is not kept,
+			// so that nobody echoes it back in an error answer.
+			if err == nil && validID(b[i:end]) {
+				e.ID, e.pos[FieldID] = b[i:end], i
+				s.idNull = b[i] == 'n'
+			}
 			return end, err
 		case topMethod:
 			end, ok, err := s.strValue(i, depth, CodeInvalidRequest, `"method"`)
@@ -904,6 +919,25 @@ func (s *scanner) member(k objKind, idx, i, depth int) (int, error) {
 		}
 	}
 	return s.value(i, depth)
+}
+
+// validID reports whether a validated JSON value is a string, an integer or
+// null.
+func validID(tok []byte) bool {
+	switch tok[0] {
+	case '"':
+		return true
+	case 'n':
+		return tok[1] == 'u'
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		for _, c := range tok {
+			if c == '.' || c == 'e' || c == 'E' {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // strValue scans a member value that must be a string; ok reports that it

@@ -337,3 +337,27 @@ func TestScanResetsEnvelope(t *testing.T) {
 		t.Errorf("failed Scan kept the previous message: err %v, %+v", err, env)
 	}
 }
+
+// The id left in the envelope after a failure is what a server echoes in its
+// error answer: never one read from a body that is not JSON, never one of an
+// invalid type.
+func TestScanErrorID(t *testing.T) {
+	cases := []struct{ in, id string }{
+		{`{"jsonrpc":"2.0","id":7,"method":"m","params":"x"}`, "7"},
+		{`{"jsonrpc":"2.0","id":"a","Method":"m"}`, `"a"`},
+		{`{"jsonrpc":"2.0","id":null,"method":"m"}`, "null"},
+		{`{"jsonrpc":"2.0","id":7,"method":"m",`, ""},
+		{`{"jsonrpc":"2.0","id":{"x":1},"method":"m"}`, ""},
+		{`{"jsonrpc":"2.0","id":1.5,"method":"m"}`, ""},
+		{`{"jsonrpc":"2.0","id":true,"method":"m"}`, ""},
+	}
+	for _, tc := range cases {
+		var env Envelope
+		if err := Scan([]byte(tc.in), &env); err == nil {
+			t.Errorf("Scan(%s) succeeded", tc.in)
+		}
+		if string(env.ID) != tc.id || (tc.id == "") != (env.ID == nil) {
+			t.Errorf("Scan(%s): ID %q, want %q", tc.in, env.ID, tc.id)
+		}
+	}
+}
