@@ -258,13 +258,20 @@ func TestApplyInvalidListsEveryError(t *testing.T) {
 		fields = append(fields, f.String())
 	}
 	all := strings.Join(fields, "\n")
-	for _, want := range []string{"backends[0].name", "backends[0].http.url", "rules[0].effect", `"missing"`, "subjects[0]"} {
+	for _, want := range []string{`backends[0] "Bad Name"`, "http.url", "rules[0].effect", `"missing"`, "subjects[0]"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("errors lack %s:\n%s", want, all)
 		}
 	}
 	if rev, _ := s.CurrentRevision(ctx); rev != 0 {
 		t.Errorf("invalid apply committed revision %d", rev)
+	}
+	// Exposed-name prefixes must not collide: github__x would be ambiguous.
+	gh := "github"
+	_, err = s.ApplyDocument(ctx, meta, document.Document{Backends: []document.Backend{
+		httpBackend("github", "http://127.0.0.1:1/mcp"), {Name: "gh2", Prefix: &gh, HTTP: &document.HTTPTransport{URL: "http://127.0.0.1:2/mcp"}}}}, store.ApplyOptions{})
+	if !errors.As(err, &inv) || !strings.Contains(err.Error(), `uses prefix "github", already used by backend "gh2"`) {
+		t.Errorf("colliding prefixes: %v", err)
 	}
 	_, err = s.ApplyDocument(ctx, meta, document.Document{Principals: []policy.Principal{{Name: "a", APIKeySHA256: strings.Repeat("0", 64)}}}, store.ApplyOptions{})
 	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "api_key_sha256") {

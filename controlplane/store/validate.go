@@ -1,11 +1,14 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
 	"unicode"
+
+	"github.com/mcpgw/mcpgw/internal/document"
 )
 
 // backendName is the schema's rule for backend names (and default prefixes).
@@ -15,15 +18,29 @@ var backendName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 // every problem at once, so nothing the edges would refuse (and nothing the
 // schema would refuse with a less readable message) is ever committed.
 //
-// Policy sections go through internal/policy.Compile, the compiler the edges
-// run; the store's own checks of those sections (what the tables rely on)
-// only speak when the compiler is content, so an error is reported once.
+// The document goes through internal/document's Validate, which is what a
+// standalone edge runs on its file and which compiles the policy with
+// internal/policy, the compiler every edge runs. The store's own checks
+// (exposed-name prefixes that collide, what the tables rely on) and a compile
+// with the stored key hashes follow only when that passes, so each problem
+// is reported once.
 func validateConfig(c *Config) error {
-	errs := backendErrors(c)
-	if cerrs := compileErrors(c); len(cerrs) > 0 {
-		errs = append(errs, cerrs...)
-	} else {
-		errs = append(errs, policyErrors(c)...)
+	doc := c.Document()
+	var errs []FieldError
+	if err := doc.Validate(); err != nil {
+		var ve *document.ValidationError
+		if !errors.As(err, &ve) {
+			return fmt.Errorf("validating config: %w", err)
+		}
+		for _, fe := range ve.Errors {
+			errs = append(errs, FieldError{Field: fe.Path, Message: fe.Msg})
+		}
+		return &InvalidConfigError{Errors: errs}
+	}
+	errs = append(errs, backendErrors(c)...)
+	errs = append(errs, policyErrors(c)...)
+	if len(errs) == 0 {
+		errs = compileErrors(c)
 	}
 	if len(errs) > 0 {
 		return &InvalidConfigError{Errors: errs}
