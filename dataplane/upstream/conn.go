@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/dataplane/rpc"
+	"github.com/mcpgw/mcpgw/internal/mcpwire"
 )
 
 // errSessionExpired: an HTTP backend answered 404 to our session id.
@@ -95,12 +97,15 @@ func (c *conn) closedErr() error {
 
 func (c *conn) call(ctx context.Context, method string, params json.RawMessage, sink Sink, modern *Modern) (Response, error) {
 	cl := &call{id: c.nextID.Add(1), sink: sink, resp: make(chan Response, 1), method: method, modern: modern}
-	if tok := rpc.MetaField(params, "progressToken"); len(tok) > 0 {
-		cl.token = tok
-		cl.upTok = "mcpgw-" + strconv.FormatInt(cl.id, 10)
-		var err error
-		if params, err = rpc.SetMetaField(params, "progressToken", rpc.Quote(cl.upTok)); err != nil {
-			return Response{}, fmt.Errorf("rewriting progress token: %w", err)
+	// Only params that mention a progress token are decoded to find it.
+	if bytes.Contains(params, []byte(`"progressToken"`)) {
+		if tok := rpc.MetaField(params, "progressToken"); len(tok) > 0 {
+			cl.token = tok
+			cl.upTok = "mcpgw-" + strconv.FormatInt(cl.id, 10)
+			var err error
+			if params, err = rpc.SetMetaField(params, "progressToken", rpc.Quote(cl.upTok)); err != nil {
+				return Response{}, fmt.Errorf("rewriting progress token: %w", err)
+			}
 		}
 	}
 	c.mu.Lock()
@@ -204,7 +209,7 @@ func (c *conn) initialize(ctx context.Context) error {
 // says whether a server→client request may be served in its own goroutine
 // (tracked by wg) instead of inline; ctx bounds that service.
 func (c *conn) dispatch(ctx context.Context, raw []byte, origin *call, wg *sync.WaitGroup) {
-	m, err := rpc.Parse(raw)
+	m, err := parseBackendMessage(raw)
 	if err != nil {
 		c.b.log.Warn("dropping malformed message from backend", "err", err)
 		return
@@ -352,4 +357,25 @@ func (c *conn) serveInbound(ctx context.Context, m *rpc.Message, target *call, i
 	if err := c.t.send(sctx, out); err != nil {
 		c.b.log.Warn("answering backend request", "method", m.Method, "err", err)
 	}
+}
+
+// parseBackendMessage reads a backend's message with the zero-allocation
+// envelope scanner (result and error bytes alias raw, which the caller
+// owns); a message the strict scanner refuses is read leniently, since a
+// backend's odd-but-valid JSON is not an attack on the edge's own checks.
+func parseBackendMessage(raw []byte) (*rpc.Message, error) {
+	var env mcpwire.Envelope
+	if err := mcpwire.Scan(raw, &env); err != nil {
+		return rpc.Parse(raw)
+	}
+	m := &rpc.Message{JSONRPC: "2.0", ID: env.ID, Params: env.Params}
+	switch env.Kind {
+	case mcpwire.KindRequest, mcpwire.KindNotification:
+		m.Method = env.MethodString()
+	case mcpwire.KindResult:
+		m.Result = env.Result
+	case mcpwire.KindError:
+		m.Error = env.Error
+	}
+	return m, nil
 }

@@ -5,9 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,7 +147,7 @@ func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []by
 	if s := resp.Header.Get("Mcp-Session-Id"); s != "" && t.session() == "" {
 		t.sessionID.Store(&s)
 	}
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	ct := mediaType(resp.Header.Get("Content-Type"))
 	switch {
 	case resp.StatusCode == http.StatusNotFound && t.session() != "" && cl.modern == nil:
 		return errSessionExpired
@@ -316,4 +316,14 @@ func drain(r io.ReadCloser) {
 func snippet(r io.Reader) string {
 	b, _ := io.ReadAll(io.LimitReader(r, 200))
 	return string(bytes.TrimSpace(b))
+}
+
+// mediaType returns the lower-cased media type of a Content-Type value
+// without its parameters (cheaper than mime.ParseMediaType, which builds a
+// map on every reply).
+func mediaType(v string) string {
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(v))
 }
