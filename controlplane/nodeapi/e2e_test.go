@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpgw/mcpgw/controlplane/nodeapi"
 	"github.com/mcpgw/mcpgw/controlplane/store"
@@ -159,7 +160,8 @@ func allows(u *cpclient.Update, tool string) bool {
 func TestPolicyChangeReachesEdgesOnTwoReplicas(t *testing.T) {
 	db := newTestDB(t)
 	rev1 := db.apply(t, testDoc("github__*"))
-	cp1 := startCP(t, db, "replica-1")
+	reg := prometheus.NewRegistry()
+	cp1 := startCP(t, db, "replica-1", func(cfg *nodeapi.Config) { cfg.Registerer = reg })
 	cp2 := startCP(t, db, "replica-2")
 	expires := time.Now().Add(time.Hour)
 	a := startEdge(t, db, cp1.addr, db.joinToken(t, "tokA", map[string]string{"zone": "token-says"}, expires), t.TempDir(), &recorder{})
@@ -194,6 +196,19 @@ func TestPolicyChangeReachesEdgesOnTwoReplicas(t *testing.T) {
 	waitFor(t, 5*time.Second, "the registry records both ACKs", func() bool {
 		return db.node(t, a.c.NodeID()).AppliedRevision == rev2 && db.node(t, b.c.NodeID()).AppliedRevision == rev2
 	})
+	metrics := gather(t, reg)
+	for name, ok := range map[string]bool{
+		"mcpgw_cp_connected_edges":                   metrics["mcpgw_cp_connected_edges"] == 1,
+		"mcpgw_cp_config_push_latency_seconds_count": metrics["mcpgw_cp_config_push_latency_seconds_count"] == 2,
+		"mcpgw_cp_config_acks_total":                 metrics["mcpgw_cp_config_acks_total"] == 2,
+		"mcpgw_cp_config_nacks_total":                metrics["mcpgw_cp_config_nacks_total"] == 0,
+		"mcpgw_cp_snapshot_bytes":                    metrics["mcpgw_cp_snapshot_bytes"] > 0,
+		"mcpgw_cp_config_payload_bytes_sent_total":   metrics["mcpgw_cp_config_payload_bytes_sent_total"] > 0,
+	} {
+		if !ok {
+			t.Errorf("metric %s = %v", name, metrics[name])
+		}
+	}
 	na, nb := db.node(t, a.c.NodeID()), db.node(t, b.c.NodeID())
 	if na.ConnectedReplica != "replica-1" || nb.ConnectedReplica != "replica-2" {
 		t.Errorf("connected replicas = %q, %q; want replica-1, replica-2", na.ConnectedReplica, nb.ConnectedReplica)
@@ -402,4 +417,59 @@ func TestStatusReportsReachTheRegistry(t *testing.T) {
 		n := db.node(t, id)
 		return n.SpoolDepthBytes == 12345 && n.SpoolDepthBatches == 3 && strings.Contains(string(n.StatusJSON), "BACKEND_STATE_HEALTHY")
 	})
+}
+
+// The edge renews its certificate before it expires and reconnects with
+// the new one once the old one has expired.
+func TestCertificateRenewal(t *testing.T) {
+	db := newTestDB(t)
+	rev := db.apply(t, testDoc("github__*"))
+	const ttl = 6 * time.Second
+	short := func(cfg *nodeapi.Config) { cfg.CertTTL = ttl }
+	c := startCP(t, db, "replica-1", short)
+	enrolled := time.Now()
+	e := startEdge(t, db, c.addr, db.joinToken(t, "tok", nil, time.Now().Add(time.Hour)), t.TempDir(), &recorder{})
+	waitFor(t, 10*time.Second, "the edge applies the config", func() bool { return e.rec.revision() == rev })
+	fingerprint := func() string {
+		var fp string
+		if err := db.pool.QueryRow(t.Context(), `SELECT cert_fingerprint FROM nodes WHERE id = $1`, e.c.NodeID()).Scan(&fp); err != nil {
+			t.Fatal(err)
+		}
+		return fp
+	}
+	first := fingerprint()
+	waitFor(t, 2*ttl, "the certificate is renewed", func() bool { return fingerprint() != first })
+
+	// Past the first certificate's expiry, a new connection must use the
+	// renewed one.
+	time.Sleep(time.Until(enrolled.Add(ttl + 500*time.Millisecond)))
+	addr := c.addr
+	c.stop()
+	c2 := startCPOnAddr(t, db, "replica-1", addr, short)
+	waitFor(t, 10*time.Second, "the edge reconnects with its renewed certificate", func() bool { return c2.srv.Stats().Connected == 1 })
+	rev2 := db.apply(t, testDoc("github__read_*"))
+	waitFor(t, 5*time.Second, "the edge applies the next revision", func() bool { return e.rec.revision() == rev2 })
+}
+
+// gather returns the registry's samples by name (histograms as _count).
+func gather(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetGauge() != nil:
+				out[mf.GetName()] += m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				out[mf.GetName()] += m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				out[mf.GetName()+"_count"] += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
 }

@@ -42,12 +42,24 @@ type nodeInfo struct {
 type identity struct {
 	cert tls.Certificate
 	leaf *x509.Certificate
+	// obtained is when this process received the certificate (zero when it
+	// was read from the state dir).
+	obtained time.Time
 }
 
 // renewAt is two thirds into the certificate's lifetime, as the control
-// plane suggests, so a renewal has a third of the lifetime to succeed.
+// plane suggests, so a renewal has a third of the lifetime to succeed. A
+// certificate received just now is kept for at least half of what is left
+// of it: NotBefore is backdated for clock skew, which for a short lifetime
+// would otherwise put the renewal time in the past and renew in a loop.
 func (id *identity) renewAt() time.Time {
-	return id.leaf.NotBefore.Add(id.leaf.NotAfter.Sub(id.leaf.NotBefore) * 2 / 3)
+	t := id.leaf.NotBefore.Add(id.leaf.NotAfter.Sub(id.leaf.NotBefore) * 2 / 3)
+	if !id.obtained.IsZero() {
+		if floor := id.obtained.Add(id.leaf.NotAfter.Sub(id.obtained) / 2); floor.After(t) {
+			t = floor
+		}
+	}
+	return t
 }
 
 func loadIdentity(dir string) (*identity, nodeInfo, error) {
@@ -110,6 +122,7 @@ func saveIdentity(dir string, key *ecdsa.PrivateKey, chainPEM []byte) (*identity
 	if err != nil {
 		return nil, fmt.Errorf("control plane returned a certificate that does not match the key: %w", err)
 	}
+	id.obtained = time.Now()
 	if err := writeFileAtomic(dir, identityFile, buf.Bytes(), 0o600); err != nil {
 		return nil, fmt.Errorf("saving node identity: %w", err)
 	}
