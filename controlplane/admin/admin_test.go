@@ -551,6 +551,11 @@ func TestWatchRollout(t *testing.T) {
 	if _, err := c.ApplyPolicy(ctx, &mcpgwv1.ApplyPolicyRequest{Document: sampleDoc()}); err != nil {
 		t.Fatal(err)
 	}
+	bad, err := c.WatchRollout(ctx, &mcpgwv1.WatchRolloutRequest{Revision: -1})
+	if err == nil {
+		_, err = bad.Recv()
+	}
+	wantCode(t, err, codes.InvalidArgument, "negative revision on a stream")
 	stream, err := c.WatchRollout(ctx, &mcpgwv1.WatchRolloutRequest{})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,23 +38,33 @@ func apiKeyProto(k store.APIKey) *mcpgwv1.ApiKey {
 // CreateApiKey mints "mcpgw_<id>_<secret>" from crypto/rand, stores only its
 // SHA-256 and returns the key this once.
 func (s *Server) CreateApiKey(ctx context.Context, req *mcpgwv1.CreateApiKeyRequest) (*mcpgwv1.CreateApiKeyResponse, error) {
-	key, err := policy.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, toStatus(err)
+	// Key ids are 8 random alphanumerics: a collision is rare but possible,
+	// and a fresh key is as good as the first, so try again a few times.
+	var lastErr error
+	for range 3 {
+		key, err := policy.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		id, err := policy.ParseKey(key)
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("generated key is malformed: %w", err))
+		}
+		nk := store.NewAPIKey{ID: id, Principal: req.GetPrincipal(), SHA256: store.HashSecret(key), Description: req.GetDescription()}
+		if req.GetTtl() != nil {
+			nk.ExpiresAt = time.Now().Add(req.GetTtl().AsDuration()).UTC().Truncate(time.Microsecond)
+		}
+		k, res, created, err := s.st.CreateAPIKey(ctx, meta(ctx, "CreateApiKey"), nk)
+		if errors.Is(err, store.ErrAlreadyExists) {
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return &mcpgwv1.CreateApiKeyResponse{ApiKey: apiKeyProto(k), Key: key, PrincipalCreated: created, Revision: res.Revision}, nil
 	}
-	id, err := policy.ParseKey(key)
-	if err != nil {
-		return nil, toStatus(fmt.Errorf("generated key is malformed: %w", err))
-	}
-	nk := store.NewAPIKey{ID: id, Principal: req.GetPrincipal(), SHA256: store.HashSecret(key), Description: req.GetDescription()}
-	if req.GetTtl() != nil {
-		nk.ExpiresAt = time.Now().Add(req.GetTtl().AsDuration()).UTC().Truncate(time.Microsecond)
-	}
-	k, res, created, err := s.st.CreateAPIKey(ctx, meta(ctx, "CreateApiKey"), nk)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &mcpgwv1.CreateApiKeyResponse{ApiKey: apiKeyProto(k), Key: key, PrincipalCreated: created, Revision: res.Revision}, nil
+	return nil, toStatus(fmt.Errorf("could not mint an unused key id: %w", lastErr))
 }
 
 func (s *Server) GetApiKey(ctx context.Context, req *mcpgwv1.GetApiKeyRequest) (*mcpgwv1.GetApiKeyResponse, error) {
