@@ -44,7 +44,7 @@ principals:
 )
 
 func TestGoldenConfig(t *testing.T) {
-	cp := startControlPlane(t, cpOptions{})
+	cp := startControlPlane(t)
 	c := cp.cliFor(t)
 	dir := t.TempDir()
 	tr := newTranscript(c, mask{re: regexp.MustCompile(regexp.QuoteMeta(dir)), with: "<DIR>"})

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/mcpgw/mcpgw/controlplane"
 	"github.com/mcpgw/mcpgw/controlplane/admin"
 	"github.com/mcpgw/mcpgw/controlplane/pki"
 	"github.com/mcpgw/mcpgw/controlplane/store"
@@ -23,26 +25,60 @@ import (
 // testAdminToken is the bootstrap admin token of the test control planes.
 const testAdminToken = "mcpgwadm_mcpctltest_0123456789abcdef0123456789abcdef"
 
-// controlPlane is a real AdminService on a fresh Postgres database, served
-// over TLS on loopback with a certificate from a real installation CA.
+// controlPlane is a real control-plane replica (controlplane.Run: admin and
+// node listeners over TLS on loopback, the installation CA, Postgres) on a
+// fresh database.
 type controlPlane struct {
-	addr   string
-	caFile string
-	st     *store.Store
-	audit  *auditdb.Store
+	addr     string // admin listener
+	nodeAddr string // node listener, for edges
+	caFile   string
+	// audit writes to the same database, to feed audit queries the way
+	// the AuditStream ingest does.
+	audit *auditdb.Store
 }
 
-type cpOptions struct {
-	// withAudit serves QueryAudit/VerifyAudit from the database; without
-	// it they are Unimplemented, as on a control plane built without them.
-	withAudit bool
+func startControlPlane(t *testing.T) *controlPlane {
+	t.Helper()
+	dbURL := pgtest.NewDatabase(t)
+	readyc := make(chan controlplane.Ready, 1)
+	cfg := controlplane.Config{
+		DatabaseURL: dbURL, DataDir: t.TempDir(), AdminToken: testAdminToken,
+		NodeListen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Replica: "replica-1",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Notices: io.Discard,
+		OnReady: func(r controlplane.Ready) { readyc <- r },
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- controlplane.Run(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	var ready controlplane.Ready
+	select {
+	case ready = <-readyc:
+	case err := <-done:
+		t.Fatalf("control plane ended before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("control plane not ready after 30s")
+	}
+	return &controlPlane{
+		addr: ready.AdminAddr, nodeAddr: ready.NodeAddr, caFile: ready.CAFile,
+		audit: auditdb.New(pgtest.NewPool(t, dbURL), auditdb.Options{}),
+	}
 }
 
-func startControlPlane(t *testing.T, o cpOptions) *controlPlane {
+// startAdminWithoutAudit serves only the AdminService, built without its
+// audit store, as a control plane that predates audit queries answers.
+func startAdminWithoutAudit(t *testing.T) *controlPlane {
 	t.Helper()
 	ctx := t.Context()
-	pool := pgtest.NewPool(t, pgtest.NewDatabase(t))
-	st := store.New(pool)
+	st := store.New(pgtest.NewPool(t, pgtest.NewDatabase(t)))
 	dataDir := t.TempDir()
 	kek, _, _, err := pki.LoadKEK("", dataDir)
 	if err != nil {
@@ -59,26 +95,18 @@ func startControlPlane(t *testing.T, o cpOptions) *controlPlane {
 	if _, err := st.EnsureBootstrapAdminToken(ctx, store.HashSecret(testAdminToken), true); err != nil {
 		t.Fatal(err)
 	}
-	certs, err := pki.NewServerCerts(ca, []string{"127.0.0.1", "localhost"}, time.Hour)
+	certs, err := pki.NewServerCerts(ca, []string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsCfg := &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))},
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(&tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}))},
 		admin.Interceptors(admin.NewAuthenticator(st), log)...)...)
-	cp := &controlPlane{caFile: caFile, st: st}
-	opts := admin.Options{Store: st, Replica: "replica-1", Logger: log, RolloutPoll: 20 * time.Millisecond}
-	if o.withAudit {
-		cp.audit = auditdb.New(pool, auditdb.Options{})
-		opts.Audit = cp.audit
-	}
-	admin.New(opts).Register(srv)
+	admin.New(admin.Options{Store: st, Replica: "replica-1", Logger: log}).Register(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp.addr = ln.Addr().String()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -87,7 +115,7 @@ func startControlPlane(t *testing.T, o cpOptions) *controlPlane {
 			t.Errorf("admin server: %v", err)
 		}
 	})
-	return cp
+	return &controlPlane{addr: ln.Addr().String(), caFile: caFile}
 }
 
 // cliFor returns a CLI whose environment points at cp, the way an operator

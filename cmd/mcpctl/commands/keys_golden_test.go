@@ -7,7 +7,7 @@ import (
 )
 
 func TestGoldenKeysAndTokens(t *testing.T) {
-	cp := startControlPlane(t, cpOptions{})
+	cp := startControlPlane(t)
 	c := cp.cliFor(t)
 	tr := newTranscript(c)
 	c.mustRun("apply", "-f", writeFile(t, t.TempDir(), "p.yaml", "principals:\n  - {name: alice, groups: [eng]}\n"))

@@ -43,7 +43,7 @@ principals:
 // back without creating a revision, for every config kind and for the whole
 // policy (also with --prune, which would delete anything the export missed).
 func TestGetYAMLApplyRoundTripIsNoop(t *testing.T) {
-	cp := startControlPlane(t, cpOptions{})
+	cp := startControlPlane(t)
 	c := cp.cliFor(t)
 	src := writeFile(t, t.TempDir(), "full.yaml", fullYAML)
 	if out := c.mustRun("apply", "-f", src); !strings.HasSuffix(out, "applied revision 1\n") {
