@@ -302,3 +302,45 @@ func TestValidate(t *testing.T) {
 		t.Errorf("defaults: %+v %v", ok, err)
 	}
 }
+
+// Two replicas on one database share one CA (with one KEK), and a change
+// made through one reaches the other's snapshots through pg_notify.
+func TestTwoReplicasShareCAAndConfig(t *testing.T) {
+	ctx := t.Context()
+	dbURL := pgtest.NewDatabase(t)
+	kek := "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" // 32 bytes
+	token := "mcpgwadm_" + strings.Repeat("t", 32)
+	r1 := start(t, controlplane.Config{DatabaseURL: dbURL, DataDir: t.TempDir(), KEK: kek, AdminToken: token, OpsListen: "127.0.0.1:0", Replica: "one"})
+	r2 := start(t, controlplane.Config{DatabaseURL: dbURL, DataDir: t.TempDir(), KEK: kek, AdminToken: token, OpsListen: "127.0.0.1:0", Replica: "two"})
+	ca1, _ := os.ReadFile(r1.ready.CAFile)
+	ca2, _ := os.ReadFile(r2.ready.CAFile)
+	if len(ca1) == 0 || !bytes.Equal(ca1, ca2) {
+		t.Fatalf("replicas wrote different CA bundles")
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca1)
+	c1 := mcpgwv1.NewAdminServiceClient(dial(t, r1.ready.AdminAddr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}, grpc.WithPerRPCCredentials(bearer(token))))
+	c2 := mcpgwv1.NewAdminServiceClient(dial(t, r2.ready.AdminAddr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}, grpc.WithPerRPCCredentials(bearer(token))))
+	if _, err := c1.ApplyPolicy(ctx, &mcpgwv1.ApplyPolicyRequest{Document: &mcpgwv1.PolicyDocument{Principals: []*mcpgwv1.Principal{{Name: "alice"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c2.GetServerInfo(ctx, &mcpgwv1.GetServerInfoRequest{}); err != nil || info.GetRevision() != 1 || info.GetReplica() != "two" {
+		t.Fatalf("replica two: %v %v", info, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + r2.ready.OpsAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "revision 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica two never served revision 1: %s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
