@@ -276,7 +276,7 @@ func (g *Gateway) fail(rq *Request, e *rpc.Error) json.RawMessage {
 func (g *Gateway) dispatch(ctx context.Context, st *state.State, sess *session.Session, m *message, out Outbound, rq *Request) (json.RawMessage, json.RawMessage) {
 	switch m.Method {
 	case "ping":
-		if !g.allowed(ctx, rq, Action{Method: m.Method}) {
+		if !g.allowed(ctx, st, rq, Action{Method: m.Method}) {
 			return nil, g.denied(rq)
 		}
 		return json.RawMessage("{}"), nil
@@ -302,8 +302,8 @@ func (g *Gateway) dispatch(ctx context.Context, st *state.State, sess *session.S
 	}
 }
 
-func (g *Gateway) allowed(ctx context.Context, rq *Request, a Action) bool {
-	rq.Decision = g.opts.Decider.Decide(ctx, rq.Principal, a)
+func (g *Gateway) allowed(ctx context.Context, st *state.State, rq *Request, a Action) bool {
+	rq.Decision = g.opts.Decider.Decide(ctx, st, rq.Principal, a)
 	return rq.Decision.Allow
 }
 
@@ -319,11 +319,11 @@ func (g *Gateway) denied(rq *Request) json.RawMessage {
 // list serves a page of the merged catalog, item by item filtered by the
 // decider.
 func (g *Gateway) list(ctx context.Context, st *state.State, k catalog.Kind, cursor string, rq *Request) (json.RawMessage, json.RawMessage) {
-	if !g.allowed(ctx, rq, Action{Method: rq.Method}) {
+	if !g.allowed(ctx, st, rq, Action{Method: rq.Method}) {
 		return nil, g.denied(rq)
 	}
 	keep := func(it *catalog.Item) bool {
-		return g.opts.Decider.Decide(ctx, rq.Principal, Action{Method: k.UseMethod(), Backend: it.Backend, Name: it.Name}).Allow
+		return g.opts.Decider.Decide(ctx, st, rq.Principal, Action{Method: k.UseMethod(), Backend: it.Backend, Name: it.Name}).Allow
 	}
 	items, next, err := st.Catalog.Page(k, cursor, g.opts.PageSize, keep)
 	if err != nil {
@@ -368,7 +368,7 @@ func (g *Gateway) callNamed(ctx context.Context, st *state.State, sess *session.
 		return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: unknown %s %q", kind, name))
 	}
 	rq.Backend = it.Backend
-	if !g.allowed(ctx, rq, Action{Method: m.Method, Backend: it.Backend, Name: name}) {
+	if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: name}) {
 		return nil, g.denied(rq)
 	}
 	params := m.Params
@@ -390,7 +390,7 @@ func (g *Gateway) callResource(ctx context.Context, st *state.State, sess *sessi
 		return nil, g.fail(rq, &rpc.Error{Code: -32002, Message: "mcpgw: no backend serves resource " + uri, Data: json.RawMessage(`{"uri":` + string(rpc.Quote(uri)) + `}`)})
 	}
 	rq.Backend = it.Backend
-	if !g.allowed(ctx, rq, Action{Method: m.Method, Backend: it.Backend, Name: uri}) {
+	if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: uri}) {
 		return nil, g.denied(rq)
 	}
 	return g.forward(ctx, st, sess, it.Backend, m.Method, m.Params, out, rq)
@@ -410,7 +410,7 @@ func (g *Gateway) subscription(ctx context.Context, st *state.State, sess *sessi
 		return nil, g.fail(rq, &rpc.Error{Code: -32002, Message: "mcpgw: no backend serves resource " + uri})
 	}
 	rq.Backend = it.Backend
-	if !g.allowed(ctx, rq, Action{Method: "resources/read", Backend: it.Backend, Name: uri}) {
+	if !g.allowed(ctx, st, rq, Action{Method: "resources/read", Backend: it.Backend, Name: uri}) {
 		return nil, g.denied(rq)
 	}
 	if sess == nil {
@@ -485,7 +485,7 @@ func (g *Gateway) complete(ctx context.Context, st *state.State, sess *session.S
 			return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: unknown prompt %q", name))
 		}
 		rq.Backend = it.Backend
-		if !g.allowed(ctx, rq, Action{Method: m.Method, Backend: it.Backend, Name: name}) {
+		if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: name}) {
 			return nil, g.denied(rq)
 		}
 		if it.Original != name {
@@ -505,7 +505,7 @@ func (g *Gateway) complete(ctx context.Context, st *state.State, sess *session.S
 			return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: no backend serves resource %q", uri))
 		}
 		rq.Backend = it.Backend
-		if !g.allowed(ctx, rq, Action{Method: m.Method, Backend: it.Backend, Name: uri}) {
+		if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: uri}) {
 			return nil, g.denied(rq)
 		}
 	default:
@@ -518,7 +518,7 @@ func (g *Gateway) complete(ctx context.Context, st *state.State, sess *session.S
 // sessions, so the edge asks them for every level once and filters per
 // client session itself.
 func (g *Gateway) setLevel(ctx context.Context, st *state.State, sess *session.Session, m *message, rq *Request) (json.RawMessage, json.RawMessage) {
-	if !g.allowed(ctx, rq, Action{Method: m.Method}) {
+	if !g.allowed(ctx, st, rq, Action{Method: m.Method}) {
 		return nil, g.denied(rq)
 	}
 	level := rpc.StringField(m.Params, "level")

@@ -195,7 +195,7 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, st *st
 	rq.Method, rq.ID = m.Method, m.ID
 	rq.SessionID, rq.ProtocolVersion = sess.ID, sess.Version
 	rq.ClientName, rq.ClientVersion = sess.ClientName, sess.ClientVersion
-	if !g.allowed(r.Context(), rq, Action{Method: m.Method}) {
+	if !g.allowed(r.Context(), st, rq, Action{Method: m.Method}) {
 		resp := g.finish(r.Context(), m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.denied(rq)))
 		writeJSON(w, resp, rq.AuditID)
 		return

@@ -123,7 +123,7 @@ func (g *Gateway) serveModern(w http.ResponseWriter, r *http.Request, st *state.
 		resp = g.finish(r.Context(), m.ID, rq, resp)
 	case m.Method == "server/discover":
 		var res, rerr json.RawMessage
-		if g.allowed(r.Context(), rq, Action{Method: m.Method}) {
+		if g.allowed(r.Context(), st, rq, Action{Method: m.Method}) {
 			rq.Status = StatusOK
 			res = g.discover(st)
 		} else {
@@ -150,7 +150,7 @@ func (g *Gateway) serveStateless(ctx context.Context, st *state.State, m *messag
 	var result, rerr json.RawMessage
 	switch m.Method {
 	case "ping":
-		if g.allowed(ctx, rq, Action{Method: m.Method}) {
+		if g.allowed(ctx, st, rq, Action{Method: m.Method}) {
 			result = json.RawMessage(`{"resultType":"complete"}`)
 		} else {
 			rerr = g.denied(rq)
@@ -248,7 +248,7 @@ func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw *r
 		rw.finish(g.finish(ctx, m.ID, rq, rpc.AppendErrorResponse(nil, m.ID, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: params.notifications is required"))), "")
 		return
 	}
-	if !g.allowed(ctx, rq, Action{Method: m.Method}) {
+	if !g.allowed(ctx, st, rq, Action{Method: m.Method}) {
 		rw.finish(g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.denied(rq))), "")
 		return
 	}
@@ -265,7 +265,7 @@ func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw *r
 	var honoured []string
 	for _, uri := range uris {
 		it, ok := st.Catalog.Resource(uri)
-		if !ok || !g.opts.Decider.Decide(ctx, rq.Principal, Action{Method: "resources/read", Backend: it.Backend, Name: uri}).Allow {
+		if !ok || !g.opts.Decider.Decide(ctx, st, rq.Principal, Action{Method: "resources/read", Backend: it.Backend, Name: uri}).Allow {
 			continue
 		}
 		key := subKey{it.Backend, uri}
@@ -397,7 +397,7 @@ func (g *Gateway) serveStdioModern(ctx context.Context, st *state.State, m *mess
 		rq.Status = StatusUnavailable
 		return g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.fail(rq, rpc.Errorf(rpc.CodeInternalError, "mcpgw: the edge has no configuration yet"))))
 	case m.Method == "server/discover":
-		if !g.allowed(ctx, rq, Action{Method: m.Method}) {
+		if !g.allowed(ctx, st, rq, Action{Method: m.Method}) {
 			return g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.denied(rq)))
 		}
 		rq.Status = StatusOK

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/mcpgw/mcpgw/dataplane/state"
 )
 
 // Every client request passes through one chain:
@@ -57,9 +59,11 @@ type Decision struct {
 }
 
 // Decider decides. It is called on the hot path for every request and for
-// every listed item, so it must not block.
+// every listed item, so it must not block. st is the live state the request
+// runs on (its Meta carries the policy and revision), so every decision of
+// one request, list items included, comes from one snapshot.
 type Decider interface {
-	Decide(ctx context.Context, p Principal, a Action) Decision
+	Decide(ctx context.Context, st *state.State, p Principal, a Action) Decision
 }
 
 // Status is a request's outcome, with the audit log's vocabulary.
@@ -129,7 +133,7 @@ func (a Anonymous) Authenticate(context.Context, Credentials) (Principal, error)
 type AllowAll struct{}
 
 // Decide implements Decider.
-func (AllowAll) Decide(context.Context, Principal, Action) Decision {
+func (AllowAll) Decide(context.Context, *state.State, Principal, Action) Decision {
 	return Decision{Allow: true, Rule: "allow-all (no policy configured)"}
 }
 

@@ -137,7 +137,7 @@ func (g *Gateway) serveStdioLine(ctx context.Context, sess *session.Session, p P
 		rq.Method, rq.ID, rq.SessionID, rq.ProtocolVersion = m.Method, m.ID, sess.ID, sess.Version
 		rq.ClientName, rq.ClientVersion = sess.ClientName, sess.ClientVersion
 		var resp []byte
-		if g.allowed(ctx, rq, Action{Method: m.Method}) {
+		if g.allowed(ctx, st, rq, Action{Method: m.Method}) {
 			rq.Status = StatusOK
 			resp = rpc.AppendResponse(nil, m.ID, result, nil)
 		} else {

@@ -29,6 +29,7 @@ import (
 	"github.com/mcpgw/mcpgw/dataplane/rpc"
 	"github.com/mcpgw/mcpgw/dataplane/upstream"
 	"github.com/mcpgw/mcpgw/internal/document"
+	"github.com/mcpgw/mcpgw/internal/policy"
 )
 
 // Backend is one configured backend in a State.
@@ -41,7 +42,10 @@ type Backend struct {
 // State is one immutable generation of the edge's live configuration.
 type State struct {
 	// Seq increases with every swap (config or catalog).
-	Seq      uint64
+	Seq uint64
+	// Meta says where the config came from (control-plane revision, hash,
+	// compiled policy); zero for a local file.
+	Meta     Meta
 	Doc      *document.Document
 	Backends []*Backend
 	Catalog  *catalog.Catalog
@@ -184,11 +188,28 @@ func (m *Manager) send(ctx context.Context, cmd command) error {
 	return nil
 }
 
-// Apply validates doc, starts its new or changed backends, swaps in the
-// new State and drains and stops backends that are gone. On error the live
-// State is untouched. It returns warnings about accepted but not yet
-// enforced sections. Run must be running.
+// Meta is what the config source knows about a document besides its
+// content.
+type Meta struct {
+	// Revision and Hash identify a control-plane snapshot (0 and "" for a
+	// local file); decisions and audit events carry the revision.
+	Revision int64
+	Hash     string
+	// Policy is the document's compiled policy, when the source compiled
+	// it already (the control-plane client does); nil otherwise.
+	Policy *policy.Policy
+}
+
+// Apply is ApplyMeta with no metadata (a local file).
 func (m *Manager) Apply(ctx context.Context, doc *document.Document) (warnings []string, err error) {
+	return m.ApplyMeta(ctx, doc, Meta{})
+}
+
+// ApplyMeta validates doc, starts its new or changed backends, swaps in the
+// new State and drains and stops backends that are gone. On error the live
+// State is untouched (never a partial apply). It returns warnings about
+// accepted but not yet enforced sections. Run must be running.
+func (m *Manager) ApplyMeta(ctx context.Context, doc *document.Document, meta Meta) (warnings []string, err error) {
 	specs, warnings, err := Specs(doc, os.LookupEnv)
 	if err != nil {
 		return nil, err
@@ -196,7 +217,7 @@ func (m *Manager) Apply(ctx context.Context, doc *document.Document) (warnings [
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.cur.Load()
-	st := &State{Doc: doc, byName: make(map[string]*Backend, len(specs))}
+	st := &State{Doc: doc, Meta: meta, byName: make(map[string]*Backend, len(specs))}
 	var start []*upstream.Backend
 	kept := map[*upstream.Backend]bool{}
 	for _, sp := range specs {
