@@ -79,8 +79,10 @@ type Config struct {
 	// Registerer receives the Prometheus metrics; nil = not exported.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
-	// AuditStream serves NodeService.AuditStream (controlplane/ingest);
-	// nil = Unimplemented.
+	// AuditStream serves NodeService.AuditStream (controlplane/ingest) once
+	// the caller is known to be an enrolled, unrevoked node; it takes the
+	// node id from the stream context the same way (the verified peer
+	// certificate). nil = Unimplemented.
 	AuditStream func(grpc.BidiStreamingServer[mcpgwv1.AuditStreamRequest, mcpgwv1.AuditStreamResponse]) error
 	// OnAck, when set, is called on every ACK with the node and revision.
 	// For benchmarks and tests; it runs on the stream's goroutine.
@@ -348,7 +350,11 @@ func (s *Server) AuditStream(stream grpc.BidiStreamingServer[mcpgwv1.AuditStream
 	if s.cfg.AuditStream == nil {
 		return status.Error(codes.Unimplemented, "audit ingest is not configured on this control plane")
 	}
-	if _, err := peerNodeID(stream.Context()); err != nil {
+	id, err := peerNodeID(stream.Context())
+	if err != nil {
+		return err
+	}
+	if _, err := s.checkNode(stream.Context(), id); err != nil {
 		return err
 	}
 	return s.cfg.AuditStream(stream)

@@ -234,6 +234,7 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 func (c *Client) loadRoots() error {
+	found := false
 	for _, f := range []string{c.cfg.CAFile, filepath.Join(c.cfg.StateDir, caFile)} {
 		if f == "" {
 			continue
@@ -248,6 +249,10 @@ func (c *Client) loadRoots() error {
 		if !c.roots.AppendCertsFromPEM(b) {
 			return fmt.Errorf("CA bundle %s holds no certificates", f)
 		}
+		found = true
+	}
+	if !found {
+		return errors.New("no CA bundle to trust the control plane with: pass the control plane's ca.crt (--ca-file)")
 	}
 	return nil
 }
