@@ -116,8 +116,11 @@ func DecodeBatch(p []byte) (Batch, error) {
 	b.Epoch = int64(binary.BigEndian.Uint64(h[0:]))
 	b.Seq = int64(binary.BigEndian.Uint64(h[8:]))
 	b.DroppedBefore = int64(binary.BigEndian.Uint64(h[16:]))
-	b.GapFirst = fromUnixMicro(int64(binary.BigEndian.Uint64(h[24:])))
-	b.GapLast = fromUnixMicro(int64(binary.BigEndian.Uint64(h[32:])))
+	gf, gl := int64(binary.BigEndian.Uint64(h[24:])), int64(binary.BigEndian.Uint64(h[32:]))
+	if gf < 0 || gl < 0 {
+		return Batch{}, fmt.Errorf("audit batch: negative gap time %d..%d", gf, gl)
+	}
+	b.GapFirst, b.GapLast = fromUnixMicro(gf), fromUnixMicro(gl)
 	copy(b.PrevHash[:], h[40:72])
 	b.Count = int(binary.BigEndian.Uint32(h[72:]))
 	b.Lines = p[BatchHeaderSize:]
