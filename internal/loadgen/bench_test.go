@@ -65,18 +65,19 @@ type runResult struct {
 }
 
 // median returns the median of f over the runs of target recorded so far,
-// and how many runs it used. Only runs at least half as long as the longest
-// count: the testing package calls every benchmark with b.N = 1 and then
-// with growing guesses before the run it reports, and those short runs are
-// mostly noise (and below the 10 ms resolution of process CPU time).
+// and how many runs it used. Only runs with at least half the largest call
+// count count: the testing package calls every benchmark with b.N = 1 and
+// then with growing guesses before the run it reports, and those short runs
+// are mostly noise (and below the 10 ms resolution of process CPU time).
+// Call counts, unlike durations, do not stretch when the machine is busy.
 func (r benchResults) median(target string, f func(runResult) float64) (float64, int) {
-	longest := 0.0
+	var most int64
 	for _, s := range r[target] {
-		longest = max(longest, s.DurationS)
+		most = max(most, s.Calls)
 	}
 	var vals []float64
 	for _, s := range r[target] {
-		if s.DurationS >= longest/2 {
+		if 2*s.Calls >= most {
 			vals = append(vals, f(s))
 		}
 	}
