@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,7 +33,26 @@ import (
 
 const adminToken = "mcpgwadm_test_0123456789abcdef0123456789abcdef"
 
+// logBuffer collects the server's logs, written from its goroutines.
+type logBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 type env struct {
+	logs   *logBuffer
 	pool   *pgxpool.Pool
 	st     *store.Store
 	ca     *pki.CA
@@ -70,7 +91,8 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	tlsCfg := &tls.Config{GetCertificate: certs.GetCertificate, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &logBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))}, admin.Interceptors(admin.NewAuthenticator(st), log)...)
 	srv := grpc.NewServer(opts...)
 	admin.New(admin.Options{Store: st, Audit: auditdb.New(pool, auditdb.Options{}), Replica: "test-replica", Logger: log, RolloutPoll: 20 * time.Millisecond}).Register(srv)
@@ -86,7 +108,7 @@ func newEnv(t *testing.T) *env {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	e := &env{pool: pool, st: st, ca: ca, addr: ln.Addr().String()}
+	e := &env{logs: logs, pool: pool, st: st, ca: ca, addr: ln.Addr().String()}
 	e.client = e.dial(t, grpc.WithPerRPCCredentials(bearer(adminToken)))
 	return e
 }
@@ -137,6 +159,15 @@ func TestAuthentication(t *testing.T) {
 	info, err := e.client.GetServerInfo(ctx, &mcpgwv1.GetServerInfoRequest{})
 	if err != nil || info.GetReplica() != "test-replica" || info.GetVersion() == "" {
 		t.Fatalf("with the token: %v %v", info, err)
+	}
+	// Refusals are logged with where they came from, never with what was
+	// presented; successful calls carry the actor.
+	logs := e.logs.String()
+	if !strings.Contains(logs, "admin call refused") || !strings.Contains(logs, `"actor":"admin-token:bootstrap"`) {
+		t.Errorf("logs lack the refusal or the actor:\n%s", logs)
+	}
+	if strings.Contains(logs, "mcpgwadm_wrong") || strings.Contains(logs, adminToken) {
+		t.Errorf("logs contain a token:\n%s", logs)
 	}
 
 	// A client certificate from the installation CA naming an administrator
@@ -450,6 +481,9 @@ func TestAPIKeys(t *testing.T) {
 	}
 	_, err = c.CreateApiKey(ctx, &mcpgwv1.CreateApiKeyRequest{Principal: "x", Ttl: durationpb.New(-time.Second)})
 	wantCode(t, err, codes.InvalidArgument, "negative ttl")
+	if logs := e.logs.String(); strings.Contains(logs, secret) || strings.Contains(logs, store.HashSecret(r.GetKey())) {
+		t.Errorf("logs contain key material:\n%s", logs)
+	}
 	dp, err := c.DeletePrincipal(ctx, &mcpgwv1.DeletePrincipalRequest{Name: "ci-bot"})
 	if err != nil || len(dp.GetRevokedApiKeyIds()) != 1 || dp.GetRevokedApiKeyIds()[0] != r2.GetApiKey().GetId() {
 		t.Fatalf("delete principal: %v %v", dp, err)

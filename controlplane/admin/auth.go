@@ -108,16 +108,31 @@ func Interceptors(a *Authenticator, log *slog.Logger) []grpc.ServerOption {
 	needsAuth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 		return c.Service != grpc_health_v1.Health_ServiceDesc.ServiceName
 	})
+	// Refused calls never reach the logging interceptor (it runs inside
+	// authentication, to know the actor), so they are logged here: where
+	// from, never what was presented.
+	authenticate := func(ctx context.Context) (context.Context, error) {
+		out, err := a.Authenticate(ctx)
+		if err != nil {
+			addr := ""
+			if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+				addr = p.Addr.String()
+			}
+			method, _ := grpc.Method(ctx)
+			log.WarnContext(ctx, "admin call refused", "peer", addr, "grpc.method", method, "code", status.Code(err).String())
+		}
+		return out, err
+	}
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(rec),
-			selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(a.Authenticate), needsAuth),
+			selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(authenticate), needsAuth),
 			logging.UnaryServerInterceptor(logger, logOpts...),
 			validateUnary,
 		),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(rec),
-			selector.StreamServerInterceptor(auth.StreamServerInterceptor(a.Authenticate), needsAuth),
+			selector.StreamServerInterceptor(auth.StreamServerInterceptor(authenticate), needsAuth),
 			logging.StreamServerInterceptor(logger, logOpts...),
 			validateStream,
 		),
