@@ -206,6 +206,11 @@ func Run(ctx context.Context, cfg Config) error {
 
 	if cfg.Stdio {
 		g.Go(func() error {
+			// A desktop client lists tools right after initialize and may
+			// not wait for list_changed: give backends a moment to start.
+			if !mgr.WaitListed(ctx, 5*time.Second) {
+				log.Warn("serving stdio before every backend is up; clients get list_changed when they are")
+			}
 			err := gw.ServeStdio(ctx, cfg.Stdin, cfg.Stdout)
 			if err == nil && ctx.Err() == nil {
 				// The client closed stdin: the edge's work is done.

@@ -316,6 +316,39 @@ func (m *Manager) setLists(b *upstream.Backend, l *catalog.Lists) {
 	m.announce(changed)
 }
 
+// WaitListed waits until every backend of the live state has had its
+// lists fetched, or d passed, or ctx ended. It reports whether all were.
+func (m *Manager) WaitListed(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if m.allListed() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Manager) allListed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.cur.Load()
+	if st == nil {
+		return false
+	}
+	for _, b := range st.Backends {
+		if m.lists[b.Backend] == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // BackendUp implements upstream.Observer: fetch the backend's lists.
 func (m *Manager) BackendUp(b *upstream.Backend) {
 	select {
