@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // cli runs the command tree in-process with its own environment, so tests
@@ -321,3 +325,9 @@ func TestParseLifetime(t *testing.T) {
 		}
 	}
 }
+
+func protojsonUnmarshal(s string, m proto.Message) error {
+	return protojson.Unmarshal([]byte(s), m)
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

@@ -140,6 +140,9 @@ func (g *globals) getBackends(ctx context.Context, cl *client, w io.Writer, name
 		}
 		return writeJSON(w, &mcpgwv1.ListBackendsResponse{Backends: items, Revision: rev})
 	}
+	if g.noneFound(len(items), "backends", "add some with 'mcpctl apply -f FILE'") {
+		return nil
+	}
 	wide := format == "wide"
 	headers := []string{"NAME", "TRANSPORT", "TARGET", "PREFIX", "TIMEOUT", "REVISION"}
 	if wide {
@@ -216,6 +219,9 @@ func (g *globals) getRoles(ctx context.Context, cl *client, w io.Writer, name, f
 		}
 		return writeJSON(w, &mcpgwv1.ListRolesResponse{Roles: items, Revision: rev})
 	}
+	if g.noneFound(len(items), "roles", "add some with 'mcpctl apply -f FILE'") {
+		return nil
+	}
 	if format == "wide" {
 		t := newTable(w, "ROLE", "RULE", "EFFECT", "METHODS", "BACKENDS", "TOOLS", "PROMPTS", "RESOURCES")
 		for _, r := range items {
@@ -274,6 +280,9 @@ func (g *globals) getBindings(ctx context.Context, cl *client, w io.Writer, name
 		}
 		return writeJSON(w, &mcpgwv1.ListBindingsResponse{Bindings: items, Revision: rev})
 	}
+	if g.noneFound(len(items), "bindings", "add some with 'mcpctl apply -f FILE'") {
+		return nil
+	}
 	t := newTable(w, "ROLE", "SUBJECTS", "REVISION")
 	for _, b := range items {
 		t.row(b.GetRole(), strings.Join(b.GetSubjects(), ","), strconv.FormatInt(b.GetRevision(), 10))
@@ -312,6 +321,9 @@ func (g *globals) getPrincipals(ctx context.Context, cl *client, w io.Writer, na
 		}
 		return writeJSON(w, &mcpgwv1.ListPrincipalsResponse{Principals: items, Revision: rev})
 	}
+	if g.noneFound(len(items), "principals", "add some with 'mcpctl apply -f FILE' or 'mcpctl keys create'") {
+		return nil
+	}
 	t := newTable(w, "NAME", "GROUPS", "REVISION")
 	for _, p := range items {
 		t.row(p.GetName(), strings.Join(p.GetGroups(), ","), strconv.FormatInt(p.GetRevision(), 10))
@@ -345,6 +357,9 @@ func (g *globals) getKeys(ctx context.Context, cl *client, w io.Writer, name str
 	}
 	if done, err := writeStructured(w, o.out.value, m); done {
 		return err
+	}
+	if g.noneFound(len(items), "API keys", "create one with 'mcpctl keys create --principal NAME'; --all shows revoked and expired ones") {
+		return nil
 	}
 	headers := []string{"ID", "PRINCIPAL", "STATUS", "AGE", "EXPIRES", "DESCRIPTION"}
 	if o.out.value == "wide" {
@@ -396,6 +411,9 @@ func (g *globals) getTokens(ctx context.Context, cl *client, w io.Writer, name s
 	if done, err := writeStructured(w, o.out.value, m); done {
 		return err
 	}
+	if g.noneFound(len(items), "join tokens", "create one with 'mcpctl join-token create'; --all shows used, expired and revoked ones") {
+		return nil
+	}
 	headers := []string{"ID", "NODE GROUP", "LABELS", "STATUS", "AGE", "EXPIRES", "USED BY"}
 	if o.out.value == "wide" {
 		headers = append(headers, "DESCRIPTION", "CREATED", "EXPIRE TIME")
@@ -446,4 +464,13 @@ func (g *globals) getPolicy(ctx context.Context, cl *client, w io.Writer, format
 		plural(len(d.GetBindings()), "binding", "bindings"), plural(len(d.GetPrincipals()), "principal", "principals"))
 	fmt.Fprintln(w, "(use -o yaml to export it as a document for apply -f)")
 	return nil
+}
+
+// noneFound tells people on stderr, where it does not disturb scripts
+// reading the table, that an empty table is not a failure, and what to do.
+func (g *globals) noneFound(n int, what, hint string) bool {
+	if n == 0 {
+		fmt.Fprintf(g.stderr, "no %s found; %s\n", what, hint)
+	}
+	return n == 0
 }

@@ -1,10 +1,12 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +65,13 @@ func (g *globals) getNodes(ctx context.Context, cl *client, w io.Writer, id stri
 	if done, err := writeStructured(w, o.out.value, m); done {
 		return err
 	}
+	if g.noneFound(len(items), "nodes", "enroll an edge with a token from 'mcpctl join-token create'") {
+		return nil
+	}
+	// People look nodes up by name; the server sorts by id.
+	slices.SortStableFunc(items, func(a, b *mcpgwv1.Node) int {
+		return cmp.Or(strings.Compare(a.GetName(), b.GetName()), strings.Compare(a.GetId(), b.GetId()))
+	})
 	wide := o.out.value == "wide"
 	headers := []string{"NAME", "STATUS", "REVISION", "LAST SEEN", "SPOOL", "VERSION", "LAST NACK"}
 	if wide {
