@@ -105,6 +105,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 	nodeStore := store.NewNodeStore(pool)
 	cache := snapshot.NewCache()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mcpgw_cp_config_revision",
+		Help: "Config revision of the snapshots this replica serves to edges (0 before any config).",
+	}, func() float64 { return float64(cache.Revision()) }))
 	builder := snapshot.NewBuilder(nodeStore, cache, snapshot.BuilderConfig{Logger: log.With("component", "snapshot")})
 	nodeSrv, err := nodeapi.New(nodeapi.Config{
 		Store: nodeStore, Cache: cache, CA: ca, Replica: cfg.Replica,

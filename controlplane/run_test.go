@@ -229,8 +229,9 @@ func TestRunServesAdminAndNodeListeners(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
-		t.Errorf("/metrics %d", code)
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") ||
+		!strings.Contains(body, "mcpgw_cp_config_revision 1") || !strings.Contains(body, "mcpgw_cp_connected_edges") {
+		t.Errorf("/metrics %d:\n%s", code, body)
 	}
 
 	if err := r.stop(); err != nil {
