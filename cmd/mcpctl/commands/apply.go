@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -40,7 +38,7 @@ control plane in one new revision, and print what changed:
   ~ role developer      changed
   - binding readonly    deleted (only with --prune)
 
-Several files, a directory (its *.yaml, *.yml and *.json files, in name order) or
+Several files, a directory (its *.yaml and *.yml files, in name order) or
 stdin (-) can be given; their documents ('---' separated; empty ones ignored)
 are merged. The document is parsed and checked locally first, so mistakes are
 reported with file and line before anything is sent. Without --prune nothing is
@@ -67,7 +65,7 @@ revision, and exits 1 if any edge rejects it (NACK) or --timeout passes.`,
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "with --wait: how long to wait")
 	f.Int64Var(&o.expected, "expected-revision", 0, "apply only if the installation is still at this revision (e.g. the one a dry run showed)")
 	o.out = addOutputFlag(c, "text", "text", "json")
-	_ = c.MarkFlagFilename("filename", "yaml", "yml", "json")
+	_ = c.MarkFlagFilename("filename", "yaml", "yml")
 	return c
 }
 
@@ -176,57 +174,19 @@ func fleetOnly(d *document.Document) error {
 	return nil
 }
 
-// readDocument expands directories, reads stdin for "-", and parses
-// everything into one merged document with internal/document, whose errors
-// name the file and line.
+// readDocument parses every -f argument (files, directories, "-" for
+// stdin) into one merged document with internal/document, the parser
+// standalone edges use, whose errors name the file and line. Whole-document
+// validation is left to the control plane: a document applied on its own
+// may refer to what is already stored (bindings of existing roles), and
+// the server checks the merged result with the edges' compiler.
 func (g *globals) readDocument(args []string) (*document.Document, error) {
-	var inputs []docInput
-	stdinUsed := false
-	for _, a := range args {
-		if a == "-" {
-			if stdinUsed {
-				return nil, usagef("-f - given twice")
-			}
-			stdinUsed = true
-			inputs = append(inputs, docInput{name: "<stdin>", r: g.stdin})
-			continue
-		}
-		st, err := os.Stat(a)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", a, unwrapPathError(err))
-		}
-		if !st.IsDir() {
-			inputs = append(inputs, docInput{name: a})
-			continue
-		}
-		entries, err := os.ReadDir(a)
-		if err != nil {
-			return nil, fmt.Errorf("reading directory %s: %w", a, unwrapPathError(err))
-		}
-		n := 0
-		for _, e := range entries {
-			ext := strings.ToLower(filepath.Ext(e.Name()))
-			if e.Type().IsRegular() && slices.Contains([]string{".yaml", ".yml", ".json"}, ext) {
-				inputs = append(inputs, docInput{name: filepath.Join(a, e.Name())})
-				n++
-			}
-		}
-		if n == 0 {
-			return nil, fmt.Errorf("directory %s holds no .yaml, .yml or .json files", a)
-		}
+	if n := slices.Index(args, "-"); n >= 0 && slices.Index(args[n+1:], "-") >= 0 {
+		return nil, usagef("-f - given twice")
 	}
-	return parseInputs(inputs)
-}
-
-// docInput is one source of YAML: a file by name, or a reader (stdin).
-type docInput struct {
-	name string
-	r    io.Reader
-}
-
-func unwrapPathError(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
+	d, err := document.ParseFilesWithStdin(g.stdin, args...)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	return d, nil
 }
