@@ -494,3 +494,52 @@ func TestJoinTokensSingleUseAndExpiring(t *testing.T) {
 		t.Errorf("revoking an unknown node: %v", err)
 	}
 }
+
+// Lists page in byte order (COLLATE "C"), the order Go sorts in, whatever
+// the database's collation: Config lookups binary-search that order.
+func TestListsPageInByteOrder(t *testing.T) {
+	ctx := t.Context()
+	s, pool := newStore(t)
+	// Give the column a linguistic collation (ICU ships with Postgres), so
+	// ordering by the column's own collation would put "alice" before "Zed"
+	// and this test would catch a missing COLLATE "C".
+	if _, err := pool.Exec(ctx, `ALTER TABLE principals ALTER COLUMN name TYPE text COLLATE "und-x-icu"`); err != nil {
+		t.Fatalf("giving principals.name a linguistic collation: %v", err)
+	}
+	names := []string{"bob", "Zed", "alice", "9lives", "Bob.x"}
+	var doc document.Document
+	for _, n := range names {
+		doc.Principals = append(doc.Principals, policy.Principal{Name: n})
+	}
+	if _, err := s.ApplyDocument(ctx, meta, doc, store.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	after := ""
+	for {
+		page, rev, err := s.ListPrincipals(ctx, after, 2)
+		if err != nil || rev != 1 {
+			t.Fatalf("page after %q: %v (revision %d)", after, err, rev)
+		}
+		for _, p := range page {
+			got = append(got, p.Name)
+		}
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1].Name
+	}
+	want := []string{"9lives", "Bob.x", "Zed", "alice", "bob"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("paged order %v, want %v", got, want)
+	}
+	cfg, err := s.LoadConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if _, ok := cfg.Principal(n); !ok {
+			t.Errorf("Config.Principal(%q) not found", n)
+		}
+	}
+}
