@@ -34,6 +34,11 @@ func NewPostgresSink(store *auditdb.Store, node string) (*PostgresSink, error) {
 // Name implements Sink.
 func (p *PostgresSink) Name() string { return "postgres" }
 
+// MaxDelivery implements DeliveryLimiter: a low-traffic sync edge seals a
+// batch per event, and one transaction per few batches would make
+// catching up after an outage slow; a thousand batches share a commit.
+func (p *PostgresSink) MaxDelivery() (batches, bytes int) { return 1024, 16 << 20 }
+
 // Deliver implements Sink: all the batches in one transaction.
 func (p *PostgresSink) Deliver(ctx context.Context, batches []SealedBatch) error {
 	// A hung connection must not stall the sink forever: the attempt is

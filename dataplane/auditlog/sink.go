@@ -35,11 +35,19 @@ type Sink interface {
 	Deliver(ctx context.Context, batches []SealedBatch) error
 }
 
-// How much one Deliver call carries.
+// How much one Deliver call carries, unless the sink says otherwise.
 const (
 	deliverMaxBatches = 64
 	deliverMaxBytes   = 8 << 20
 )
+
+// DeliveryLimiter is implemented by a sink that wants more (or fewer)
+// batches per Deliver than the default 64 batches / 8 MiB: Postgres
+// amortizes a commit over many small batches, a shipper matches its
+// in-flight window.
+type DeliveryLimiter interface {
+	MaxDelivery() (batches, bytes int)
+}
 
 // sinkState is the Log's view of one sink.
 type sinkState struct {
@@ -72,12 +80,18 @@ func (s *sinkState) health() (bool, string) {
 // writer has stopped and the sink has caught up.
 func (l *Log) runSink(ctx context.Context, s *sinkState) error {
 	name := s.sink.Name()
+	maxBatches, maxBytes := deliverMaxBatches, deliverMaxBytes
+	if dl, ok := s.sink.(DeliveryLimiter); ok {
+		if b, n := dl.MaxDelivery(); b > 0 && n > 0 {
+			maxBatches, maxBytes = b, n
+		}
+	}
 	backoff := l.cfg.RetryMin
 	var batches []SealedBatch
 	for {
 		if batches == nil {
 			var err error
-			batches, err = s.r.next(ctx, l.writerDone, deliverMaxBatches, deliverMaxBytes)
+			batches, err = s.r.next(ctx, l.writerDone, maxBatches, maxBytes)
 			if errors.Is(err, errCaughtUp) || ctx.Err() != nil {
 				s.pendingSince.Store(0)
 				return nil

@@ -141,19 +141,18 @@ func (s *Store) IngestAll(ctx context.Context, groups ...NodeBatches) (Result, e
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
+	if err := insertLedgers(ctx, tx, prepared); err != nil {
+		return Result{}, err
+	}
 	src := &eventSource{}
 	total := 0
 	for _, p := range prepared {
-		isNew, chainOK, err := p.insertLedger(ctx, tx)
-		if err != nil {
-			return Result{}, err
-		}
-		if !isNew {
+		if !p.isNew {
 			res.Duplicates++
 			continue
 		}
 		res.Batches++
-		if !chainOK {
+		if !p.chainOK {
 			res.ChainBreaks++
 		}
 		if !p.crcOK {
@@ -190,6 +189,8 @@ func (s *Store) IngestAll(ctx context.Context, groups ...NodeBatches) (Result, e
 type preparedBatch struct {
 	b        *Batch
 	node     uuid.UUID
+	isNew    bool // set by insertLedgers: the ledger row was inserted
+	chainOK  bool
 	hash     [32]byte
 	crcOK    bool
 	rows     []*audit.Event // events to store
@@ -272,8 +273,9 @@ VALUES ($1::uuid, $2::bigint, $3::bigint, $4, $5, $6, $7, $8::bytea, $9, $10, $1
 ON CONFLICT (node_id, epoch, seq) DO NOTHING
 RETURNING chain_ok`
 
-func (p *preparedBatch) insertLedger(ctx context.Context, tx pgx.Tx) (isNew, chainOK bool, err error) {
-	b, node := p.b, p.node
+// queueLedger queues the batch's ledger insert on pb.
+func (p *preparedBatch) queueLedger(pb *pgx.Batch) {
+	b := p.b
 	var prev []byte
 	if b.HasPrev() {
 		prev = b.PrevHash[:]
@@ -282,25 +284,49 @@ func (p *preparedBatch) insertLedger(ctx context.Context, tx pgx.Tx) (isNew, cha
 	if p.rejected > 0 {
 		reason = &p.reason
 	}
-	err = tx.QueryRow(ctx, insertLedgerSQL,
-		node, b.Epoch, b.Seq, b.Count, nullTime(p.first), nullTime(p.last), p.hash[:], prev,
-		int64(b.CRC), p.crcOK, p.rejected, reason, b.DroppedBefore, nullTime(b.GapFirst), nullTime(b.GapLast),
-	).Scan(&chainOK)
-	if err == nil {
-		return true, chainOK, nil
+	pb.Queue(insertLedgerSQL,
+		p.node, b.Epoch, b.Seq, b.Count, nullTime(p.first), nullTime(p.last), p.hash[:], prev,
+		int64(b.CRC), p.crcOK, p.rejected, reason, b.DroppedBefore, nullTime(b.GapFirst), nullTime(b.GapLast))
+}
+
+// insertLedgers inserts the ledger rows of all batches in one round trip
+// (a pipeline: the statements still run in order, so each chain check sees
+// the rows inserted before it), and checks that replayed batches carry the
+// hash already stored for their seq. A catch-up after an outage can be
+// thousands of small batches; one round trip each would dominate.
+func insertLedgers(ctx context.Context, tx pgx.Tx, prepared []*preparedBatch) error {
+	pb := &pgx.Batch{}
+	for _, p := range prepared {
+		p.queueLedger(pb)
 	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return false, false, fmt.Errorf("audit ingest: ledger row for batch %d/%d: %w", b.Epoch, b.Seq, err)
+	br := tx.SendBatch(ctx, pb)
+	var dups []*preparedBatch
+	for _, p := range prepared {
+		err := br.QueryRow().Scan(&p.chainOK)
+		switch {
+		case err == nil:
+			p.isNew = true
+		case errors.Is(err, pgx.ErrNoRows):
+			dups = append(dups, p)
+		default:
+			br.Close()
+			return fmt.Errorf("audit ingest: ledger row for batch %d/%d: %w", p.b.Epoch, p.b.Seq, err)
+		}
 	}
-	var stored []byte
-	if err := tx.QueryRow(ctx, `SELECT batch_hash FROM audit_ledger WHERE node_id = $1 AND epoch = $2 AND seq = $3`,
-		node, b.Epoch, b.Seq).Scan(&stored); err != nil {
-		return false, false, fmt.Errorf("audit ingest: reading the stored batch %d/%d: %w", b.Epoch, b.Seq, err)
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("audit ingest: ledger rows: %w", err)
 	}
-	if string(stored) != string(p.hash[:]) {
-		return false, false, fmt.Errorf("%w: node %s epoch %d seq %d: stored hash %x, received %x", ErrConflict, node, b.Epoch, b.Seq, stored, p.hash[:])
+	for _, p := range dups {
+		var stored []byte
+		if err := tx.QueryRow(ctx, `SELECT batch_hash FROM audit_ledger WHERE node_id = $1 AND epoch = $2 AND seq = $3`,
+			p.node, p.b.Epoch, p.b.Seq).Scan(&stored); err != nil {
+			return fmt.Errorf("audit ingest: reading the stored batch %d/%d: %w", p.b.Epoch, p.b.Seq, err)
+		}
+		if string(stored) != string(p.hash[:]) {
+			return fmt.Errorf("%w: node %s epoch %d seq %d: stored hash %x, received %x", ErrConflict, p.node, p.b.Epoch, p.b.Seq, stored, p.hash[:])
+		}
 	}
-	return false, false, nil
+	return nil
 }
 
 // ensureDays creates the partitions of days not yet known to exist. It runs
