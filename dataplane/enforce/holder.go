@@ -138,6 +138,10 @@ func NewHolder(log *slog.Logger, notifier ListsNotifier) *Holder {
 	return &Holder{log: log, notifier: notifier}
 }
 
+// SetNotifier sets the notifier; call it before the first apply (the
+// gateway that implements it needs the Authenticator that needs h).
+func (h *Holder) SetNotifier(n ListsNotifier) { h.notifier = n }
+
 // Load returns the live Generation, nil before the first Commit.
 func (h *Holder) Load() *Generation { return h.cur.Load() }
 

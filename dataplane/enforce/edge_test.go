@@ -1,0 +1,307 @@
+package enforce_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgw/mcpgw/dataplane/auditlog"
+	"github.com/mcpgw/mcpgw/dataplane/enforce"
+	"github.com/mcpgw/mcpgw/dataplane/gateway"
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
+	"github.com/mcpgw/mcpgw/dataplane/state"
+	"github.com/mcpgw/mcpgw/dataplane/upstream"
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/document"
+	"github.com/mcpgw/mcpgw/internal/policy"
+)
+
+var serverBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "enforce-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	serverBin, err = mcptest.Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func testLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("MCPGW_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// testEdge is the edge's request chain assembled in-process the way
+// dataplane.Run assembles it, with this package's seams plugged in: the
+// state manager running real stdio backends, the gateway over HTTP, and a
+// real audit log writing a JSON-lines file.
+type testEdge struct {
+	URL       string
+	Holder    *enforce.Holder
+	Mgr       *state.Manager
+	AuditFile string
+	NodeID    string
+	dir       string
+}
+
+func startEdge(t *testing.T, yaml string) *testEdge {
+	t.Helper()
+	log := testLogger()
+	e := &testEdge{dir: t.TempDir()}
+	e.AuditFile = filepath.Join(e.dir, "audit.jsonl")
+	yaml = strings.ReplaceAll(yaml, "AUDITFILE", e.AuditFile)
+	doc := parseDoc(t, yaml)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	mgr := state.NewManager(upstream.Options{
+		Logger:     log,
+		Client:     &http.Client{Transport: upstream.NewTransport(16)},
+		ClientInfo: []byte(`{"name":"mcpgw","version":"test"}`),
+	}, nil)
+	e.Mgr = mgr
+	e.Holder = enforce.NewHolder(log, nil)
+	auth, err := enforce.NewAuthenticator(e.Holder, enforce.AuthOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.NodeID, err = enforce.StandaloneNodeID("enforce-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alog, closeLog, err := auditlog.OpenDocument(ctx, *doc.Audit, e.dir, e.NodeID, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := enforce.NewRecorder(enforce.RecorderOptions{Log: alog, NodeID: e.NodeID, Holder: e.Holder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := gateway.New(mgr, gateway.Options{Logger: log, Auth: auth, Decider: enforce.NewDecider(e.Holder), Record: rec})
+	mgr.SetNotifier(gw)
+	e.Holder.SetNotifier(gw)
+
+	wg.Go(func() {
+		if err := mgr.Run(ctx); err != nil {
+			t.Errorf("state manager: %v", err)
+		}
+	})
+	wg.Go(func() {
+		if err := gw.Run(ctx); err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	})
+	wg.Go(func() {
+		defer closeLog()
+		if err := alog.Run(ctx); err != nil {
+			t.Errorf("audit log: %v", err)
+		}
+	})
+	srv := httptest.NewServer(enforce.WithChallenge(gw))
+	t.Cleanup(srv.Close)
+	e.URL = srv.URL + "/mcp"
+	if _, err := e.Holder.ApplyState(ctx, doc, state.Meta{}, mgr); err != nil {
+		t.Fatalf("applying the config: %v", err)
+	}
+	return e
+}
+
+func parseDoc(t *testing.T, yaml string) *document.Document {
+	t.Helper()
+	doc, err := document.Parse(strings.NewReader(yaml), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// newKey makes an API key and its principal line.
+func newKey(t *testing.T) (key, sum string) {
+	t.Helper()
+	key, err := policy.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := policy.HashKey(key)
+	return key, hex.EncodeToString(h[:])
+}
+
+// bearer adds an API key to every request of an SDK client.
+type bearer struct{ key string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.key)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// connectAs opens a legacy SDK client session with key.
+func connectAs(t *testing.T, url, key string, opts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "enforce-test", Version: "1"}, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearer{key}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatalf("connecting with a key: %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
+	t.Helper()
+	var names []string
+	for tool, err := range cs.Tools(context.Background(), nil) {
+		if err != nil {
+			t.Fatalf("listing tools: %v", err)
+		}
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func withPrefix(names []string, prefix string) []string {
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// readEvents reads the audit file: every line must be an event that
+// decodes, validates and has exactly the documented fields.
+func readEvents(t *testing.T, path string) []audit.Event {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	fields := documentedFields(t)
+	var evs []audit.Event
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		ev, err := audit.DecodeJSON(line)
+		if err != nil {
+			t.Fatalf("audit line does not validate: %v\n%s", err, line)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if !slices.Equal(keys, fields) {
+			t.Fatalf("audit line has fields %v, docs/audit.md documents %v", keys, fields)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// documentedFields reads the field table of docs/audit.md, the schema the
+// audit lines are checked against.
+func documentedFields(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile("../../docs/audit.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "| field | type | values |")
+	if !ok {
+		t.Fatal("docs/audit.md has no field table")
+	}
+	var fields []string
+	name := regexp.MustCompile("`([a-z_0-9]+)`")
+	for _, line := range strings.Split(rest, "\n")[2:] {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		cell := strings.Split(line, "|")[1]
+		for _, m := range name.FindAllStringSubmatch(cell, -1) {
+			fields = append(fields, m[1])
+		}
+	}
+	slices.Sort(fields)
+	if len(fields) < 20 {
+		t.Fatalf("docs/audit.md field table: only %v", fields)
+	}
+	return fields
+}
+
+// waitEvent waits until the audit file holds an event matching ok.
+func waitEvent(t *testing.T, path, what string, ok func(audit.Event) bool) audit.Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, ev := range readEvents(t, path) {
+			if ok(ev) {
+				return ev
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit event for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// post sends one raw JSON-RPC request.
+func post(t *testing.T, url, key, body string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp, b.String()
+}
