@@ -158,11 +158,9 @@ func (m *merger) parse(r io.Reader, source string) error {
 		var part Document
 		err := strict.Decode(&part)
 		if err != nil {
+			// The document was well-formed (the node pass read it), so the
+			// decoder is already past it: report and go on to the next.
 			m.errs = append(m.errs, locate(source, err)...)
-			var te *yaml.TypeError
-			if !errors.As(err, &te) {
-				break // a syntax error: nothing after it is reliable
-			}
 			continue
 		}
 		if isEmpty(&n) {

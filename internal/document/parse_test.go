@@ -145,6 +145,10 @@ func TestParseErrors(t *testing.T) {
 				`f.yaml:7: principal "p" is already defined at f.yaml:2`,
 				`f.yaml:10: section "audit" is already defined at f.yaml:4`,
 			}},
+		{"errors after a bad value", "backends:\n  - name: a\n    timeout: 5\n---\nroles: [{name: r, rule: []}]\n", []string{
+			`f.yaml:3: bad duration "5" (use e.g. "30s", "2m")`,
+			`f.yaml:5: unknown field "rule" in a role`,
+		}},
 		{"errors in two documents", "backends: [{nme: a}]\n---\nroles: [{name: r, rule: []}]\n", []string{
 			`f.yaml:1: unknown field "nme" in a backend`,
 			`f.yaml:3: unknown field "rule" in a role`,
