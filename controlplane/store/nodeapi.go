@@ -203,73 +203,106 @@ type NodeReport struct {
 	JSON []byte
 }
 
-// FlushNodeStatus writes a batch of node updates from replica in one round
-// trip. Updates of unknown (deleted) nodes are ignored.
+// FlushNodeStatus writes a batch of node updates from replica in one
+// statement (a fleet-wide ACK wave is one UPDATE over unnest'ed arrays, not
+// a thousand). Updates of unknown (deleted) nodes are ignored; ids must be
+// distinct.
 func (s *NodeStore) FlushNodeStatus(ctx context.Context, replica string, updates []NodeStatusUpdate) error {
 	if len(updates) == 0 {
 		return nil
 	}
-	var b pgx.Batch
-	for _, u := range updates {
-		var lastSeen *time.Time
+	n := len(updates)
+	var (
+		ids          = make([]uuid.UUID, n)
+		lastSeen     = make([]*time.Time, n)
+		version      = make([]string, n)
+		connChanged  = make([]bool, n)
+		connected    = make([]bool, n)
+		applied      = make([]bool, n)
+		appliedRev   = make([]int64, n)
+		appliedHash  = make([]string, n)
+		nackRev      = make([]*int64, n)
+		nackErr      = make([]*string, n)
+		nackRejected = make([]*string, n)
+		nackAt       = make([]*time.Time, n)
+		hasStatus    = make([]bool, n)
+		spoolBytes   = make([]int64, n)
+		spoolBatches = make([]int64, n)
+		spoolOldest  = make([]*time.Time, n)
+		statusJSON   = make([]*string, n)
+	)
+	for i, u := range updates {
+		ids[i] = u.ID
 		if !u.LastSeen.IsZero() {
-			lastSeen = &u.LastSeen
+			lastSeen[i] = &u.LastSeen
 		}
-		var nackRev *int64
-		var nackErr *string
-		var nackRejected []byte
-		var nackAt *time.Time
-		if u.Nack != nil {
-			nackRev, nackErr, nackRejected, nackAt = &u.Nack.Revision, &u.Nack.Error, u.Nack.RejectedJSON, &u.Nack.At
+		version[i] = u.Version
+		connChanged[i], connected[i] = u.ConnectionChanged, u.Connected
+		applied[i], appliedRev[i], appliedHash[i] = u.Applied, u.AppliedRevision, u.AppliedHash
+		if nk := u.Nack; nk != nil {
+			nackRev[i], nackErr[i], nackAt[i] = &nk.Revision, &nk.Error, &nk.At
+			nackRejected[i] = jsonText(nk.RejectedJSON)
 		}
-		var rep NodeReport
-		if u.Status != nil {
-			rep = *u.Status
+		if st := u.Status; st != nil {
+			hasStatus[i] = true
+			spoolBytes[i], spoolBatches[i], spoolOldest[i] = st.SpoolDepthBytes, st.SpoolDepthBatches, st.SpoolOldestUnackedAt
+			statusJSON[i] = jsonText(st.JSON)
 		}
-		// One statement per node: the fields are optional in too many
-		// combinations for a tidy unnest, and a pipelined batch costs one
-		// round trip anyway.
-		b.Queue(`UPDATE nodes SET
-			last_seen = CASE WHEN $2::timestamptz IS NULL THEN last_seen ELSE greatest(last_seen, $2) END,
-			version = CASE WHEN $3 = '' THEN version ELSE $3 END,
-			connected_replica = CASE
-				WHEN NOT $4 THEN connected_replica
-				WHEN $5 THEN $6
-				WHEN connected_replica = $6 THEN NULL
-				ELSE connected_replica END,
-			applied_revision = CASE WHEN $7 THEN $8 ELSE applied_revision END,
-			applied_hash = CASE WHEN $7 THEN $9 ELSE applied_hash END,
-			last_nack_revision = CASE
-				WHEN $10::bigint IS NOT NULL THEN $10
-				WHEN $7 AND last_nack_revision < $8 THEN NULL
-				ELSE last_nack_revision END,
-			last_nack_error = CASE
-				WHEN $10::bigint IS NOT NULL THEN $11
-				WHEN $7 AND last_nack_revision < $8 THEN NULL
-				ELSE last_nack_error END,
-			last_nack_rejected = CASE
-				WHEN $10::bigint IS NOT NULL THEN $12::jsonb
-				WHEN $7 AND last_nack_revision < $8 THEN NULL
-				ELSE last_nack_rejected END,
-			last_nack_at = CASE
-				WHEN $10::bigint IS NOT NULL THEN $13
-				WHEN $7 AND last_nack_revision < $8 THEN NULL
-				ELSE last_nack_at END,
-			spool_depth_bytes = CASE WHEN $14 THEN $15 ELSE spool_depth_bytes END,
-			spool_depth_batches = CASE WHEN $14 THEN $16 ELSE spool_depth_batches END,
-			spool_oldest_unacked_at = CASE WHEN $14 THEN $17 ELSE spool_oldest_unacked_at END,
-			status = CASE WHEN $14 THEN $18::jsonb ELSE status END,
-			status_at = CASE WHEN $14 THEN now() ELSE status_at END
-			WHERE id = $1`,
-			u.ID, lastSeen, u.Version, u.ConnectionChanged, u.Connected, replica,
-			u.Applied, u.AppliedRevision, u.AppliedHash,
-			nackRev, nackErr, nodeNullJSON(nackRejected), nackAt,
-			u.Status != nil, rep.SpoolDepthBytes, rep.SpoolDepthBatches, rep.SpoolOldestUnackedAt, nodeNullJSON(rep.JSON))
 	}
-	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
-		return fmt.Errorf("flushing status of %d nodes: %w", len(updates), err)
+	// An ACK newer than the recorded NACK clears it (the node has moved
+	// past what it rejected); a NACK in the same update wins.
+	_, err := s.pool.Exec(ctx, `UPDATE nodes n SET
+		last_seen = greatest(n.last_seen, u.last_seen),
+		version = CASE WHEN u.version = '' THEN n.version ELSE u.version END,
+		connected_replica = CASE
+			WHEN NOT u.conn_changed THEN n.connected_replica
+			WHEN u.connected THEN $2
+			WHEN n.connected_replica = $2 THEN NULL
+			ELSE n.connected_replica END,
+		applied_revision = CASE WHEN u.applied THEN u.applied_rev ELSE n.applied_revision END,
+		applied_hash = CASE WHEN u.applied THEN u.applied_hash ELSE n.applied_hash END,
+		last_nack_revision = CASE
+			WHEN u.nack_rev IS NOT NULL THEN u.nack_rev
+			WHEN u.applied AND n.last_nack_revision < u.applied_rev THEN NULL
+			ELSE n.last_nack_revision END,
+		last_nack_error = CASE
+			WHEN u.nack_rev IS NOT NULL THEN u.nack_err
+			WHEN u.applied AND n.last_nack_revision < u.applied_rev THEN NULL
+			ELSE n.last_nack_error END,
+		last_nack_rejected = CASE
+			WHEN u.nack_rev IS NOT NULL THEN u.nack_rejected::jsonb
+			WHEN u.applied AND n.last_nack_revision < u.applied_rev THEN NULL
+			ELSE n.last_nack_rejected END,
+		last_nack_at = CASE
+			WHEN u.nack_rev IS NOT NULL THEN u.nack_at
+			WHEN u.applied AND n.last_nack_revision < u.applied_rev THEN NULL
+			ELSE n.last_nack_at END,
+		spool_depth_bytes = CASE WHEN u.has_status THEN u.spool_bytes ELSE n.spool_depth_bytes END,
+		spool_depth_batches = CASE WHEN u.has_status THEN u.spool_batches ELSE n.spool_depth_batches END,
+		spool_oldest_unacked_at = CASE WHEN u.has_status THEN u.spool_oldest ELSE n.spool_oldest_unacked_at END,
+		status = CASE WHEN u.has_status THEN u.status_json::jsonb ELSE n.status END,
+		status_at = CASE WHEN u.has_status THEN now() ELSE n.status_at END
+		FROM unnest($1::uuid[], $3::timestamptz[], $4::text[], $5::bool[], $6::bool[], $7::bool[], $8::bigint[],
+			$9::text[], $10::bigint[], $11::text[], $12::text[], $13::timestamptz[], $14::bool[], $15::bigint[],
+			$16::bigint[], $17::timestamptz[], $18::text[])
+		AS u(id, last_seen, version, conn_changed, connected, applied, applied_rev, applied_hash, nack_rev, nack_err,
+			nack_rejected, nack_at, has_status, spool_bytes, spool_batches, spool_oldest, status_json)
+		WHERE n.id = u.id`,
+		ids, replica, lastSeen, version, connChanged, connected, applied, appliedRev, appliedHash,
+		nackRev, nackErr, nackRejected, nackAt, hasStatus, spoolBytes, spoolBatches, spoolOldest, statusJSON)
+	if err != nil {
+		return fmt.Errorf("flushing status of %d nodes: %w", n, err)
 	}
 	return nil
+}
+
+// jsonText turns an empty document into SQL NULL.
+func jsonText(b []byte) *string {
+	if len(b) == 0 {
+		return nil
+	}
+	s := string(b)
+	return &s
 }
 
 // ReleaseReplicaNodes clears connected_replica of every node still recorded
@@ -280,14 +313,6 @@ func (s *NodeStore) ReleaseReplicaNodes(ctx context.Context, replica string) err
 		return fmt.Errorf("releasing nodes of replica %q: %w", replica, err)
 	}
 	return nil
-}
-
-// nodeNullJSON turns an empty document into SQL NULL.
-func nodeNullJSON(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return string(b)
 }
 
 // HeadRevision returns the latest committed config revision (0 before the

@@ -115,3 +115,31 @@ func TestNodeStatusFlush(t *testing.T) {
 		t.Errorf("NodeIdentity of an unknown node: %v", err)
 	}
 }
+
+// BenchmarkFlushNodeStatus measures one registry flush of a fleet-wide ACK
+// wave: 1000 nodes acking a revision.
+func BenchmarkFlushNodeStatus(b *testing.B) {
+	pool := pgtest.NewPool(b, pgtest.NewDatabase(b))
+	nodes := store.NewNodeStore(pool)
+	const n = 1000
+	ids := make([]uuid.UUID, n)
+	fps := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.New()
+		fps[i] = fmt.Sprintf("%064x", i)
+	}
+	if _, err := pool.Exec(b.Context(), `INSERT INTO nodes (id, name, cert_fingerprint)
+		SELECT id, id::text, fp FROM unnest($1::uuid[], $2::text[]) AS t(id, fp)`, ids, fps); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		updates := make([]store.NodeStatusUpdate, n)
+		for j, id := range ids {
+			updates[j] = store.NodeStatusUpdate{ID: id, LastSeen: time.Now(), Applied: true, AppliedRevision: int64(i + 1), AppliedHash: "h"}
+		}
+		if err := nodes.FlushNodeStatus(b.Context(), "r1", updates); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
