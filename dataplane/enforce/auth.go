@@ -119,7 +119,7 @@ func (a *Authenticator) byKey(g *Generation, key string) (gateway.Principal, err
 		return gateway.Principal{}, ErrUnauthenticated
 	}
 	// Hash from a stack buffer: []byte(key) would allocate on every request.
-	var buf [160]byte
+	var buf [328]byte // the longest key ParseKey accepts
 	var sum [32]byte
 	if len(key) <= len(buf) {
 		sum = sha256.Sum256(append(buf[:0], key...))
