@@ -1,5 +1,9 @@
 package admin
 
+// The CRUD handlers below are thin on purpose: each converts the request with
+// internal/docproto, lets the store validate, diff and commit, and converts
+// the result back. Their contracts are the RPC comments in admin.proto.
+
 import (
 	"context"
 
