@@ -209,7 +209,7 @@ func (p *preparedBatch) prepare(lo, hi time.Time) {
 	n := 0
 	err := p.b.EachLine(func(line []byte) error {
 		n++
-		ev, err := audit.DecodeJSON(line)
+		ev, err := decodeEvent(line)
 		if err != nil {
 			reasons["invalid event"]++
 			return nil
