@@ -543,3 +543,21 @@ func TestListsPageInByteOrder(t *testing.T) {
 		}
 	}
 }
+
+// Diff descriptions never show header or env values (a credential pasted
+// inline would otherwise end up in every dry run), except ${env:NAME}
+// references, which are names.
+func TestDescriptionsHideValues(t *testing.T) {
+	ctx := t.Context()
+	s, _ := newStore(t)
+	b := document.Backend{Name: "api", HTTP: &document.HTTPTransport{URL: "https://api.example/mcp",
+		Headers: map[string]string{"Authorization": "Bearer sekrit-123", "X-Token": "${env:API_TOKEN}"}}}
+	res, err := s.ApplyDocument(ctx, meta, document.Document{Backends: []document.Backend{b}}, store.ApplyOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := res.Changes[0].Description()
+	if strings.Contains(d, "sekrit") || !strings.Contains(d, "http.headers.Authorization: + (value hidden)") || !strings.Contains(d, `"${env:API_TOKEN}"`) {
+		t.Fatalf("description:\n%s", d)
+	}
+}
