@@ -9,20 +9,28 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The benchmarks measure tools/call throughput and latency through each
-// target in one run, so the ratios compare figures taken under the same
-// machine load (DESIGN §11). Every server runs in-process under a pprof
-// label "hop" (client, echo, proxy, edge) that its connection goroutines
-// inherit, so one -cpuprofile splits by component:
+// target in one run (DESIGN §11). The machines here are shared and noisy,
+// so the targets are interleaved: every benchmark iteration runs rounds of
+// direct, proxy and edge back to back (rotating which goes first), and the
+// ratios are medians of per-round ratios, each taken under the same load.
+//
+// Every in-process server runs under a pprof label "hop" (client, echo,
+// proxy, edge) that its connection goroutines inherit, so one -cpuprofile
+// splits by component:
 //
 //	go tool pprof -tagfocus=hop=edge -top cpu.out
 //
-// docs/benchmarks.md gives the command and the recorded figures.
+// docs/benchmarks.md gives the commands and the recorded figures.
 
 // sessionCounts are the concurrency levels DESIGN §11 budgets.
 var sessionCounts = []int{1, 16, 64}
+
+// rounds is how many times each benchmark iteration visits every target.
+const rounds = 5
 
 // serveLabelled runs h like serve, with its goroutines labelled hop=label.
 func serveLabelled(tb testing.TB, label string, h http.Handler) *Server {
@@ -49,50 +57,24 @@ type benchTarget struct {
 	name string
 	url  string
 	tool string
+	// proc is the hop's process when it runs as one; its CPU time per call
+	// is then reported too.
+	proc *hopProcess
 }
 
-// benchResults keeps the summaries of the runs of one benchmark, by target
-// name, for the ratio sub-benchmarks. Sub-benchmarks run one after another,
-// so no lock is needed, but -count repeats each leaf: the ratios use medians.
-type benchResults map[string][]runResult
-
-// runResult is one run of one target.
+// runResult is one run against one target.
 type runResult struct {
 	Summary
-	// CPUus is the CPU time the hop process spent per successful call,
-	// in µs; zero when the hop runs in-process.
+	// CPUus is the CPU time the hop process spent per successful call, in
+	// µs; zero when the target runs in-process.
 	CPUus float64
 }
 
-// median returns the median of f over the runs of target recorded so far,
-// and how many runs it used. Only runs with at least half the largest call
-// count count: the testing package calls every benchmark with b.N = 1 and
-// then with growing guesses before the run it reports, and those short runs
-// are mostly noise (and below the 10 ms resolution of process CPU time).
-// Call counts, unlike durations, do not stretch when the machine is busy.
-func (r benchResults) median(target string, f func(runResult) float64) (float64, int) {
-	var most int64
-	for _, s := range r[target] {
-		most = max(most, s.Calls)
-	}
-	var vals []float64
-	for _, s := range r[target] {
-		if 2*s.Calls >= most {
-			vals = append(vals, f(s))
-		}
-	}
-	if len(vals) == 0 {
-		return 0, 0
-	}
-	slices.Sort(vals)
-	return vals[len(vals)/2], len(vals)
-}
-
-// BenchmarkToolsCall measures closed-loop tools/call through each target at
-// 1, 16 and 64 sessions, then reports the ratios of the same run.
+// BenchmarkToolsCall measures closed-loop tools/call at 1, 16 and 64
+// sessions directly against the echo backend, through the reference proxy
+// and through the edge, all three in this process.
 func BenchmarkToolsCall(b *testing.B) {
-	echo := NewEcho()
-	backend := serveLabelled(b, "echo", echo)
+	backend := serveLabelled(b, "echo", NewEcho())
 	u, err := url.Parse(backend.URL())
 	if err != nil {
 		b.Fatal(err)
@@ -100,32 +82,117 @@ func BenchmarkToolsCall(b *testing.B) {
 	proxy := NewReverseProxy(u, slices.Max(sessionCounts))
 	b.Cleanup(proxy.Transport.(*http.Transport).CloseIdleConnections)
 	targets := []benchTarget{
-		{"direct", backend.URL(), EchoTool},
-		{"proxy", serveLabelled(b, "proxy", proxy).URL(), EchoTool},
-		{"edge", startEdge(b, backend.URL()), edgeTool},
+		{name: "direct", url: backend.URL(), tool: EchoTool},
+		{name: "proxy", url: serveLabelled(b, "proxy", proxy).URL(), tool: EchoTool},
+		{name: "edge", url: startEdge(b, backend.URL()), tool: edgeTool},
 	}
+	benchSessions(b, targets)
+}
 
+// BenchmarkHopCPU runs the reference proxy and the edge each as a process
+// of its own in front of the in-process echo backend, as they would be
+// deployed, and reports besides throughput the CPU time each hop process
+// spends per call (from /proc/<pid>/stat, 10 ms resolution: use runs of
+// seconds). Throughput on a shared 2-core machine moves with whatever else
+// runs; CPU per call moves much less, so edge/proxy-cpu is the steadier way
+// to see whether the edge does more work per call than the bare hop.
+func BenchmarkHopCPU(b *testing.B) {
+	backend := serveLabelled(b, "echo", NewEcho())
+	proxy := startProxyProcess(b, backend.URL())
+	edge := startEdgeProcess(b, backend.URL())
+	targets := []benchTarget{
+		{name: "proxy", url: proxy.url, tool: EchoTool, proc: proxy},
+		{name: "edge", url: edge.url, tool: edgeTool, proc: edge},
+	}
+	benchSessions(b, targets)
+}
+
+// benchSessions runs the interleaved measurement at every session count,
+// with one client (transport sized for the count) per count.
+func benchSessions(b *testing.B, targets []benchTarget) {
 	for _, n := range sessionCounts {
-		results := benchResults{}
 		tr := NewTransport(n)
 		b.Cleanup(tr.CloseIdleConnections)
 		client := &http.Client{Transport: tr}
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
-			for _, t := range targets {
-				b.Run(t.name, func(b *testing.B) {
-					sum := loadRun(b, Config{URL: t.url, Tool: t.tool, Sessions: n, Calls: int64(b.N), Client: client})
-					results[t.name] = append(results[t.name], runResult{Summary: sum})
-					if sum.OK > 0 {
-						b.ReportMetric(sum.DurationS*1e9/float64(sum.OK), "ns/op")
-					}
-					b.ReportMetric(sum.CallsPerS, "calls/s")
-					b.ReportMetric(sum.P50us, "p50-us")
-					b.ReportMetric(sum.P99us, "p99-us")
-				})
-			}
-			b.Run("ratio", func(b *testing.B) { reportRatios(b, results) })
+			benchInterleaved(b, targets, n, client)
 		})
 	}
+}
+
+// benchInterleaved makes b.N calls against each target, in rounds, and
+// reports each target's median throughput, p50 and p99 (and hop CPU per
+// call), the per-round ratios edge/proxy and proxy/direct, and the p50
+// latency each hop adds over a direct call.
+func benchInterleaved(b *testing.B, targets []benchTarget, sessions int, client *http.Client) {
+	per := max(b.N/rounds, 1)
+	res := make(map[string][]runResult, len(targets))
+	start := time.Now()
+	for i := range rounds {
+		for j := range targets {
+			t := targets[(i+j)%len(targets)] // rotate who goes first
+			var c0 time.Duration
+			if t.proc != nil {
+				c0 = t.proc.cpu(b)
+			}
+			r := runResult{Summary: loadRun(b, Config{URL: t.url, Tool: t.tool, Sessions: sessions, Calls: int64(per), Client: client})}
+			if t.proc != nil && r.OK > 0 {
+				r.CPUus = float64((t.proc.cpu(b) - c0).Microseconds()) / float64(r.OK)
+			}
+			res[t.name] = append(res[t.name], r)
+		}
+	}
+	// ns/op: wall time per call, all targets together.
+	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(per*rounds*len(targets)), "ns/op")
+
+	for _, t := range targets {
+		rs := res[t.name]
+		b.ReportMetric(median(rs, func(r runResult) float64 { return r.CallsPerS }), t.name+"-calls/s")
+		b.ReportMetric(median(rs, func(r runResult) float64 { return r.P50us }), t.name+"-p50-us")
+		b.ReportMetric(median(rs, func(r runResult) float64 { return r.P99us }), t.name+"-p99-us")
+		if t.proc != nil {
+			b.ReportMetric(median(rs, func(r runResult) float64 { return r.CPUus }), t.name+"-cpu-us/call")
+		}
+	}
+	paired := func(x, y string, f func(a, b runResult) float64) (float64, bool) {
+		xs, ys := res[x], res[y]
+		if len(xs) == 0 || len(ys) == 0 {
+			return 0, false
+		}
+		vals := make([]float64, len(xs))
+		for i := range xs {
+			vals[i] = f(xs[i], ys[i])
+		}
+		slices.Sort(vals)
+		return vals[len(vals)/2], true
+	}
+	ratio := func(a, b runResult) float64 { return a.CallsPerS / b.CallsPerS }
+	added := func(a, b runResult) float64 { return a.P50us - b.P50us }
+	if v, ok := paired("edge", "proxy", ratio); ok {
+		b.ReportMetric(v, "edge/proxy")
+	}
+	if v, ok := paired("edge", "proxy", func(a, b runResult) float64 { return a.CPUus / b.CPUus }); ok && res["proxy"][0].CPUus > 0 {
+		b.ReportMetric(v, "edge/proxy-cpu")
+	}
+	if v, ok := paired("proxy", "direct", ratio); ok {
+		b.ReportMetric(v, "proxy/direct")
+	}
+	if v, ok := paired("proxy", "direct", added); ok {
+		b.ReportMetric(v, "proxy-added-p50-us")
+	}
+	if v, ok := paired("edge", "direct", added); ok {
+		b.ReportMetric(v, "edge-added-p50-us")
+	}
+}
+
+// median returns the median of f over rs.
+func median(rs []runResult, f func(runResult) float64) float64 {
+	vals := make([]float64, len(rs))
+	for i, r := range rs {
+		vals[i] = f(r)
+	}
+	slices.Sort(vals)
+	return vals[len(vals)/2]
 }
 
 // loadRun runs the load generator with its goroutines labelled hop=client
@@ -146,92 +213,4 @@ func loadRun(b *testing.B, cfg Config) Summary {
 		b.Fatalf("%s: %d of %d calls failed, %d session errors; first: %s", cfg.URL, sum.Errors, sum.Calls, sum.SessionErrors, sum.FirstError)
 	}
 	return sum
-}
-
-// reportRatios reports, from the medians of the runs so far at this
-// concurrency, the figures DESIGN §11 budgets: throughput of each hop as a
-// fraction of the bare proxy's (and of direct), and the p50 latency each hop
-// adds over a direct call.
-func reportRatios(b *testing.B, r benchResults) {
-	b.ReportMetric(0, "ns/op")
-	cps := func(s runResult) float64 { return s.CallsPerS }
-	p50 := func(s runResult) float64 { return s.P50us }
-	direct, _ := r.median("direct", cps)
-	proxy, _ := r.median("proxy", cps)
-	directP50, _ := r.median("direct", p50)
-	proxyP50, _ := r.median("proxy", p50)
-	if direct == 0 || proxy == 0 {
-		return // the target leaves were filtered out by -bench
-	}
-	b.ReportMetric(direct, "direct-calls/s")
-	b.ReportMetric(proxy, "proxy-calls/s")
-	b.ReportMetric(proxy/direct, "proxy/direct")
-	b.ReportMetric(proxyP50-directP50, "proxy-added-p50-us")
-	if edge, runs := r.median("edge", cps); edge > 0 {
-		edgeP50, _ := r.median("edge", p50)
-		edgeP99, _ := r.median("edge", func(s runResult) float64 { return s.P99us })
-		b.ReportMetric(edge, "edge-calls/s")
-		b.ReportMetric(edge/proxy, "edge/proxy")
-		b.ReportMetric(edgeP50-directP50, "edge-added-p50-us")
-		b.ReportMetric(edgeP99, "edge-p99-us")
-		b.ReportMetric(float64(runs), "edge-runs")
-	}
-}
-
-// BenchmarkHopCPU runs the reference proxy and the edge each as a process of
-// its own in front of the in-process echo backend, and reports besides
-// throughput the CPU time each hop process spends per call (from
-// /proc/<pid>/stat, so 10 ms resolution: use runs of a second or more).
-// Throughput on a shared 2-core machine moves with whatever else runs;
-// CPU per call moves much less, so edge/proxy CPU is the steadier way to
-// see whether the edge does more work per call than the bare hop.
-func BenchmarkHopCPU(b *testing.B) {
-	backend := serveLabelled(b, "echo", NewEcho())
-	type hop struct {
-		name, tool string
-		p          *hopProcess
-	}
-	hops := []hop{
-		{"proxy", EchoTool, startProxyProcess(b, backend.URL())},
-		{"edge", edgeTool, startEdgeProcess(b, backend.URL())},
-	}
-	for _, n := range sessionCounts {
-		results := benchResults{}
-		tr := NewTransport(n)
-		b.Cleanup(tr.CloseIdleConnections)
-		client := &http.Client{Transport: tr}
-		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
-			for _, h := range hops {
-				b.Run(h.name, func(b *testing.B) {
-					c0 := h.p.cpu(b)
-					sum := loadRun(b, Config{URL: h.p.url, Tool: h.tool, Sessions: n, Calls: int64(b.N), Client: client})
-					cpu := h.p.cpu(b) - c0
-					r := runResult{Summary: sum}
-					if sum.OK > 0 {
-						r.CPUus = float64(cpu.Microseconds()) / float64(sum.OK)
-						b.ReportMetric(sum.DurationS*1e9/float64(sum.OK), "ns/op")
-					}
-					results[h.name] = append(results[h.name], r)
-					b.ReportMetric(sum.CallsPerS, "calls/s")
-					b.ReportMetric(sum.P50us, "p50-us")
-					b.ReportMetric(sum.P99us, "p99-us")
-					b.ReportMetric(r.CPUus, "hop-cpu-us/call")
-				})
-			}
-			b.Run("ratio", func(b *testing.B) {
-				b.ReportMetric(0, "ns/op")
-				cps := func(s runResult) float64 { return s.CallsPerS }
-				cpu := func(s runResult) float64 { return s.CPUus }
-				proxy, _ := results.median("proxy", cps)
-				edge, _ := results.median("edge", cps)
-				proxyCPU, _ := results.median("proxy", cpu)
-				edgeCPU, _ := results.median("edge", cpu)
-				if proxy == 0 || edge == 0 || proxyCPU == 0 {
-					return // a hop was filtered out by -bench
-				}
-				b.ReportMetric(edge/proxy, "edge/proxy")
-				b.ReportMetric(edgeCPU/proxyCPU, "edge/proxy-cpu")
-			})
-		})
-	}
 }
