@@ -2,7 +2,6 @@ package enforce
 
 import (
 	"context"
-	"strconv"
 	"strings"
 
 	"github.com/mcpgw/mcpgw/dataplane/gateway"
@@ -49,16 +48,18 @@ func kindOf(a gateway.Action) policy.ItemKind {
 	return k
 }
 
-// denial is what a denied caller is told.
+// denial is what a denied caller is told. Plain concatenation (one
+// allocation) rather than strconv.Quote: list filtering asks about every
+// denied item, and the message is JSON-escaped where it is sent anyway.
 func denial(req policy.Request) string {
 	switch {
 	case req.Name == "":
-		return "method " + strconv.Quote(req.Method) + " is not permitted"
+		return `method "` + req.Method + `" is not permitted`
 	case req.Kind == policy.KindTool:
-		return "tool " + strconv.Quote(req.Name) + " is not permitted"
+		return `tool "` + req.Name + `" is not permitted`
 	case req.Kind == policy.KindPrompt:
-		return "prompt " + strconv.Quote(req.Name) + " is not permitted"
+		return `prompt "` + req.Name + `" is not permitted`
 	default:
-		return "resource " + strconv.Quote(req.Name) + " is not permitted"
+		return `resource "` + req.Name + `" is not permitted`
 	}
 }

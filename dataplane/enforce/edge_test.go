@@ -305,3 +305,16 @@ func post(t *testing.T, url, key, body string) (*http.Response, string) {
 	_, _ = b.ReadFrom(resp.Body)
 	return resp, b.String()
 }
+
+func parseDocB(b *testing.B, yaml string) *document.Document {
+	b.Helper()
+	doc, err := parseDocErr(yaml)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return doc
+}
+
+func parseDocErr(yaml string) (*document.Document, error) {
+	return document.Parse(strings.NewReader(yaml), "test.yaml")
+}
