@@ -3,7 +3,6 @@ package cpclient
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -79,51 +78,15 @@ func kindWord(k mcpgwv1.ResourceKind) string {
 	return "resource"
 }
 
-var backendName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-
 // toUpdate converts snapshot resources into the edge's config types and
-// checks everything that can be checked without building state: backends
-// here, policy and keys by compiling them with internal/policy. A config
-// that fails here never reaches the Applier.
+// checks everything that can be checked without building state: the
+// document as internal/document validates it (backends and policy), then
+// the policy with the key hashes compiled by internal/policy at revision.
+// A config that fails here never reaches the Applier.
 func toUpdate(res *mcpgwv1.SnapshotResources, revision int64) (*Update, error) {
-	var errs []ResourceError
-	bad := func(kind mcpgwv1.ResourceKind, name, format string, args ...any) {
-		errs = append(errs, ResourceError{Kind: kind, Name: name, Err: fmt.Sprintf(format, args...)})
-	}
 	doc := &document.Document{}
-	seen := map[string]bool{}
-	for _, pb := range res.GetBackends() {
-		const k = mcpgwv1.ResourceKind_RESOURCE_KIND_BACKEND
-		b := docproto.BackendFromProto(pb)
-		if !backendName.MatchString(b.Name) {
-			bad(k, b.Name, "name must match %s", backendName)
-		}
-		if seen[b.Name] {
-			bad(k, b.Name, "duplicate backend")
-		}
-		seen[b.Name] = true
-		switch {
-		case b.Stdio != nil:
-			if len(b.Stdio.Command) == 0 || b.Stdio.Command[0] == "" {
-				bad(k, b.Name, "stdio command is empty")
-			}
-		case b.HTTP != nil:
-			u, err := url.Parse(b.HTTP.URL)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad(k, b.Name, "http url %q is not an absolute http(s) URL", b.HTTP.URL)
-			}
-		default:
-			bad(k, b.Name, "no transport (want stdio or http)")
-		}
-		if pb.GetTimeout() != nil && (!pb.GetTimeout().IsValid() || b.Timeout <= 0) {
-			bad(k, b.Name, "timeout must be positive")
-		}
-		switch b.Sessions {
-		case "", "shared", "per_principal":
-		default:
-			bad(k, b.Name, "sessions %q is not shared or per_principal", b.Sessions)
-		}
-		doc.Backends = append(doc.Backends, b)
+	for _, p := range res.GetBackends() {
+		doc.Backends = append(doc.Backends, docproto.BackendFromProto(p))
 	}
 	for _, p := range res.GetRoles() {
 		doc.Roles = append(doc.Roles, docproto.RoleFromProto(p))
@@ -141,31 +104,38 @@ func toUpdate(res *mcpgwv1.SnapshotResources, revision int64) (*Update, error) {
 		u.Keys = append(u.Keys, policy.Key{Principal: k.Principal, SHA256: k.SHA256, ExpiresAt: k.ExpiresAt})
 		keyIDs = append(keyIDs, k.KeyID)
 	}
-	pol, err := policy.Compile(policy.Spec{
-		Principals: doc.Principals, Roles: doc.Roles, Bindings: doc.Bindings, Keys: u.Keys,
-	}, revision)
+	var fieldErrs []policy.FieldError
+	err := doc.Validate()
+	if err == nil {
+		u.Policy, err = policy.Compile(policy.Spec{
+			Principals: doc.Principals, Roles: doc.Roles, Bindings: doc.Bindings, Keys: u.Keys,
+		}, revision)
+	}
+	var ve *document.ValidationError
 	var ce *policy.CompileError
 	switch {
+	case err == nil:
+		return u, nil
+	case errors.As(err, &ve):
+		fieldErrs = ve.Errors
 	case errors.As(err, &ce):
-		for _, fe := range ce.Errors {
-			kind, name := attribute(fe.Path, doc, keyIDs)
-			errs = append(errs, ResourceError{Kind: kind, Name: name, Err: fe.Error()})
-		}
-	case err != nil:
-		errs = append(errs, ResourceError{Err: err.Error()})
+		fieldErrs = ce.Errors
+	default:
+		return nil, err
 	}
-	if len(errs) > 0 {
-		return nil, &ConfigError{Resources: errs}
+	errs := make([]ResourceError, 0, len(fieldErrs))
+	for _, fe := range fieldErrs {
+		kind, name := attribute(fe.Path, doc, keyIDs)
+		errs = append(errs, ResourceError{Kind: kind, Name: name, Err: fe.Error()})
 	}
-	u.Policy = pol
-	return u, nil
+	return nil, &ConfigError{Resources: errs}
 }
 
-// compilePath matches the resource part of a policy.FieldError path, e.g.
+// compilePath matches the resource part of a FieldError path, e.g.
 // `roles[2] "developer": rules[1]`.
-var compilePath = regexp.MustCompile(`^(principals|keys|roles|bindings)\[(\d+)\]`)
+var compilePath = regexp.MustCompile(`^(backends|principals|keys|roles|bindings)\[(\d+)\]`)
 
-// attribute names the resource a compile error is about.
+// attribute names the resource a validation error is about.
 func attribute(path string, doc *document.Document, keyIDs []string) (mcpgwv1.ResourceKind, string) {
 	m := compilePath.FindStringSubmatch(path)
 	if m == nil {
@@ -173,6 +143,10 @@ func attribute(path string, doc *document.Document, keyIDs []string) (mcpgwv1.Re
 	}
 	i, _ := strconv.Atoi(m[2])
 	switch m[1] {
+	case "backends":
+		if i < len(doc.Backends) {
+			return mcpgwv1.ResourceKind_RESOURCE_KIND_BACKEND, doc.Backends[i].Name
+		}
 	case "principals":
 		if i < len(doc.Principals) {
 			return mcpgwv1.ResourceKind_RESOURCE_KIND_PRINCIPAL, doc.Principals[i].Name
