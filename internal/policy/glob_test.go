@@ -49,6 +49,20 @@ func TestMatchGlob(t *testing.T) {
 	}
 }
 
+func TestInfix(t *testing.T) {
+	for pattern, want := range map[string]string{"*exec*": "exec", "**": "", "*a?b*": "", "*a*b*": "", "a*": "", "*x": "", "*x*y": ""} {
+		if got := infixOf(pattern); got != want {
+			t.Errorf("infixOf(%q) = %q, want %q", pattern, got, want)
+		}
+	}
+	for _, name := range []string{"", "exec", "sql_exec_raw", "exe", "EXEC"} {
+		g := globRule{pattern: "*exec*", infix: "exec"}
+		if got, want := g.match(name), matchGlob("*exec*", name); got != want {
+			t.Errorf("infix match(%q) = %v, matcher says %v", name, got, want)
+		}
+	}
+}
+
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		pattern string

@@ -47,9 +47,31 @@ type literalRules struct {
 // variable only so tests can force either representation.
 var smallBucket = 8
 
+// globRule is a pattern the maps cannot index. "*literal*" (the common
+// "*exec*" form) is answered with strings.Contains instead of the matcher.
 type globRule struct {
 	pattern string
+	infix   string // set when pattern is "*infix*" with no other wildcard
 	rule    *crule
+}
+
+func (g *globRule) match(name string) bool {
+	if g.infix != "" {
+		return strings.Contains(name, g.infix)
+	}
+	return matchGlob(g.pattern, name)
+}
+
+// infixOf returns lit when pattern is "*lit*" and lit has no wildcard.
+func infixOf(pattern string) string {
+	if len(pattern) < 3 || pattern[0] != '*' || pattern[len(pattern)-1] != '*' {
+		return ""
+	}
+	lit := pattern[1 : len(pattern)-1]
+	if strings.ContainsAny(lit, "*?") {
+		return ""
+	}
+	return lit
 }
 
 func buildRuleSet(rules []*crule) *ruleSet {
@@ -134,7 +156,7 @@ func (k *kindIndex) add(pattern string, r *crule) {
 		k.suffix[lit] = appendOnce(k.suffix[lit], r)
 		k.suffixLens = insertLen(k.suffixLens, len(lit))
 	default:
-		k.other = append(k.other, globRule{pattern: pattern, rule: r})
+		k.other = append(k.other, globRule{pattern: pattern, infix: infixOf(pattern), rule: r})
 	}
 }
 
@@ -278,9 +300,9 @@ func (ix *itemIndex) collect(m *matcher, kind ItemKind, name string, checkBacken
 			m.considerAll(k.suffix[name[len(name)-n:]], checkBackend)
 		}
 	}
-	for _, g := range k.other {
-		if matchGlob(g.pattern, name) {
-			m.consider(g.rule, checkBackend)
+	for i := range k.other {
+		if k.other[i].match(name) {
+			m.consider(k.other[i].rule, checkBackend)
 		}
 	}
 }
