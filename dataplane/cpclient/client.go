@@ -48,6 +48,12 @@ type Applier interface {
 	Apply(ctx context.Context, u *Update) error
 }
 
+// ApplierFunc adapts a function to Applier.
+type ApplierFunc func(ctx context.Context, u *Update) error
+
+// Apply calls f.
+func (f ApplierFunc) Apply(ctx context.Context, u *Update) error { return f(ctx, u) }
+
 // Config configures a Client.
 type Config struct {
 	// ControlPlane is the node listener, HOST:PORT. Required.
