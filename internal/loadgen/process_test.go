@@ -201,13 +201,18 @@ func (p *hopProcess) log() string {
 	return p.stderr.String()
 }
 
-func (p *hopProcess) rss(tb testing.TB) int64 {
+// rss returns the process's RSS and its anonymous part.
+func (p *hopProcess) rss(tb testing.TB) (total, anon int64) {
 	tb.Helper()
-	v, err := RSS(p.cmd.Process.Pid)
+	total, err := RSS(p.cmd.Process.Pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return v
+	anon, err = RSSAnon(p.cmd.Process.Pid)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return total, anon
 }
 
 func (p *hopProcess) cpu(tb testing.TB) time.Duration {
@@ -231,12 +236,14 @@ const settle = 500 * time.Millisecond
 // BenchmarkEdgeMemory reports the edge process's RSS idle (started, backend
 // catalog fetched, no client session) and the RSS each idle session adds,
 // over idleSessions sessions opened through a 16-connection client: the
-// figure is the session state, not a TCP connection per session.
+// figure is the session state, not a TCP connection per session. The
+// anonymous part of RSS (heap and stacks) is reported too: the rest is
+// pages of the executable, which depend on the binary more than on the edge.
 func BenchmarkEdgeMemory(b *testing.B) {
 	backend := serve(b, NewEcho())
 	p := startEdgeProcess(b, backend.URL())
 	time.Sleep(settle)
-	idle := p.rss(b)
+	idle, idleAnon := p.rss(b)
 
 	tr := NewTransport(16)
 	defer tr.CloseIdleConnections()
@@ -246,13 +253,14 @@ func BenchmarkEdgeMemory(b *testing.B) {
 		b.Fatalf("opening %d sessions: %v\n%s", idleSessions, err, p.log())
 	}
 	time.Sleep(settle)
-	loaded := p.rss(b)
+	loaded, _ := p.rss(b)
 	if err := CloseSessions(b.Context(), sessions); err != nil {
 		b.Errorf("closing sessions: %v", err)
 	}
 
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(float64(idle)/(1<<20), "idle-MiB")
+	b.ReportMetric(float64(idleAnon)/(1<<20), "idle-anon-MiB")
 	b.ReportMetric(float64(loaded)/(1<<20), "1000-sessions-MiB")
 	b.ReportMetric(float64(loaded-idle)/idleSessions/(1<<10), "KiB/session")
 }
@@ -263,8 +271,8 @@ func BenchmarkEdgeMemory(b *testing.B) {
 func TestHopProcesses(t *testing.T) {
 	backend := serve(t, NewEcho())
 	p := startEdgeProcess(t, backend.URL())
-	if rss := p.rss(t); rss < 1<<20 {
-		t.Errorf("edge RSS %d bytes is implausible", rss)
+	if rss, anon := p.rss(t); rss < 1<<20 || anon <= 0 || anon > rss {
+		t.Errorf("edge RSS %d bytes, %d anonymous: implausible", rss, anon)
 	}
 	sessions, err := OpenSessions(t.Context(), http.DefaultClient, p.url, "", 20)
 	if err != nil {

@@ -10,27 +10,37 @@ import (
 
 // RSS returns the resident set size of process pid in bytes, from the
 // VmRSS line of /proc/<pid>/status (Linux only).
-func RSS(pid int) (int64, error) {
+func RSS(pid int) (int64, error) { return procStatus(pid, "VmRSS") }
+
+// RSSAnon returns the anonymous part of the resident set (heap, stacks:
+// memory the process itself owns), from RssAnon in /proc/<pid>/status. The
+// rest of RSS is file-backed, mostly the pages of the executable it has
+// touched, which the page cache shares between processes of the same
+// binary.
+func RSSAnon(pid int) (int64, error) { return procStatus(pid, "RssAnon") }
+
+// procStatus reads a "Key:  N kB" line of /proc/<pid>/status, in bytes.
+func procStatus(pid int, key string) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, fmt.Errorf("reading RSS: %w", err)
+		return 0, fmt.Errorf("reading %s: %w", key, err)
 	}
 	for line := range bytes.Lines(b) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
+		rest, ok := bytes.CutPrefix(line, []byte(key+":"))
 		if !ok {
 			continue
 		}
 		f := bytes.Fields(rest) // "1234", "kB"
 		if len(f) != 2 || string(f[1]) != "kB" {
-			return 0, fmt.Errorf("reading RSS: odd VmRSS line %q", line)
+			return 0, fmt.Errorf("reading %s: odd line %q", key, line)
 		}
 		kb, err := strconv.ParseInt(string(f[0]), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("reading RSS: %w", err)
+			return 0, fmt.Errorf("reading %s: %w", key, err)
 		}
 		return kb << 10, nil
 	}
-	return 0, fmt.Errorf("reading RSS: no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("reading %s: not in /proc/%d/status", key, pid)
 }
 
 // clockTicks is USER_HZ, the unit of the times in /proc/<pid>/stat; it is
