@@ -38,12 +38,17 @@ func main() {
 	flag.StringVar(&cfg.URL, "url", "", "MCP endpoint to load, e.g. http://127.0.0.1:8080/mcp")
 	flag.IntVar(&cfg.Sessions, "sessions", 16, "concurrent MCP sessions")
 	flag.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to call (0: until -calls)")
-	flag.Int64Var(&cfg.Calls, "calls", 0, "stop after this many calls in all (0: until -duration)")
+	flag.Int64Var(&cfg.Calls, "calls", 0, "stop after this many calls in all (0: until -duration; with -calls alone, -duration is an hour)")
 	flag.StringVar(&cfg.Tool, "tool", loadgen.EchoTool, "tool to call")
 	flag.StringVar(&args, "args", `{"text":"hello"}`, "tool arguments (a JSON object)")
 	flag.DurationVar(&cfg.CallTimeout, "timeout", 10*time.Second, "timeout of each request")
 	flag.BoolVar(&cfg.KeepSessions, "keep-sessions", false, "leave sessions open at the end (no DELETE)")
 	flag.Parse()
+	durationSet := false
+	flag.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
+	if cfg.Calls > 0 && !durationSet {
+		cfg.Duration = loadgen.MaxDuration // the count ends the run; this only bounds it
+	}
 	// The key comes from the environment so it does not show in ps.
 	cfg.Key = os.Getenv("MCPGW_LOAD_KEY")
 	cfg.Arguments = []byte(args)
