@@ -239,7 +239,10 @@ func TestReconnectWithUnchangedConfigCostsNoBytes(t *testing.T) {
 
 	// The edge restarts: it serves its cache and says so in hello.
 	e2 := startEdge(t, db, c.addr, "", dir, &recorder{})
-	waitFor(t, 5*time.Second, "the restarted edge reconnects", func() bool { return c.srv.Stats().Connected == 1 })
+	waitFor(t, 5*time.Second, "the restarted edge reconnects", func() bool {
+		st := c.srv.Stats()
+		return st.StreamsOpened == before.StreamsOpened+1 && st.Connected == 1
+	})
 	time.Sleep(300 * time.Millisecond) // time for anything that would be sent
 	if after := c.srv.Stats(); after.SnapshotsSent != before.SnapshotsSent || after.PayloadBytesSent != before.PayloadBytesSent {
 		t.Errorf("edge restart with unchanged config: server sent %+v, before %+v", after, before)
@@ -385,7 +388,7 @@ func TestGoAwayReconnectsAtOnceWithoutResending(t *testing.T) {
 	e := startEdgeWith(t, db, c.addr, db.joinToken(t, "tok", nil, time.Now().Add(time.Hour)), t.TempDir(), &recorder{},
 		func(cfg *cpclient.Config) { cfg.MinBackoff, cfg.MaxBackoff = 10*time.Second, 10*time.Second })
 	waitFor(t, 10*time.Second, "the edge applies the config", func() bool { return e.rec.revision() == rev })
-	waitFor(t, 5*time.Second, "the edge is moved to new connections twice", func() bool { return c.srv.Stats().StreamsOpened >= 3 })
+	waitFor(t, 20*time.Second, "the edge is moved to new connections twice", func() bool { return c.srv.Stats().StreamsOpened >= 3 })
 	if st := c.srv.Stats(); st.SnapshotsSent != 1 {
 		t.Errorf("server sent %d snapshots over %d streams, want 1", st.SnapshotsSent, st.StreamsOpened)
 	}

@@ -120,7 +120,7 @@ func startCPOn(t testing.TB, db *testDB, replica string, lis net.Listener, opts 
 	wg.Go(func() { _ = gs.Serve(lis) })
 	go func() { wg.Wait(); close(c.done) }()
 	t.Cleanup(c.stop)
-	waitFor(t, 5*time.Second, "snapshot cache loads", func() bool {
+	waitFor(t, 10*time.Second, "snapshot cache loads", func() bool {
 		rev, err := db.st.CurrentRevision(context.Background())
 		return err == nil && (rev == 0 || cache.Revision() == rev)
 	})
