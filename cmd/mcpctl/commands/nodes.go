@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
@@ -236,7 +238,9 @@ func (g *globals) followRollout(ctx context.Context, cl *client, w io.Writer, re
 	for {
 		st, err := stream.Recv()
 		if err != nil {
-			if wctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			// The server may notice the propagated deadline a moment before
+			// the local context does; either way it is our --timeout.
+			if ctx.Err() == nil && (wctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) {
 				return timeoutError(timeout, revision, last)
 			}
 			if errors.Is(err, io.EOF) {
