@@ -3,6 +3,7 @@ package commands
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/mcpgw/mcpgw/controlplane"
 )
 
 // cli runs the command tree in-process with its own environment, so tests
@@ -331,3 +334,13 @@ func protojsonUnmarshal(s string, m proto.Message) error {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+func TestDefaultNodePortMatchesControlPlane(t *testing.T) {
+	_, port, err := net.SplitHostPort(controlplane.DefaultNodeListen)
+	if err != nil || port != defaultNodePort {
+		t.Fatalf("controlplane.DefaultNodeListen = %q; mcpctl assumes port %s", controlplane.DefaultNodeListen, defaultNodePort)
+	}
+	if got := defaultNodeAddr("cp.example.com:7444"); got != "cp.example.com:7443" {
+		t.Errorf("defaultNodeAddr = %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package commands
 import (
 	"fmt"
 	"maps"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -162,7 +163,8 @@ enrolls a new edge with it. The token is shown once.
 
 The edge connects to the control plane's node listener, which is not the admin
 listener mcpctl talks to; pass it with --control-plane if the printed command's
-address is not the one your edges reach.`,
+address is not the one your edges reach (by default it is the --server host on
+port 7443, the default of mcpgw cp --node-listen).`,
 		Example: `  mcpctl join-token create --ttl 1h --labels region=eu,tier=web
   mcpctl join-token create -o json | jq -r .token`,
 		Args: noArgs,
@@ -189,7 +191,10 @@ address is not the one your edges reach.`,
 			jt := r.GetJoinToken()
 			addr := cpAddr
 			if addr == "" {
-				addr = cl.addr
+				addr = defaultNodeAddr(cl.addr)
+				if out.value != "json" {
+					fmt.Fprintf(g.stderr, "note: edges connect to the node listener, assumed at %s (the default port of mcpgw cp --node-listen); pass --control-plane ADDR if yours differs\n", addr)
+				}
 			}
 			caFile := cl.caFile
 			if caFile == "" {
@@ -216,7 +221,7 @@ address is not the one your edges reach.`,
 	create.Flags().StringToStringVar(&labels, "labels", nil, "labels for the enrolled node, k=v,...")
 	create.Flags().StringVar(&nodeGroup, "node-group", "", `node group of the enrolled node (default "default")`)
 	create.Flags().StringVar(&description, "description", "", "what the token is for")
-	create.Flags().StringVar(&cpAddr, "control-plane", "", "node listener address to put in the printed edge command (default: --server)")
+	create.Flags().StringVar(&cpAddr, "control-plane", "", "node listener address to put in the printed edge command (default: the --server host, port 7443)")
 	create.Flags().StringVar(&stateDir, "state-dir", "/var/lib/mcpgw", "state directory to put in the printed edge command")
 	out = addOutputFlag(create, "text", "text", "json")
 
@@ -240,6 +245,20 @@ address is not the one your edges reach.`,
 		},
 	}
 	return group("join-token", "Create and revoke join tokens that enroll new edges", create, revoke)
+}
+
+// defaultNodePort is the port of controlplane.DefaultNodeListen (a test
+// keeps them equal; mcpctl does not link the control plane to learn it).
+const defaultNodePort = "7443"
+
+// defaultNodeAddr guesses the node listener from the admin address: the
+// same host on the default node port, which is right for a default install.
+func defaultNodeAddr(adminAddr string) string {
+	host, _, err := net.SplitHostPort(adminAddr)
+	if err != nil {
+		return adminAddr
+	}
+	return net.JoinHostPort(host, defaultNodePort)
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it, so the printed
