@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -475,4 +476,62 @@ func gather(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// One snapshot in flight per stream: revisions committed while the edge is
+// still applying one are not sent until it answers, and then only the
+// newest goes out.
+func TestOneInFlightNewestWins(t *testing.T) {
+	db := newTestDB(t)
+	rev1 := db.apply(t, testDoc("github__a*"))
+	c := startCP(t, db, "replica-1")
+	gate := make(chan struct{})
+	var hold sync.Once
+	holding := make(chan struct{})
+	rec := &recorder{}
+	startEdgeWith(t, db, c.addr, db.joinToken(t, "tok", nil, time.Now().Add(time.Hour)), t.TempDir(), rec,
+		func(cfg *cpclient.Config) {
+			cfg.Applier = cpclient.ApplierFunc(func(ctx context.Context, u *cpclient.Update) error {
+				if u.Revision > rev1 {
+					var err error
+					hold.Do(func() { // hold the first update after rev1
+						close(holding)
+						select {
+						case <-gate:
+						case <-ctx.Done():
+							err = ctx.Err()
+						}
+					})
+					if err != nil {
+						return err
+					}
+				}
+				return rec.Apply(ctx, u)
+			})
+		})
+	waitFor(t, 10*time.Second, "the edge applies revision 1", func() bool { return rec.revision() == rev1 })
+
+	rev2 := db.apply(t, testDoc("github__b*"))
+	<-holding // revision 2 is in flight at the edge
+	rev3 := db.apply(t, testDoc("github__c*"))
+	rev4 := db.apply(t, testDoc("github__d*"))
+	waitFor(t, 5*time.Second, "the replica publishes revision 4", func() bool { return c.cache.Revision() == rev4 })
+	time.Sleep(200 * time.Millisecond)
+	if st := c.srv.Stats(); st.SnapshotsSent != 2 {
+		t.Fatalf("%d snapshots sent while one was in flight, want 2", st.SnapshotsSent)
+	}
+	close(gate)
+	waitFor(t, 5*time.Second, "the edge applies revision 4", func() bool { return rec.revision() == rev4 })
+	var got []int64
+	rec.mu.Lock()
+	for _, u := range rec.got {
+		got = append(got, u.Revision)
+	}
+	rec.mu.Unlock()
+	if want := []int64{rev1, rev2, rev4}; !slices.Equal(got, want) {
+		t.Errorf("edge applied revisions %v, want %v (revision %d skipped)", got, want, rev3)
+	}
+	if st := c.srv.Stats(); st.SnapshotsSent != 3 {
+		t.Errorf("%d snapshots sent, want 3", st.SnapshotsSent)
+	}
 }
