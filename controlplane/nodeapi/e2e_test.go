@@ -535,3 +535,34 @@ func TestOneInFlightNewestWins(t *testing.T) {
 		t.Errorf("%d snapshots sent, want 3", st.SnapshotsSent)
 	}
 }
+
+// An edge that takes its snapshot and then never reads or answers again
+// holds only its own stream: the others get every revision as usual.
+func TestStuckEdgeDoesNotDelayOthers(t *testing.T) {
+	db := newTestDB(t)
+	db.apply(t, testDoc("github__*"))
+	c := startCP(t, db, "replica-1")
+	_, cert := c.enroll(t, db.joinToken(t, "stuck", nil, time.Now().Add(time.Hour)))
+	stuck, err := c.client(t, cert).ConfigStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stuck.Send(&mcpgwv1.ConfigStreamRequest{Msg: &mcpgwv1.ConfigStreamRequest_Hello{Hello: &mcpgwv1.ConfigHello{}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stuck.Recv(); err != nil { // and never again
+		t.Fatal(err)
+	}
+	e := startEdge(t, db, c.addr, db.joinToken(t, "ok", nil, time.Now().Add(time.Hour)), t.TempDir(), &recorder{})
+	for _, tool := range []string{"github__a*", "github__b*", "github__c*"} {
+		commit := time.Now()
+		rev := db.apply(t, testDoc(tool))
+		waitFor(t, 5*time.Second, "the healthy edge applies the change", func() bool { return e.rec.revision() == rev })
+		if took := time.Since(commit); took > time.Second {
+			t.Errorf("revision %d took %v to reach the healthy edge next to a stuck one", rev, took)
+		}
+	}
+	if st := c.srv.Stats(); st.Connected != 2 {
+		t.Errorf("%d streams connected, want 2 (the stuck one stays)", st.Connected)
+	}
+}
