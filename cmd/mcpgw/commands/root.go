@@ -73,6 +73,8 @@ func newRoot() *cobra.Command {
 		newCPCmd(),
 		newEdgeCmd(),
 		newDevCmd(),
+		newKeygenCmd(),
+		newPolicyCmd(),
 	)
 	return root
 }

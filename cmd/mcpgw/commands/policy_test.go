@@ -1,0 +1,158 @@
+package commands
+
+import (
+	"bytes"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgw/mcpgw/internal/document"
+	"github.com/mcpgw/mcpgw/internal/policy"
+)
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = execute(t.Context(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+const exampleConfig = "../../../examples/mcpgw.yaml"
+const exampleCases = "../../../examples/policy-cases.yaml"
+
+func TestKeygen(t *testing.T) {
+	code, out, errOut := run(t, "keygen", "--name", "alice", "--group", "eng")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	key := strings.TrimSuffix(out, "\n")
+	if strings.Contains(key, "\n") {
+		t.Fatalf("stdout is not the key alone: %q", out)
+	}
+	if _, err := policy.ParseKey(key); err != nil {
+		t.Fatalf("printed key %q: %v", key, err)
+	}
+	if strings.Contains(errOut, key) {
+		t.Error("the key is printed twice")
+	}
+	if !strings.Contains(errOut, "only this once") {
+		t.Errorf("no warning that the key is shown once:\n%s", errOut)
+	}
+	sum := policy.HashKey(key)
+	var line string
+	for _, l := range strings.Split(errOut, "\n") {
+		if strings.Contains(l, "api_key_sha256") {
+			line = strings.TrimSpace(l)
+		}
+	}
+	if !strings.Contains(line, hex.EncodeToString(sum[:])) {
+		t.Fatalf("principal line %q lacks the key's SHA-256", line)
+	}
+	// The pasted line makes a config whose edge authenticates the key.
+	doc, err := document.Parse(strings.NewReader("principals:\n  "+line+"\n"), "pasted")
+	if err != nil {
+		t.Fatalf("the principal line does not parse: %v", err)
+	}
+	p, err := policy.Compile(doc.PolicySpec(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, ok := p.Authenticate(sum, time.Now()); !ok || name != "alice" {
+		t.Errorf("the pasted key authenticates as %q, %v", name, ok)
+	}
+	if len(doc.Principals) != 1 || len(doc.Principals[0].Groups) != 1 || doc.Principals[0].Groups[0] != "eng" {
+		t.Errorf("pasted principal %+v", doc.Principals)
+	}
+	_, again, _ := run(t, "keygen", "--name", "alice")
+	if again == out {
+		t.Error("two keys are the same")
+	}
+}
+
+func TestKeygenUsage(t *testing.T) {
+	for _, args := range [][]string{{"keygen"}, {"keygen", "--name", "has space"}, {"keygen", "--name", "a", "extra"}} {
+		if code, out, _ := run(t, args...); code != exitUsage || out != "" {
+			t.Errorf("%v: exit %d, stdout %q; want %d and nothing", args, code, out, exitUsage)
+		}
+	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	code, out, errOut := run(t, "policy", "check", "--config", exampleConfig, "--principal", "alice", "--method", "tools/call", "--name", "github__delete_repo")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.HasPrefix(out, "deny\nrule:     dev-no-delete\nrevision: ") || !strings.Contains(out, "backend:  github\n") {
+		t.Errorf("denied check printed:\n%s", out)
+	}
+	for _, want := range []string{"role:      developer via user:alice, group:eng", "dev-github", "matched"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = run(t, "policy", "check", "--config", exampleConfig, "--principal", "bob", "--tool", "web_search", "--backend", "search")
+	if code != exitOK || !strings.HasPrefix(out, "allow\nrule:     readonly/0\n") {
+		t.Errorf("allowed check: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(t, "policy", "check", "--config", exampleConfig, "--principal", "mallory", "--method", "tools/list")
+	if code != exitOK || !strings.HasPrefix(out, "allow\nrule:     (none: protocol housekeeping)\n") {
+		t.Errorf("housekeeping check: exit %d\n%s", code, out)
+	}
+}
+
+func TestPolicyCheckErrors(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("bindings:\n  - {role: nope, subjects: [\"user:a\"]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"policy", "check", "--config", exampleConfig, "--method", "tools/call", "--name", "x"}, exitUsage},
+		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a"}, exitUsage},
+		{[]string{"policy", "check", "--principal", "a", "--tool", "github__x"}, exitUsage},
+		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a", "--method", "tools/call"}, exitUsage},
+		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a", "--tool", "unprefixed"}, exitUsage},
+		{[]string{"policy", "check", "--config", bad, "--principal", "a", "--tool", "github__x"}, exitFailure},
+		{[]string{"policy"}, exitUsage},
+	} {
+		if code, out, errOut := run(t, tc.args...); code != tc.code || out != "" || errOut == "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and an error", tc.args, code, out, errOut, tc.code)
+		}
+	}
+}
+
+func TestPolicyTest(t *testing.T) {
+	code, out, errOut := run(t, "policy", "test", "--config", exampleConfig, "--cases", exampleCases)
+	if code != exitOK || !strings.Contains(out, "10 cases passed") || strings.Contains(out, "FAIL") {
+		t.Fatalf("example cases: exit %d\n%s%s", code, out, errOut)
+	}
+
+	cases := filepath.Join(t.TempDir(), "cases.yaml")
+	if err := os.WriteFile(cases, []byte(`cases:
+  - {name: fine, principal: alice, tool: github__create_issue, expect: allow}
+  - {name: wrong decision, principal: alice, tool: github__delete_repo, expect: allow}
+  - {name: wrong rule, principal: alice, tool: github__create_issue, expect: allow, rule: dev-no-delete}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run(t, "policy", "test", "--config", exampleConfig, "--cases", cases)
+	if code != exitFailure {
+		t.Errorf("mismatches: exit %d, want %d", code, exitFailure)
+	}
+	for _, want := range []string{"ok    fine\n", "FAIL  wrong decision: expected allow, got deny", `FAIL  wrong rule: expected rule "dev-no-delete", got "dev-github"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errOut, "2 of 3 cases failed") {
+		t.Errorf("stderr: %q", errOut)
+	}
+	if code, _, _ := run(t, "policy", "test", "--config", exampleConfig); code != exitUsage {
+		t.Errorf("no --cases: exit %d", code)
+	}
+}
