@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
 )
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
