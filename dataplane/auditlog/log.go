@@ -678,3 +678,16 @@ func (l *Log) Healthy() (bool, string) {
 
 // Epoch is the spool's epoch (for the AuditStream hello).
 func (l *Log) Epoch() int64 { return l.spool.epoch }
+
+// Acked returns the last seq of this spool's epoch that the named sink
+// acknowledged (-1 for none): with Epoch, what an AuditStream hello
+// reports as (spool_epoch, next_unacked_seq - 1).
+func (l *Log) Acked(sink string) (int64, error) {
+	l.spool.mu.Lock()
+	defer l.spool.mu.Unlock()
+	c := l.spool.consumers[sink]
+	if c == nil {
+		return 0, fmt.Errorf("audit log: no sink named %q", sink)
+	}
+	return c.acked, nil
+}

@@ -491,6 +491,9 @@ func TestSegmentsDeletedAfterAckAndChainContinues(t *testing.T) {
 	if st.UnackedBatches != 0 {
 		t.Fatalf("unacked batches = %d", st.UnackedBatches)
 	}
+	if acked, err := l.Acked("file"); err != nil || acked != int64(st.Batches)-1 {
+		t.Fatalf("Acked(file) = %d, %v; want %d", acked, err, st.Batches-1)
+	}
 	l2, stop2 := startLog(t, cfg, newGateSink(t, sinkPath, true))
 	if got, want := l2.spool.nextSeq, int64(st.Batches); got != want {
 		t.Fatalf("next seq after restart = %d, want %d", got, want)
