@@ -79,11 +79,11 @@ type Config struct {
 	// Registerer receives the Prometheus metrics; nil = not exported.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
-	// AuditStream serves NodeService.AuditStream (controlplane/ingest) once
-	// the caller is known to be an enrolled, unrevoked node; it takes the
-	// node id from the stream context the same way (the verified peer
-	// certificate). nil = Unimplemented.
-	AuditStream func(grpc.BidiStreamingServer[mcpgwv1.AuditStreamRequest, mcpgwv1.AuditStreamResponse]) error
+	// AuditStream serves NodeService.AuditStream (controlplane/ingest). It
+	// is called only for an enrolled, unrevoked node, with the node id taken
+	// from the verified client certificate. It returns the RPC's status
+	// error. nil = Unimplemented.
+	AuditStream func(nodeID uuid.UUID, stream grpc.BidiStreamingServer[mcpgwv1.AuditStreamRequest, mcpgwv1.AuditStreamResponse]) error
 	// OnAck, when set, is called on every ACK with the node and revision.
 	// For benchmarks and tests; it runs on the stream's goroutine.
 	OnAck func(node uuid.UUID, revision int64)
@@ -357,7 +357,7 @@ func (s *Server) AuditStream(stream grpc.BidiStreamingServer[mcpgwv1.AuditStream
 	if _, err := s.checkNode(stream.Context(), id); err != nil {
 		return err
 	}
-	return s.cfg.AuditStream(stream)
+	return s.cfg.AuditStream(id, stream)
 }
 
 // checkNode refuses unknown and revoked nodes.
