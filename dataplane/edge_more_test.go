@@ -440,3 +440,59 @@ func httpDo(req *http.Request) (*http.Response, error) {
 	}
 	return resp, err
 }
+
+// Cancellation crosses the edge both ways: the client cancels a call that
+// is waiting on its own elicitation answer; the edge cancels the upstream
+// call, the backend withdraws its elicitation request, and the edge
+// withdraws it at the client (2025-11-25 utilities/cancellation).
+func TestCancellationBothWays(t *testing.T) {
+	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	asked := make(chan struct{}, 1)
+	withdrawn := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	c := mcp.NewClient(&mcp.Implementation{Name: "cancel-test", Version: "1"}, &mcp.ClientOptions{
+		ElicitationHandler: func(ctx context.Context, _ *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			asked <- struct{}{}
+			select { // never answer; wait to be withdrawn
+			case <-ctx.Done():
+				withdrawn <- struct{}{}
+				return nil, ctx.Err()
+			case <-stop:
+				return nil, context.Canceled
+			}
+		},
+	})
+	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer ccancel()
+	cs, err := c.Connect(cctx, &mcp.StreamableClientTransport{Endpoint: e.URL}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	defer close(stop) // before Close, which waits for handlers
+	waitTools(t, cs, everythingTools)
+	callCtx, cancel := context.WithCancel(cctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(callCtx, &mcp.CallToolParams{Name: "ev__test_elicitation", Arguments: map[string]any{"message": "hold on"}})
+		errc <- err
+	}()
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the elicitation never reached the client")
+	}
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("a cancelled call succeeded")
+	}
+	select {
+	case <-withdrawn:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the edge never withdrew the elicitation after the call was cancelled")
+	}
+	// The backend is free again.
+	if res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "ev__test_simple_text"}); err != nil || res.IsError {
+		t.Fatalf("after cancellation: %v %+v", err, res)
+	}
+}

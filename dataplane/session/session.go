@@ -186,7 +186,12 @@ func (s *Session) Request(ctx context.Context, method string, params json.RawMes
 		return m, nil
 	case <-ctx.Done():
 		// Tell the client to stop (e.g. stop showing an elicitation form).
-		_ = send(rpc.AppendNotification(nil, "notifications/cancelled", json.RawMessage(`{"requestId":`+string(id)+`}`)))
+		// The stream the request went out on has usually ended with the
+		// call that raised it, so fall back to the session's GET stream.
+		cancelled := rpc.AppendNotification(nil, "notifications/cancelled", json.RawMessage(`{"requestId":`+string(id)+`,"reason":"the request that raised it ended"}`))
+		if send(cancelled) != nil {
+			s.Outbox.Push(cancelled)
+		}
 		return rpc.Message{}, context.Cause(ctx)
 	case <-s.done:
 		return rpc.Message{}, ErrClosed
