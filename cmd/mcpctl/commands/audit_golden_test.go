@@ -43,21 +43,34 @@ func auditEvents(node string, end time.Time, n int) []audit.Event {
 // them the way the AuditStream server does.
 func ingest(t *testing.T, st *auditdb.Store, node string, perBatch [][]audit.Event, skip map[int64]bool) {
 	t.Helper()
-	var prev [32]byte
+	(&auditChain{st: st, node: node}).ingest(t, perBatch, skip)
+}
+
+// auditChain is one node's epoch, continued across ingest calls.
+type auditChain struct {
+	st   *auditdb.Store
+	node string
+	seq  int64
+	prev [32]byte
+}
+
+func (ch *auditChain) ingest(t *testing.T, perBatch [][]audit.Event, skip map[int64]bool) {
+	t.Helper()
 	var bs []auditdb.Batch
-	for i, evs := range perBatch {
-		b := auditdb.Batch{Epoch: 1, Seq: int64(i), PrevHash: prev}
+	for _, evs := range perBatch {
+		b := auditdb.Batch{Epoch: 1, Seq: ch.seq, PrevHash: ch.prev}
+		ch.seq++
 		for _, e := range evs {
 			b.Lines = append(e.AppendJSON(b.Lines), '\n')
 			b.Count++
 		}
 		b.CRC = auditdb.CRC32C(b.AppendBinary(nil))
-		prev = b.Hash()
+		ch.prev = b.Hash()
 		if !skip[b.Seq] {
 			bs = append(bs, b)
 		}
 	}
-	if _, err := st.Ingest(t.Context(), node, bs...); err != nil {
+	if _, err := ch.st.Ingest(t.Context(), ch.node, bs...); err != nil {
 		t.Fatalf("ingesting audit batches: %v", err)
 	}
 }
@@ -82,8 +95,6 @@ func TestGoldenAudit(t *testing.T) {
 	tr.run("audit", "verify")
 	tr.ok("audit", "verify", "--node", nodeA)
 	tr.run("audit", "verify", "--node", nodeB, "-o", "json")
-	// TailAudit is not served yet: one clear line, no hang.
-	tr.run("audit", "tail", "--principal", "alice")
 	tr.check("audit")
 
 	// jsonl: one event per line, keys exactly the proto field names (the
@@ -122,6 +133,50 @@ func TestAuditWithoutAuditSupport(t *testing.T) {
 		code, out, errOut := c.run(args...)
 		if code != exitFailure || out != "" || errOut != "mcpctl: "+errNoAudit.Error()+"\n" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and %q", args, code, out, errOut, errNoAudit)
+		}
+	}
+}
+
+// TestAuditTail follows events committed after the tail started. While
+// the control plane does not serve TailAudit, the command must say so in
+// one line instead of hanging; both outcomes are checked exactly.
+func TestAuditTail(t *testing.T) {
+	cp := startControlPlane(t)
+	c := cp.cliFor(t)
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errOut := c.run("audit", "tail", "--principal", "alice", "--limit", "2", "-o", "jsonl")
+		done <- result{code, out, errOut}
+	}()
+	chain := &auditChain{st: cp.audit, node: nodeA}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case r := <-done:
+			if r.code == exitFailure && r.errOut == "mcpctl: "+errNoAudit.Error()+"\n" && r.out == "" {
+				return // TailAudit is not served by this control plane yet
+			}
+			lines := strings.Split(strings.TrimSuffix(r.out, "\n"), "\n")
+			if r.code != exitOK || len(lines) != 2 {
+				t.Fatalf("audit tail: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.errOut)
+			}
+			for _, l := range lines {
+				var e map[string]any
+				if err := json.Unmarshal([]byte(l), &e); err != nil || e["principal"] != "alice" {
+					t.Fatalf("audit tail printed %q (%v), want alice's events only", l, err)
+				}
+			}
+			return
+		case <-deadline:
+			t.Fatal("audit tail printed nothing within 30s while events were committed")
+		case <-time.After(200 * time.Millisecond):
+			// Keep committing until the tail has seen two of alice's
+			// events: it only reports what commits after it started.
+			chain.ingest(t, [][]audit.Event{auditEvents(nodeA, time.Now().UTC(), 2)}, nil)
 		}
 	}
 }
