@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/mcpgw/mcpgw/controlplane/nodeapi"
 	"github.com/mcpgw/mcpgw/controlplane/pki"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
 )
@@ -273,5 +274,45 @@ func TestConfigStreamRefusals(t *testing.T) {
 	}
 	if _, err := c.client(t, cert).RenewCertificate(t.Context(), &mcpgwv1.RenewCertificateRequest{Csr: csr}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("revoked node renewing: %v, want PermissionDenied", err)
+	}
+}
+
+// AuditStream is handed to the ingest hook with the node id from the
+// verified certificate, and refused for unknown callers and revoked nodes.
+func TestAuditStreamHook(t *testing.T) {
+	db := newTestDB(t)
+	got := make(chan uuid.UUID, 1)
+	c := startCP(t, db, "replica-1", func(cfg *nodeapi.Config) {
+		cfg.AuditStream = func(id uuid.UUID, stream grpc.BidiStreamingServer[mcpgwv1.AuditStreamRequest, mcpgwv1.AuditStreamResponse]) error {
+			got <- id
+			return status.Error(codes.Unavailable, "test ingest")
+		}
+	})
+	resp, cert := c.enroll(t, db.joinToken(t, "t1", nil, time.Now().Add(time.Hour)))
+	call := func(cert *tls.Certificate) error {
+		stream, err := c.client(t, cert).AuditStream(t.Context())
+		if err != nil {
+			return err
+		}
+		_, err = stream.Recv()
+		return err
+	}
+	if err := call(cert); status.Code(err) != codes.Unavailable {
+		t.Fatalf("AuditStream: %v, want the hook's Unavailable", err)
+	}
+	if id := <-got; id.String() != resp.NodeId {
+		t.Errorf("hook got node %s, want %s", id, resp.NodeId)
+	}
+	if err := call(nil); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("AuditStream without a certificate: %v", err)
+	}
+	if _, err := db.st.RevokeNode(t.Context(), uuid.MustParse(resp.NodeId)); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(cert); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("AuditStream of a revoked node: %v", err)
+	}
+	if len(got) != 0 {
+		t.Error("the hook ran for a refused caller")
 	}
 }
