@@ -91,7 +91,9 @@ func (a *Authenticator) Authenticate(_ context.Context, c gateway.Credentials) (
 	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
 		return gateway.Principal{}, ErrUnauthenticated
 	}
-	return a.byKey(g, strings.TrimSpace(v[len(scheme):]))
+	// Optional blanks only (RFC 9110 OWS); anything else is part of the
+	// presented credential and makes it wrong.
+	return a.byKey(g, strings.Trim(v[len(scheme):], " \t"))
 }
 
 func (a *Authenticator) stdio(g *Generation) (gateway.Principal, error) {

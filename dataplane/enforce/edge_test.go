@@ -318,3 +318,8 @@ func parseDocB(b *testing.B, yaml string) *document.Document {
 func parseDocErr(yaml string) (*document.Document, error) {
 	return document.Parse(strings.NewReader(yaml), "test.yaml")
 }
+
+func hashHex(key string) string {
+	h := policy.HashKey(key)
+	return hex.EncodeToString(h[:])
+}
