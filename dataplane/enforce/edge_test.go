@@ -69,10 +69,11 @@ type testEdge struct {
 	Mgr       *state.Manager
 	AuditFile string
 	NodeID    string
+	GW        *gateway.Gateway
 	dir       string
 }
 
-func startEdge(t *testing.T, yaml string) *testEdge {
+func startEdge(t *testing.T, yaml string, authOpts ...enforce.AuthOptions) *testEdge {
 	t.Helper()
 	log := testLogger()
 	e := &testEdge{dir: t.TempDir()}
@@ -91,7 +92,11 @@ func startEdge(t *testing.T, yaml string) *testEdge {
 	}, nil)
 	e.Mgr = mgr
 	e.Holder = enforce.NewHolder(log, nil)
-	auth, err := enforce.NewAuthenticator(e.Holder, enforce.AuthOptions{})
+	var ao enforce.AuthOptions
+	if len(authOpts) > 0 {
+		ao = authOpts[0]
+	}
+	auth, err := enforce.NewAuthenticator(e.Holder, ao)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +115,7 @@ func startEdge(t *testing.T, yaml string) *testEdge {
 	gw := gateway.New(mgr, gateway.Options{Logger: log, Auth: auth, Decider: enforce.NewDecider(e.Holder), Record: rec})
 	mgr.SetNotifier(gw)
 	e.Holder.SetNotifier(gw)
+	e.GW = gw
 
 	wg.Go(func() {
 		if err := mgr.Run(ctx); err != nil {
