@@ -143,3 +143,34 @@ func TestResourceRouting(t *testing.T) {
 		}
 	}
 }
+
+func FuzzExposedName(f *testing.F) {
+	for _, s := range []string{"create_issue", "has.dot", "ünï", strings.Repeat("x", 100), ""} {
+		f.Add("gh", s)
+	}
+	f.Fuzz(func(t *testing.T, prefix, name string) {
+		if name == "" {
+			return
+		}
+		got := ExposedName(prefix, name)
+		if !clientRegex.MatchString(got) {
+			t.Fatalf("ExposedName(%q, %q) = %q is not a valid client name", prefix, name, got)
+		}
+		if got != ExposedName(prefix, name) {
+			t.Fatal("not stable")
+		}
+	})
+}
+
+func FuzzCursor(f *testing.F) {
+	c := Build([]Source{{Backend: "one", Prefix: "one", Lists: lists("a", "b", "c")}})
+	_, next, _ := c.Page(Tools, "", 1, nil)
+	f.Add(next)
+	f.Add("bW9ja2Vk")
+	f.Fuzz(func(t *testing.T, cursor string) {
+		items, _, err := c.Page(Tools, cursor, 2, nil)
+		if err == nil && len(items) > 2 {
+			t.Fatalf("page of %d items", len(items))
+		}
+	})
+}
