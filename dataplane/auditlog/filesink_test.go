@@ -2,7 +2,6 @@ package auditlog
 
 import (
 	"context"
-	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +21,9 @@ func sealBatches(n, per int, from int64, prev [32]byte) []SealedBatch {
 			b.Lines = append(testEvent(s*per+i).AppendJSON(b.Lines), '\n')
 			b.Count++
 		}
+		b.CRC = auditdb.CRC32C(b.Lines)
 		raw := b.AppendBinary(nil)
-		h := sha256.Sum256(raw)
+		h := b.Hash()
 		out = append(out, SealedBatch{Batch: b, Hash: h, Raw: raw})
 		prev = h
 	}
@@ -36,7 +36,7 @@ func batchIDs(t *testing.T, bs []SealedBatch) []string { return eventIDs(t, bs) 
 // twice, and a partial last line left by the crash is cut.
 func TestFileSinkRedeliveryWritesOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	bs := sealBatches(4, 3, 0, [32]byte{})
+	bs := sealBatches(4, 3, 1, [32]byte{})
 	bs[2].DroppedBefore, bs[2].GapFirst, bs[2].GapLast = 9, time.Now(), time.Now()
 	s1, _ := NewFileSink(path, 0, 0)
 	if err := s1.Deliver(context.Background(), bs[:3]); err != nil {
@@ -60,7 +60,7 @@ func TestFileSinkRedeliveryWritesOnce(t *testing.T) {
 	// Redelivery ending on the gap line itself.
 	s2.Close()
 	s3, _ := NewFileSink(path, 0, 0)
-	more := sealBatches(1, 2, 4, bs[3].Hash)
+	more := sealBatches(1, 2, 5, bs[3].Hash)
 	if err := s3.Deliver(context.Background(), append(slices.Clone(bs[3:]), more...)); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestFileSinkRotates(t *testing.T) {
 	s, _ := NewFileSink(path, 2000, 2)
 	clock := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 	s.nowFunc = func() time.Time { clock = clock.Add(time.Second); return clock }
-	bs := sealBatches(10, 3, 0, [32]byte{})
+	bs := sealBatches(10, 3, 1, [32]byte{})
 	for i := range bs {
 		if err := s.Deliver(context.Background(), bs[i:i+1]); err != nil {
 			t.Fatal(err)

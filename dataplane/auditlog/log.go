@@ -2,7 +2,6 @@ package auditlog
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -391,7 +390,7 @@ func (w *writer) seal(gap int64, gapFirst, gapLast time.Time) {
 		Count: w.cur.count, Lines: w.cur.lines,
 	}
 	w.scratch = b.AppendBinary(w.scratch[:0])
-	h := sha256.Sum256(w.scratch)
+	h := b.Hash()
 	if len(w.pend.records) == 0 {
 		w.pend.first = w.nextSeq
 	}
@@ -680,8 +679,8 @@ func (l *Log) Healthy() (bool, string) {
 func (l *Log) Epoch() int64 { return l.spool.epoch }
 
 // Acked returns the last seq of this spool's epoch that the named sink
-// acknowledged (-1 for none): with Epoch, what an AuditStream hello
-// reports as (spool_epoch, next_unacked_seq - 1).
+// acknowledged (0 for none; seqs start at 1): with Epoch, what an
+// AuditStream hello reports as (spool_epoch, next_unacked_seq - 1).
 func (l *Log) Acked(sink string) (int64, error) {
 	l.spool.mu.Lock()
 	defer l.spool.mu.Unlock()

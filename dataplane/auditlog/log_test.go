@@ -491,11 +491,11 @@ func TestSegmentsDeletedAfterAckAndChainContinues(t *testing.T) {
 	if st.UnackedBatches != 0 {
 		t.Fatalf("unacked batches = %d", st.UnackedBatches)
 	}
-	if acked, err := l.Acked("file"); err != nil || acked != int64(st.Batches)-1 {
-		t.Fatalf("Acked(file) = %d, %v; want %d", acked, err, st.Batches-1)
+	if acked, err := l.Acked("file"); err != nil || acked != int64(st.Batches) {
+		t.Fatalf("Acked(file) = %d, %v; want %d (seqs start at 1)", acked, err, st.Batches)
 	}
 	l2, stop2 := startLog(t, cfg, newGateSink(t, sinkPath, true))
-	if got, want := l2.spool.nextSeq, int64(st.Batches); got != want {
+	if got, want := l2.spool.nextSeq, int64(st.Batches)+1; got != want {
 		t.Fatalf("next seq after restart = %d, want %d", got, want)
 	}
 	for i := range 10 {

@@ -12,9 +12,10 @@ import (
 	"github.com/mcpgw/mcpgw/internal/auditdb"
 )
 
-// SealedBatch is a spooled batch as sinks receive it: the batch, its
-// SHA-256 (the next batch's PrevHash) and the exact bytes that were hashed
-// and checksummed (CRC is auditdb.CRC32C(Raw)).
+// SealedBatch is a spooled batch as sinks receive it: the batch (its Lines
+// are the AuditBatch payload and CRC their CRC-32C), its Hash (the
+// AuditBatch hash and the next batch's PrevHash), and Raw, the spool record
+// it was read from.
 type SealedBatch struct {
 	auditdb.Batch
 	Hash [32]byte

@@ -2,7 +2,6 @@ package auditlog
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -83,7 +82,7 @@ type spool struct {
 
 type cursor struct {
 	name  string
-	acked int64 // last acknowledged seq of this epoch; -1 for none
+	acked int64 // last acknowledged seq of this epoch; 0 for none (seqs start at 1)
 	hash  [32]byte
 }
 
@@ -177,7 +176,8 @@ func openSpool(dir string, segBytes int64, consumers []string, log *slog.Logger)
 
 	// Segments that were fully acknowledged are deleted, so the chain head
 	// may only survive in a cursor.
-	s.nextSeq, s.prevHash = 0, [32]byte{}
+	// Seqs start at 1, as the AuditStream contract numbers them.
+	s.nextSeq, s.prevHash = 1, [32]byte{}
 	if haveLast {
 		s.nextSeq, s.prevHash = lastSeq+1, lastHash
 	}
@@ -240,7 +240,7 @@ func (s *spool) recoverSegment(seg *segment, last bool, rep *recoveryReport, ok 
 		if b.Seq > seg.lastSeq {
 			seg.lastSeq = b.Seq
 		}
-		ok(&b, sha256.Sum256(payload))
+		ok(&b, b.Hash())
 		off = end
 	}
 	seg.size = off
@@ -444,7 +444,7 @@ func (s *spool) ack(name string, seq int64, hash [32]byte) error {
 func (s *spool) minAcked() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	min := int64(-1)
+	min := int64(0)
 	first := true
 	for _, c := range s.consumers {
 		if first || c.acked < min {
@@ -592,7 +592,7 @@ func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
 			continue
 		}
 		r.after = b.Seq
-		out = append(out, SealedBatch{Batch: b, Hash: sha256.Sum256(payload), Raw: payload})
+		out = append(out, SealedBatch{Batch: b, Hash: b.Hash(), Raw: payload})
 		total += len(payload)
 	}
 	return out, nil
@@ -620,7 +620,7 @@ func readEpoch(dir string) (int64, error) {
 // readCursor loads a consumer's cursor; a missing cursor or one from an
 // earlier epoch means nothing of this epoch is acknowledged.
 func readCursor(dir, name string, epoch int64) (*cursor, error) {
-	c := &cursor{name: name, acked: -1}
+	c := &cursor{name: name}
 	b, err := os.ReadFile(filepath.Join(dir, cursorPrefix+name))
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil

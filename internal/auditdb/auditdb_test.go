@@ -43,7 +43,7 @@ func chain(epoch, from int64, prev [32]byte, events [][]audit.Event) []auditdb.B
 			b.Lines = append(e.AppendJSON(b.Lines), '\n')
 			b.Count++
 		}
-		b.CRC = auditdb.CRC32C(b.AppendBinary(nil))
+		b.CRC = auditdb.CRC32C(b.Lines)
 		prev = b.Hash()
 		out = append(out, b)
 	}
@@ -77,7 +77,7 @@ func TestIngestIsExactlyOnce(t *testing.T) {
 	s, pool := newStore(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	bs := chain(1, 0, [32]byte{}, [][]audit.Event{evts(now, 10, 0), evts(now, 5, 10)})
+	bs := chain(1, 1, [32]byte{}, [][]audit.Event{evts(now, 10, 0), evts(now, 5, 10)})
 	res, err := s.Ingest(ctx, node, bs...)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestIngestIsExactlyOnce(t *testing.T) {
 		t.Fatalf("first ingest: %+v", res)
 	}
 	// The replay overlaps: batch 1 again plus a new batch 2.
-	more := chain(1, 2, bs[1].Hash(), [][]audit.Event{evts(now, 3, 15)})
+	more := chain(1, 3, bs[1].Hash(), [][]audit.Event{evts(now, 3, 15)})
 	res, err = s.Ingest(ctx, node, bs[1], more[0])
 	if err != nil {
 		t.Fatal(err)
@@ -116,9 +116,9 @@ func TestIngestFlagsBrokenChainAndRefusesForgery(t *testing.T) {
 	s, pool := newStore(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	bs := chain(1, 0, [32]byte{}, [][]audit.Event{evts(now, 2, 0), evts(now, 2, 2), evts(now, 2, 4)})
+	bs := chain(1, 1, [32]byte{}, [][]audit.Event{evts(now, 2, 0), evts(now, 2, 2), evts(now, 2, 4)})
 	bs[2].PrevHash[0] ^= 0xff // link to something else
-	bs[2].CRC = auditdb.CRC32C(bs[2].AppendBinary(nil))
+	bs[2].CRC = auditdb.CRC32C(bs[2].Lines)
 	res, err := s.Ingest(ctx, node, bs...)
 	if err != nil {
 		t.Fatal(err)
@@ -133,17 +133,17 @@ func TestIngestFlagsBrokenChainAndRefusesForgery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.ChainComplete || !slices.Equal(rep.Epochs[0].BrokenLinks, []int64{2}) {
+	if rep.ChainComplete || !slices.Equal(rep.Epochs[0].BrokenLinks, []int64{3}) {
 		t.Fatalf("verify did not report the broken link: %+v", rep)
 	}
 
-	forged := chain(1, 1, bs[0].Hash(), [][]audit.Event{evts(now, 2, 100)})
+	forged := chain(1, 2, bs[0].Hash(), [][]audit.Event{evts(now, 2, 100)})
 	if _, err := s.Ingest(ctx, node, forged...); !errors.Is(err, auditdb.ErrConflict) {
 		t.Fatalf("forged batch for a stored seq: err = %v, want ErrConflict", err)
 	}
 
 	// A batch corrupted in transit is recorded (crc_ok = false) without its events.
-	bad := chain(1, 3, bs[2].Hash(), [][]audit.Event{evts(now, 2, 200)})
+	bad := chain(1, 4, bs[2].Hash(), [][]audit.Event{evts(now, 2, 200)})
 	bad[0].CRC ^= 1
 	res, err = s.Ingest(ctx, node, bad...)
 	if err != nil {
@@ -153,7 +153,7 @@ func TestIngestFlagsBrokenChainAndRefusesForgery(t *testing.T) {
 		t.Fatalf("corrupted batch: %+v", res)
 	}
 	rep, _ = s.Verify(ctx, node)
-	if !slices.Equal(rep.Epochs[0].CRCFailures, []int64{3}) || rep.ChainComplete {
+	if !slices.Equal(rep.Epochs[0].CRCFailures, []int64{4}) || rep.ChainComplete {
 		t.Fatalf("verify did not report the CRC failure: %+v", rep)
 	}
 	if rep.StoredEvents != rep.LedgerEvents {
@@ -172,7 +172,7 @@ func TestIngestRejectsEventsOutsideTheWindowWithAReason(t *testing.T) {
 	other := event(now, 5)
 	other.NodeID = uuid.NewString()
 	evs = append(evs, other)
-	res, err := s.Ingest(ctx, node, chain(1, 0, [32]byte{}, [][]audit.Event{evs})...)
+	res, err := s.Ingest(ctx, node, chain(1, 1, [32]byte{}, [][]audit.Event{evs})...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestIngestCreatesPartitions(t *testing.T) {
 	s, pool := newStore(t)
 	ctx := context.Background()
 	old := time.Now().UTC().Add(-20 * 24 * time.Hour) // before the migration's window
-	if _, err := s.Ingest(ctx, node, chain(1, 0, [32]byte{}, [][]audit.Event{evts(old, 4, 0)})...); err != nil {
+	if _, err := s.Ingest(ctx, node, chain(1, 1, [32]byte{}, [][]audit.Event{evts(old, 4, 0)})...); err != nil {
 		t.Fatal(err)
 	}
 	part := "audit_events_p" + old.Format("20060102")
@@ -216,10 +216,10 @@ func TestVerifyReportsGaps(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	bs := chain(5, 0, [32]byte{}, [][]audit.Event{evts(now, 1, 0), evts(now, 1, 1), evts(now, 1, 2), evts(now, 1, 3), nil})
+	bs := chain(5, 1, [32]byte{}, [][]audit.Event{evts(now, 1, 0), evts(now, 1, 1), evts(now, 1, 2), evts(now, 1, 3), nil})
 	// The last batch is a gap record: 7 events dropped at the edge.
 	bs[4].DroppedBefore, bs[4].GapFirst, bs[4].GapLast = 7, now, now.Add(time.Second)
-	bs[4].CRC = auditdb.CRC32C(bs[4].AppendBinary(nil))
+	bs[4].CRC = auditdb.CRC32C(bs[4].Lines)
 	// Batch 2 never arrives.
 	if _, err := s.Ingest(ctx, node, bs[0], bs[1], bs[3], bs[4]); err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func TestVerifyReportsGaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := rep.Epochs[0]
-	if rep.ChainComplete || !slices.Equal(e.Missing, []auditdb.SeqRange{{2, 2}}) || rep.Dropped != 7 {
+	if rep.ChainComplete || !slices.Equal(e.Missing, []auditdb.SeqRange{{3, 3}}) || rep.Dropped != 7 {
 		t.Fatalf("verify: %+v", rep)
 	}
 	if len(e.BrokenLinks) != 0 {
@@ -251,7 +251,7 @@ func TestQueryFiltersAndPaginates(t *testing.T) {
 	ctx := context.Background()
 	base := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
 	all := evts(base, 60, 0)
-	if _, err := s.Ingest(ctx, node, chain(1, 0, [32]byte{}, [][]audit.Event{all[:30], all[30:]})...); err != nil {
+	if _, err := s.Ingest(ctx, node, chain(1, 1, [32]byte{}, [][]audit.Event{all[:30], all[30:]})...); err != nil {
 		t.Fatal(err)
 	}
 	// Every page in order, newest first, no duplicates.
@@ -323,8 +323,8 @@ func TestIngestAllCoalescesNodes(t *testing.T) {
 		evB[i].NodeID = other
 	}
 	res, err := s.IngestAll(ctx,
-		auditdb.NodeBatches{Node: node, Batches: chain(1, 0, [32]byte{}, [][]audit.Event{evts(now, 3, 0), evts(now, 2, 3)})},
-		auditdb.NodeBatches{Node: other, Batches: chain(9, 0, [32]byte{}, [][]audit.Event{evB})},
+		auditdb.NodeBatches{Node: node, Batches: chain(1, 1, [32]byte{}, [][]audit.Event{evts(now, 3, 0), evts(now, 2, 3)})},
+		auditdb.NodeBatches{Node: other, Batches: chain(9, 1, [32]byte{}, [][]audit.Event{evB})},
 	)
 	if err != nil {
 		t.Fatal(err)

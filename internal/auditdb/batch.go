@@ -11,15 +11,17 @@ import (
 )
 
 // Batch is a sealed group of audit events as an edge spools and ships it and
-// as ingest records it in audit_ledger. Its encoding (AppendBinary) is the
-// unit that is checksummed, hashed and chained: a batch is immutable once
-// sealed, so a retry re-sends identical bytes and the control plane can
-// recompute the same hash from the fields it received.
+// as ingest records it in audit_ledger. A batch is immutable once sealed, so
+// a retry re-sends identical bytes. Its hash and CRC are defined as the
+// AuditStream contract (proto/mcpgw/v1 AuditBatch) defines them, over the
+// fields the wire carries, so the control plane recomputes exactly what the
+// edge chained: see Hash and CRC. AppendBinary is the spool's own framing
+// of all the fields; it is not what is hashed.
 type Batch struct {
 	// Epoch names one spool's life: a fresh spool directory starts a new
 	// epoch, and Seq restarts at 0 in it.
 	Epoch int64
-	// Seq is contiguous within an epoch.
+	// Seq is contiguous within an epoch, from 1.
 	Seq int64
 	// DroppedBefore counts events dropped (on_full: drop) between the
 	// previous batch and this one; GapFirst and GapLast bound their times.
@@ -28,7 +30,8 @@ type Batch struct {
 	DroppedBefore int64
 	GapFirst      time.Time
 	GapLast       time.Time
-	// PrevHash is the Hash of the previous batch of the epoch; zero for seq 0.
+	// PrevHash is the Hash of the previous batch of the epoch; zero (none)
+	// for seq 1.
 	PrevHash [32]byte
 	// Count is the number of events in Lines.
 	Count int
@@ -36,8 +39,8 @@ type Batch struct {
 	// (audit.Event.AppendJSON), each followed by '\n'.
 	Lines []byte
 
-	// CRC is the CRC-32C the sender computed over the encoding; it is not
-	// part of the encoding. Ingest records whether it matches.
+	// CRC is the CRC-32C the sender computed over Lines (the AuditBatch
+	// payload). Ingest records whether Lines still match it.
 	CRC uint32
 }
 
@@ -50,11 +53,11 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// CRC32C is the checksum the spool stores per record and audit_ledger.crc
-// holds: CRC-32C (Castagnoli) of an encoded batch.
+// CRC32C is CRC-32C (Castagnoli): what the spool stores per record (over
+// the record) and audit_ledger.crc holds (over a batch's Lines).
 func CRC32C(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
 
-// AppendBinary appends the canonical encoding of b: a fixed header (magic,
+// AppendBinary appends the spool encoding of b: a fixed header (magic,
 // version, epoch, seq, dropped_before, gap first/last as Unix µs or 0,
 // prev_hash, count; integers big-endian) followed by Lines.
 func (b *Batch) AppendBinary(dst []byte) []byte {
@@ -70,13 +73,23 @@ func (b *Batch) AppendBinary(dst []byte) []byte {
 	return append(dst, b.Lines...)
 }
 
-// Hash is the SHA-256 of the batch's encoding: the link the next batch
-// carries as PrevHash and audit_ledger.batch_hash.
+// Hash is the batch's link in its epoch's chain (AuditBatch.hash, the next
+// batch's PrevHash, audit_ledger.batch_hash): SHA-256 over PrevHash (32
+// zero bytes for none), Seq and DroppedBefore as 8-byte big-endian, and
+// Lines. Epoch and the gap times are not covered: the wire carries the
+// epoch once per stream and no gap times.
 func (b *Batch) Hash() [32]byte {
-	return sha256.Sum256(b.AppendBinary(make([]byte, 0, BatchHeaderSize+len(b.Lines))))
+	h := sha256.New()
+	var hdr [48]byte
+	copy(hdr[:32], b.PrevHash[:])
+	binary.BigEndian.PutUint64(hdr[32:], uint64(b.Seq))
+	binary.BigEndian.PutUint64(hdr[40:], uint64(b.DroppedBefore))
+	h.Write(hdr[:])
+	h.Write(b.Lines)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }
-
-func sha256Sum(p []byte) [32]byte { return sha256.Sum256(p) }
 
 // HasPrev reports whether PrevHash is set (every batch but an epoch's first).
 func (b *Batch) HasPrev() bool { return b.PrevHash != [32]byte{} }
@@ -98,8 +111,8 @@ func (b *Batch) EachLine(fn func(line []byte) error) error {
 	return nil
 }
 
-// DecodeBatch parses an encoded batch. Lines aliases p, and CRC is set to
-// the CRC-32C of p. It checks the framing (header, line count, newline
+// DecodeBatch parses a spool-encoded batch. Lines aliases p, and CRC is set
+// to the CRC-32C of Lines. It checks the framing (header, line count, newline
 // termination) but not the events themselves; ingest validates each event.
 func DecodeBatch(p []byte) (Batch, error) {
 	if len(p) < BatchHeaderSize {
@@ -124,7 +137,7 @@ func DecodeBatch(p []byte) (Batch, error) {
 	copy(b.PrevHash[:], h[40:72])
 	b.Count = int(binary.BigEndian.Uint32(h[72:]))
 	b.Lines = p[BatchHeaderSize:]
-	b.CRC = CRC32C(p)
+	b.CRC = CRC32C(b.Lines)
 	if b.Epoch < 0 || b.Seq < 0 || b.DroppedBefore < 0 {
 		return Batch{}, fmt.Errorf("audit batch: negative epoch %d, seq %d or dropped_before %d", b.Epoch, b.Seq, b.DroppedBefore)
 	}

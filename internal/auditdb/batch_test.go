@@ -1,6 +1,8 @@
 package auditdb_test
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ func TestBatchRoundTripAndHash(t *testing.T) {
 		!got.GapLast.Equal(b.GapLast) || got.PrevHash != b.PrevHash || string(got.Lines) != string(b.Lines) {
 		t.Fatalf("round trip changed the batch: %+v", got)
 	}
-	if got.Hash() != b.Hash() || got.CRC != auditdb.CRC32C(enc) {
+	if got.Hash() != b.Hash() || got.CRC != auditdb.CRC32C(got.Lines) {
 		t.Fatal("hash or CRC differs after a round trip")
 	}
 	// Any changed byte changes the hash.
@@ -33,7 +35,7 @@ func TestBatchRoundTripAndHash(t *testing.T) {
 }
 
 func TestDecodeBatchRejectsBadFraming(t *testing.T) {
-	good := chain(1, 0, [32]byte{}, [][]audit.Event{evts(time.Now(), 2, 0)})[0].AppendBinary(nil)
+	good := chain(1, 1, [32]byte{}, [][]audit.Event{evts(time.Now(), 2, 0)})[0].AppendBinary(nil)
 	for name, p := range map[string][]byte{
 		"short":         good[:10],
 		"bad magic":     append([]byte("XXXX"), good[4:]...),
@@ -52,7 +54,7 @@ func TestDecodeBatchRejectsBadFraming(t *testing.T) {
 // and whatever it accepts must re-encode to the same bytes (so the hash an
 // edge computed is the hash ingest recomputes).
 func FuzzDecodeBatch(f *testing.F) {
-	f.Add(chain(1, 0, [32]byte{}, [][]audit.Event{evts(time.Unix(1e9, 0), 2, 0)})[0].AppendBinary(nil))
+	f.Add(chain(1, 1, [32]byte{}, [][]audit.Event{evts(time.Unix(1e9, 0), 2, 0)})[0].AppendBinary(nil))
 	f.Add([]byte("MGAB\x01"))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		b, err := auditdb.DecodeBatch(p)
@@ -64,4 +66,28 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 		_ = b.EachLine(func([]byte) error { return nil })
 	})
+}
+
+// Hash is exactly what proto/mcpgw/v1 AuditBatch.hash defines: SHA-256 over
+// prev_hash (32 zero bytes when empty) || seq (8 bytes BE) ||
+// dropped_before (8 bytes BE) || payload.
+func TestHashIsTheWireContract(t *testing.T) {
+	b := chain(3, 7, [32]byte{9, 9}, [][]audit.Event{evts(time.Now(), 2, 0)})[0]
+	b.DroppedBefore = 5
+	var in []byte
+	in = append(in, b.PrevHash[:]...)
+	in = binary.BigEndian.AppendUint64(in, 7)
+	in = binary.BigEndian.AppendUint64(in, 5)
+	in = append(in, b.Lines...)
+	if b.Hash() != sha256.Sum256(in) {
+		t.Fatal("Batch.Hash differs from the AuditBatch.hash definition")
+	}
+	first := chain(3, 1, [32]byte{}, [][]audit.Event{evts(time.Now(), 1, 0)})[0]
+	in = append(make([]byte, 32), 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+	if first.Hash() != sha256.Sum256(append(in, first.Lines...)) {
+		t.Fatal("first batch: empty prev_hash must hash as 32 zero bytes")
+	}
+	if first.CRC != auditdb.CRC32C(first.Lines) {
+		t.Fatal("CRC is not over the payload")
+	}
 }

@@ -23,7 +23,7 @@ func BenchmarkIngest(b *testing.B) {
 			for i := range groups {
 				groups[i] = evts(now, 1000, i*1000)
 			}
-			batches := chain(1, 0, [32]byte{}, groups)
+			batches := chain(1, 1, [32]byte{}, groups)
 			b.ResetTimer()
 			start := time.Now()
 			for i := range b.N {

@@ -87,8 +87,8 @@ var ErrConflict = errors.New("audit batch conflicts with the stored batch of the
 //
 // Checks are recorded, never silently passed: a batch whose prev_hash does
 // not match the stored previous batch of its epoch (or whose previous batch
-// is missing) gets chain_ok = false; one whose CRC (Batch.CRC) does not
-// match its encoding gets crc_ok = false and none of its events stored;
+// is missing; seq 1 must have none) gets chain_ok = false; one whose CRC
+// (Batch.CRC) does not match its lines gets crc_ok = false and none of its events stored;
 // events that are invalid, claim another node, or fall outside the accepted
 // window (older than Retention, further ahead than MaxFuture) are not
 // stored and counted with a reason in rejected_count/rejected_reason.
@@ -202,9 +202,8 @@ type preparedBatch struct {
 
 func (p *preparedBatch) prepare(lo, hi time.Time) {
 	node := p.node
-	enc := p.b.AppendBinary(make([]byte, 0, BatchHeaderSize+len(p.b.Lines)))
-	p.hash = sha256Sum(enc)
-	p.crcOK = CRC32C(enc) == p.b.CRC
+	p.hash = p.b.Hash()
+	p.crcOK = CRC32C(p.b.Lines) == p.b.CRC
 	reasons := map[string]int{}
 	n := 0
 	err := p.b.EachLine(func(line []byte) error {
@@ -269,7 +268,7 @@ INSERT INTO audit_ledger (node_id, epoch, seq, event_count, first_ts, last_ts, b
 VALUES ($1::uuid, $2::bigint, $3::bigint, $4, $5, $6, $7, $8::bytea, $9, $10, $11, $12, $13, $14, $15,
     coalesce((SELECT l.batch_hash = $8::bytea FROM audit_ledger l
               WHERE l.node_id = $1::uuid AND l.epoch = $2::bigint AND l.seq = $3::bigint - 1),
-             $3::bigint = 0 AND $8::bytea IS NULL))
+             $3::bigint = 1 AND $8::bytea IS NULL))
 ON CONFLICT (node_id, epoch, seq) DO NOTHING
 RETURNING chain_ok`
 

@@ -33,7 +33,7 @@ type EpochReport struct {
 type Report struct {
 	Node   string
 	Epochs []EpochReport
-	// ChainComplete: every epoch's seqs are contiguous from 0, every link
+	// ChainComplete: every epoch's seqs are contiguous from 1, every link
 	// and CRC holds, and the stored event count matches the ledger.
 	ChainComplete bool
 	// LedgerEvents is what the ledger says was stored (events minus
@@ -54,7 +54,7 @@ type Report struct {
 const maxListed = 100
 
 // Verify checks node's chain in audit_ledger: per epoch, seqs contiguous
-// from 0, each prev_hash equal to the stored previous batch_hash, CRCs ok;
+// from 1, each prev_hash equal to the stored previous batch_hash, CRCs ok;
 // and the number of its events in audit_events against the ledger.
 func (s *Store) Verify(ctx context.Context, node string) (Report, error) {
 	rep := Report{Node: node}
@@ -90,8 +90,9 @@ FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
 		if cur == nil || cur.Epoch != epoch {
 			rep.Epochs = append(rep.Epochs, EpochReport{Epoch: epoch, FirstSeq: seq})
 			cur = &rep.Epochs[len(rep.Epochs)-1]
-			if seq > 0 {
-				cur.Missing = append(cur.Missing, SeqRange{0, seq - 1})
+			// Seqs start at 1 (the AuditStream contract).
+			if seq > 1 {
+				cur.Missing = append(cur.Missing, SeqRange{1, seq - 1})
 			} else if prev != nil {
 				cur.BrokenLinks = append(cur.BrokenLinks, seq)
 			}
