@@ -62,15 +62,11 @@ func (id *identity) renewAt() time.Time {
 	return t
 }
 
+// loadIdentity reads the node's key and certificate. The node id is the
+// certificate's common name, so the identity file alone is the identity;
+// node.json (id and group, for people and tools) is read when present.
 func loadIdentity(dir string) (*identity, nodeInfo, error) {
 	var info nodeInfo
-	b, err := os.ReadFile(filepath.Join(dir, nodeFile))
-	if err != nil {
-		return nil, info, err
-	}
-	if err := json.Unmarshal(b, &info); err != nil {
-		return nil, info, fmt.Errorf("reading %s: %w", nodeFile, err)
-	}
 	pemBytes, err := os.ReadFile(filepath.Join(dir, identityFile))
 	if err != nil {
 		return nil, info, err
@@ -78,6 +74,13 @@ func loadIdentity(dir string) (*identity, nodeInfo, error) {
 	id, err := parseIdentity(pemBytes)
 	if err != nil {
 		return nil, info, fmt.Errorf("reading %s: %w", identityFile, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, nodeFile)); err == nil {
+		_ = json.Unmarshal(b, &info) // informational only
+	}
+	info.NodeID = id.leaf.Subject.CommonName
+	if info.NodeID == "" {
+		return nil, info, fmt.Errorf("reading %s: the certificate names no node", identityFile)
 	}
 	return id, info, nil
 }
@@ -109,8 +112,9 @@ func newKeyAndCSR() (*ecdsa.PrivateKey, []byte, error) {
 	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
-// saveIdentity writes key + chain atomically and returns the parsed pair.
-func saveIdentity(dir string, key *ecdsa.PrivateKey, chainPEM []byte) (*identity, error) {
+// saveIdentity checks that chainPEM is a certificate for key naming node,
+// writes both atomically and returns the parsed pair.
+func saveIdentity(dir string, key *ecdsa.PrivateKey, chainPEM []byte, node string) (*identity, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("encoding node key: %w", err)
@@ -121,6 +125,9 @@ func saveIdentity(dir string, key *ecdsa.PrivateKey, chainPEM []byte) (*identity
 	id, err := parseIdentity(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("control plane returned a certificate that does not match the key: %w", err)
+	}
+	if cn := id.leaf.Subject.CommonName; cn != node {
+		return nil, fmt.Errorf("control plane issued a certificate for node %q, not %q", cn, node)
 	}
 	id.obtained = time.Now()
 	if err := writeFileAtomic(dir, identityFile, buf.Bytes(), 0o600); err != nil {
@@ -158,14 +165,15 @@ func (c *Client) enroll(ctx context.Context) (*identity, nodeInfo, error) {
 	if err := c.saveCABundle(resp.GetCaBundle(), true); err != nil {
 		return nil, nodeInfo{}, err
 	}
-	id, err := saveIdentity(c.cfg.StateDir, key, resp.GetCertificateChain())
-	if err != nil {
-		return nil, nodeInfo{}, err
-	}
+	// node.json first: the identity file is what marks the edge enrolled.
 	info := nodeInfo{NodeID: resp.GetNodeId(), NodeGroup: resp.GetNodeGroup()}
 	b, _ := json.Marshal(info)
 	if err := writeFileAtomic(c.cfg.StateDir, nodeFile, b, 0o600); err != nil {
 		return nil, nodeInfo{}, fmt.Errorf("saving %s: %w", nodeFile, err)
+	}
+	id, err := saveIdentity(c.cfg.StateDir, key, resp.GetCertificateChain(), info.NodeID)
+	if err != nil {
+		return nil, nodeInfo{}, err
 	}
 	return id, info, nil
 }
@@ -231,7 +239,7 @@ func (c *Client) renew(ctx context.Context, client mcpgwv1.NodeServiceClient) er
 	if err := c.saveCABundle(resp.GetCaBundle(), false); err != nil {
 		return err
 	}
-	id, err := saveIdentity(c.cfg.StateDir, key, resp.GetCertificateChain())
+	id, err := saveIdentity(c.cfg.StateDir, key, resp.GetCertificateChain(), c.NodeID())
 	if err != nil {
 		return err
 	}
