@@ -70,10 +70,30 @@ type testEdge struct {
 	AuditFile string
 	NodeID    string
 	GW        *gateway.Gateway
+	Log       *auditlog.Log
 	dir       string
 }
 
 func startEdge(t *testing.T, yaml string, authOpts ...enforce.AuthOptions) *testEdge {
+	t.Helper()
+	var o edgeOptions
+	if len(authOpts) > 0 {
+		o.Auth = authOpts[0]
+	}
+	return startEdgeWith(t, yaml, o)
+}
+
+// edgeOptions vary the test edge.
+type edgeOptions struct {
+	Auth enforce.AuthOptions
+	// Audit, when set, opens the audit log with this config (its Dir
+	// defaulted) and a file sink at AuditFile, instead of from the
+	// document's audit section.
+	Audit     *auditlog.Config
+	AuditFile string
+}
+
+func startEdgeWith(t *testing.T, yaml string, o edgeOptions) *testEdge {
 	t.Helper()
 	log := testLogger()
 	e := &testEdge{dir: t.TempDir()}
@@ -92,11 +112,7 @@ func startEdge(t *testing.T, yaml string, authOpts ...enforce.AuthOptions) *test
 	}, nil)
 	e.Mgr = mgr
 	e.Holder = enforce.NewHolder(log, nil)
-	var ao enforce.AuthOptions
-	if len(authOpts) > 0 {
-		ao = authOpts[0]
-	}
-	auth, err := enforce.NewAuthenticator(e.Holder, ao)
+	auth, err := enforce.NewAuthenticator(e.Holder, o.Auth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,10 +120,25 @@ func startEdge(t *testing.T, yaml string, authOpts ...enforce.AuthOptions) *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	alog, closeLog, err := auditlog.OpenDocument(ctx, *doc.Audit, e.dir, e.NodeID, log)
-	if err != nil {
+	var alog *auditlog.Log
+	closeLog := func() {}
+	if o.Audit != nil {
+		e.AuditFile = o.AuditFile
+		sink, err := auditlog.NewFileSink(o.AuditFile, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := *o.Audit
+		cfg.Dir = filepath.Join(e.dir, "spool")
+		cfg.Logger = log
+		if alog, err = auditlog.Open(cfg, sink); err != nil {
+			t.Fatal(err)
+		}
+		closeLog = func() { sink.Close() }
+	} else if alog, closeLog, err = auditlog.OpenDocument(ctx, *doc.Audit, e.dir, e.NodeID, log); err != nil {
 		t.Fatal(err)
 	}
+	e.Log = alog
 	rec, err := enforce.NewRecorder(enforce.RecorderOptions{Log: alog, NodeID: e.NodeID, Holder: e.Holder})
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +253,9 @@ func readEvents(t *testing.T, path string) []audit.Event {
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte(`{"gap":`)) {
+			continue // a counted loss under on_full: drop (docs/audit.md)
+		}
 		ev, err := audit.DecodeJSON(line)
 		if err != nil {
 			t.Fatalf("audit line does not validate: %v\n%s", err, line)
