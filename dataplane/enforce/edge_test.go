@@ -91,9 +91,11 @@ type edgeOptions struct {
 	// document's audit section.
 	Audit     *auditlog.Config
 	AuditFile string
+	// Discard records nothing (the gateway's default), for a baseline.
+	Discard bool
 }
 
-func startEdgeWith(t *testing.T, yaml string, o edgeOptions) *testEdge {
+func startEdgeWith(t testing.TB, yaml string, o edgeOptions) *testEdge {
 	t.Helper()
 	log := testLogger()
 	e := &testEdge{dir: t.TempDir()}
@@ -143,7 +145,11 @@ func startEdgeWith(t *testing.T, yaml string, o edgeOptions) *testEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := gateway.New(mgr, gateway.Options{Logger: log, Auth: auth, Decider: enforce.NewDecider(e.Holder), Record: rec})
+	var recorder gateway.Recorder = rec
+	if o.Discard {
+		recorder = gateway.Discard{}
+	}
+	gw := gateway.New(mgr, gateway.Options{Logger: log, Auth: auth, Decider: enforce.NewDecider(e.Holder), Record: recorder})
 	mgr.SetNotifier(gw)
 	e.Holder.SetNotifier(gw)
 	e.GW = gw
@@ -173,7 +179,7 @@ func startEdgeWith(t *testing.T, yaml string, o edgeOptions) *testEdge {
 	return e
 }
 
-func parseDoc(t *testing.T, yaml string) *document.Document {
+func parseDoc(t testing.TB, yaml string) *document.Document {
 	t.Helper()
 	doc, err := document.Parse(strings.NewReader(yaml), "test.yaml")
 	if err != nil {
@@ -183,7 +189,7 @@ func parseDoc(t *testing.T, yaml string) *document.Document {
 }
 
 // newKey makes an API key and its principal line.
-func newKey(t *testing.T) (key, sum string) {
+func newKey(t testing.TB) (key, sum string) {
 	t.Helper()
 	key, err := policy.GenerateKey(rand.Reader)
 	if err != nil {
