@@ -106,19 +106,19 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, rq *Reque
 
 // lookupSession finds the request's session or answers 400 (no id) or 404
 // (unknown, expired, or another principal's: never reveal which).
-func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request, p Principal) *session.Session {
+func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request, p Principal, id json.RawMessage) *session.Session {
 	sid := r.Header.Get("Mcp-Session-Id")
 	if sid == "" {
-		writeRPCError(w, http.StatusBadRequest, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: missing Mcp-Session-Id header (initialize first)"))
+		writeRPCError(w, http.StatusBadRequest, id, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: missing Mcp-Session-Id header (initialize first)"))
 		return nil
 	}
 	s := g.sessions.Get(sid)
 	if s == nil || s.Principal != p.Name {
-		writeRPCError(w, http.StatusNotFound, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: unknown or expired session; initialize a new one"))
+		writeRPCError(w, http.StatusNotFound, id, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: unknown or expired session; initialize a new one"))
 		return nil
 	}
 	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && v != s.Version {
-		writeRPCError(w, http.StatusBadRequest, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: MCP-Protocol-Version %q does not match the session's negotiated %q", v, s.Version))
+		writeRPCError(w, http.StatusBadRequest, id, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: MCP-Protocol-Version %q does not match the session's negotiated %q", v, s.Version))
 		return nil
 	}
 	return s
@@ -166,7 +166,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		g.serveModern(w, r, st, m, rq)
 		return
 	}
-	sess := g.lookupSession(w, r, rq.Principal)
+	sess := g.lookupSession(w, r, rq.Principal, m.ID)
 	if sess == nil {
 		return
 	}
@@ -364,7 +364,7 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 	if !g.authenticate(w, r, rq) {
 		return
 	}
-	sess := g.lookupSession(w, r, rq.Principal)
+	sess := g.lookupSession(w, r, rq.Principal, nil)
 	if sess == nil {
 		return
 	}
@@ -432,7 +432,7 @@ func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
 	if !g.authenticate(w, r, rq) {
 		return
 	}
-	sess := g.lookupSession(w, r, rq.Principal)
+	sess := g.lookupSession(w, r, rq.Principal, nil)
 	if sess == nil {
 		return
 	}
