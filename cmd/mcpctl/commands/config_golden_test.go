@@ -52,6 +52,7 @@ func TestGoldenConfig(t *testing.T) {
 	policy := writeFile(t, dir, "policy.yaml", policyYAML)
 
 	tr.ok("version")
+	tr.ok("version", "-o", "json")
 	tr.ok("apply", "-f", backends, "-f", policy, "--dry-run")
 	tr.ok("apply", "-f", dir)
 	tr.ok("apply", "-f", dir) // unchanged: no new revision
@@ -80,6 +81,7 @@ func TestGoldenConfig(t *testing.T) {
 	changed = strings.Replace(changed, "  - {role: readonly, subjects: [\"user:bob\"]}\n", "", 1)
 	writeFile(t, dir, "policy.yaml", changed)
 	tr.ok("apply", "-f", dir, "--dry-run", "--prune")
+	tr.ok("apply", "-f", dir, "--dry-run", "--prune", "-o", "json")
 	tr.ok("apply", "-f", dir, "--prune")
 	tr.ok("get", "bindings")
 

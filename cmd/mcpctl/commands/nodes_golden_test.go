@@ -167,5 +167,11 @@ func TestGoldenNodesAndRollout(t *testing.T) {
 	if code != exitFailure || !strings.Contains(errOut, "timed out after 1s waiting for revision 4: ") {
 		t.Fatalf("apply --wait with a silent edge: exit %d, stderr %q", code, errOut)
 	}
+
+	// Revoking a node: it drops out of the list, and --all shows it.
+	edgeA := nodes.GetNodes()[slices.IndexFunc(nodes.GetNodes(), func(n *mcpgwv1.Node) bool { return n.GetName() == "edge-a" })]
+	tr.ok("delete", "node", edgeA.GetId())
+	tr.ok("nodes")
+	tr.ok("nodes", "--all")
 	tr.check("nodes")
 }
