@@ -135,7 +135,7 @@ func benchInterleaved(b *testing.B, targets []benchTarget, sessions int, client 
 			if t.proc != nil {
 				c0 = t.proc.cpu(b)
 			}
-			r := runResult{Summary: loadRun(b, Config{URL: t.url, Tool: t.tool, Sessions: sessions, Calls: int64(per), Client: client})}
+			r := runResult{Summary: loadRun(b, Config{URL: t.url, Tool: t.tool, Key: benchKey, Sessions: sessions, Calls: int64(per), Client: client})}
 			if t.proc != nil && r.OK > 0 {
 				r.CPUus = float64((t.proc.cpu(b) - c0).Microseconds()) / float64(r.OK)
 			}

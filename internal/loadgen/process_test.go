@@ -99,8 +99,9 @@ type hopProcess struct {
 // backendURL as its only backend and waits until it lists the echo tool.
 func startEdgeProcess(tb testing.TB, backendURL string) *hopProcess {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "mcpgw.yaml")
-	if err := os.WriteFile(path, []byte(edgeConfig(backendURL)), 0o600); err != nil {
+	dir := tb.TempDir()
+	path := filepath.Join(dir, "mcpgw.yaml")
+	if err := os.WriteFile(path, []byte(edgeConfig(backendURL, dir)), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	var cmd *exec.Cmd
@@ -248,7 +249,7 @@ func BenchmarkEdgeMemory(b *testing.B) {
 	tr := NewTransport(16)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	sessions, err := OpenSessions(b.Context(), client, p.url, "", idleSessions)
+	sessions, err := OpenSessions(b.Context(), client, p.url, benchKey, idleSessions)
 	if err != nil {
 		b.Fatalf("opening %d sessions: %v\n%s", idleSessions, err, p.log())
 	}
@@ -274,7 +275,7 @@ func TestHopProcesses(t *testing.T) {
 	if rss, anon := p.rss(t); rss < 1<<20 || anon <= 0 || anon > rss {
 		t.Errorf("edge RSS %d bytes, %d anonymous: implausible", rss, anon)
 	}
-	sessions, err := OpenSessions(t.Context(), http.DefaultClient, p.url, "", 20)
+	sessions, err := OpenSessions(t.Context(), http.DefaultClient, p.url, benchKey, 20)
 	if err != nil {
 		t.Fatal(err)
 	}
