@@ -172,10 +172,13 @@ func Run(ctx context.Context, cfg Config) error {
 	g, ctx := errgroup.WithContext(ctx)
 	// Backends outlive the front doors so in-flight calls can finish.
 	backendCtx, stopBackends := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBackends()
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Run(backendCtx) }()
-	defer func() { stopBackends(); <-mgrDone }()
+	defer func() {
+		stopBackends()
+		<-mgrDone
+		log.Info("edge stopped")
+	}()
 
 	w := &watcher{path: cfg.ConfigFile, mgr: mgr, log: log, reloads: reloads}
 	if err := w.load(ctx); err != nil {
@@ -237,7 +240,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if errors.Is(err, errStdinClosed) {
 		err = nil
 	}
-	log.Info("edge stopped", "err", err)
 	return err
 }
 

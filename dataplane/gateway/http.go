@@ -217,8 +217,17 @@ func writeJSON(w http.ResponseWriter, body []byte, auditID string) {
 	_, _ = w.Write(body)
 }
 
-// readBody reads the whole body once into memory, bounded.
+// bodyReadTimeout bounds reading one request body, so a client that
+// trickles its body cannot hold a handler forever. (A server-wide
+// ReadTimeout would also cut long-lived response streams.)
+const bodyReadTimeout = 30 * time.Second
+
+// readBody reads the whole body once into memory, bounded in size and time.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
