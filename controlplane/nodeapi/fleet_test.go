@@ -357,6 +357,10 @@ func simulatedEdge(ctx context.Context, client mcpgwv1.NodeServiceClient, first 
 		return err
 	}
 	released := false
+	// Reused across snapshots: a thousand edges allocating a fresh inflater
+	// per push on one machine would measure this process's GC, not the CP.
+	var zr *gzip.Reader
+	var buf bytes.Buffer
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -369,13 +373,19 @@ func simulatedEdge(ctx context.Context, client mcpgwv1.NodeServiceClient, first 
 		s := m.GetSnapshot()
 		raw := s.GetPayload()
 		if s.GetPayloadEncoding() == mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO_GZIP {
-			zr, err := gzip.NewReader(bytes.NewReader(raw))
+			if zr == nil {
+				zr, err = gzip.NewReader(bytes.NewReader(raw))
+			} else {
+				err = zr.Reset(bytes.NewReader(raw))
+			}
 			if err != nil {
 				return err
 			}
-			if raw, err = io.ReadAll(io.LimitReader(zr, int64(s.GetPayloadSize())+1)); err != nil {
+			buf.Reset()
+			if _, err := buf.ReadFrom(io.LimitReader(zr, int64(s.GetPayloadSize())+1)); err != nil {
 				return err
 			}
+			raw = buf.Bytes()
 		}
 		sum := sha256.Sum256(raw)
 		if hex.EncodeToString(sum[:]) != s.GetHash() {
