@@ -106,9 +106,9 @@ func (s *Server) claim(ctx context.Context, node string) (context.Context, func(
 	}, nil
 }
 
-// streamState is one stream's view of its node's epoch. Wire seqs are the
-// spool's seqs plus one: the protocol numbers batches from 1 so that an ack
-// of 0 means "nothing", while the spool and the ledger count from 0.
+// streamState is one stream's view of its node's epoch. Seqs count from 1
+// on the wire, in the spool and in the ledger, so an ack of 0 means
+// "nothing".
 type streamState struct {
 	node     string
 	epoch    int64
@@ -184,9 +184,9 @@ func (s *Server) serve(ctx context.Context, node string, stream AuditStreamServe
 	// Answer the hello with what the ledger holds; while it cannot be read,
 	// tell the edge to hold on.
 	for {
-		held, err := s.cfg.Store.LedgerHeld(ctx, node, st.epoch, int64(start-1))
+		held, err := s.cfg.Store.LedgerHeld(ctx, node, st.epoch, int64(start))
 		if err == nil {
-			st.acked = max(st.acked, uint64(held.Through+1))
+			st.acked = max(st.acked, uint64(held.Through))
 			if held.PrevMissing && start > 1 {
 				s.metrics.notices.Inc()
 				if err := send(notice(0, mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_SEQ_GAP, 0,
@@ -302,27 +302,27 @@ func (s *Server) receive(st *streamState, m *mcpgwv1.AuditStreamRequest) error {
 	return nil
 }
 
-// wireBatch turns a received batch into the auditdb.Batch whose encoding
-// the edge hashed. The payload is the spool's record (auditdb.Batch
-// encoding), decoded as is; the stream's epoch and seq and the CRC the edge
-// sent are then imposed, so a payload corrupted in transit (or a header
-// that disagrees with the stream) no longer matches its CRC and is recorded
-// with crc_ok = false, its events not stored. A payload too damaged to
-// decode is recorded from the message's fields alone, flagged the same way.
+// wireBatch turns a received batch into the auditdb.Batch the edge sealed:
+// the payload is its canonical JSON lines, and the hash and CRC the edge
+// computed are over fields the message carries, so ingest recomputes them
+// and records (never silently accepts) a mismatch. Only the gap times of a
+// batch after on_full: drop do not travel; the ledger keeps the count.
 func wireBatch(epoch int64, wb *mcpgwv1.AuditBatch) (auditdb.Batch, error) {
-	if int32(wb.GetPayloadEncoding()) != auditdb.PayloadEncodingBatch {
-		return auditdb.Batch{}, fmt.Errorf("%w: payload_encoding %v is not accepted; send %d (the spool's batch record)",
-			errProtocol, wb.GetPayloadEncoding(), auditdb.PayloadEncodingBatch)
+	if wb.GetPayloadEncoding() != mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL {
+		return auditdb.Batch{}, fmt.Errorf("%w: payload_encoding %v is not accepted yet; send PAYLOAD_ENCODING_JSONL",
+			errProtocol, wb.GetPayloadEncoding())
 	}
 	if p := wb.GetPrevHash(); len(p) != 0 && len(p) != 32 {
 		return auditdb.Batch{}, fmt.Errorf("%w: prev_hash has %d bytes, want 32", errProtocol, len(p))
 	}
-	b, err := auditdb.DecodeBatch(wb.GetPayload())
-	if err != nil {
-		b = auditdb.Batch{DroppedBefore: int64(min(wb.GetDroppedBefore(), math.MaxInt64)), Count: int(wb.GetEventCount())}
-		copy(b.PrevHash[:], wb.GetPrevHash())
+	if wb.GetDroppedBefore() > math.MaxInt64 {
+		return auditdb.Batch{}, fmt.Errorf("%w: dropped_before %d out of range", errProtocol, wb.GetDroppedBefore())
 	}
-	b.Epoch, b.Seq, b.CRC = epoch, int64(wb.GetSeq()-1), wb.GetCrc32C()
+	b := auditdb.Batch{
+		Epoch: epoch, Seq: int64(wb.GetSeq()), DroppedBefore: int64(wb.GetDroppedBefore()),
+		Count: int(wb.GetEventCount()), Lines: wb.GetPayload(), CRC: wb.GetCrc32C(),
+	}
+	copy(b.PrevHash[:], wb.GetPrevHash())
 	return b, nil
 }
 
@@ -335,7 +335,7 @@ func (s *Server) committed(ctx context.Context, st *streamState, req *commitReq,
 			// A different batch under a committed seq: resending the same
 			// sealed bytes cannot fix it, and acking would claim it stored.
 			s.metrics.notices.Inc()
-			_ = send(notice(uint64(req.batches[0].Seq+1), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN, 0, r.err.Error()))
+			_ = send(notice(uint64(req.batches[0].Seq), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN, 0, r.err.Error()))
 			return r.err
 		}
 		s.cfg.Logger.Warn("audit ingest failed; edge paused, batches kept for retry", "node", st.node, "batches", n, "err", r.err)
@@ -355,7 +355,7 @@ func (s *Server) committed(ctx context.Context, st *streamState, req *commitReq,
 			return err
 		}
 	}
-	st.acked = max(st.acked, uint64(last+1))
+	st.acked = max(st.acked, uint64(last))
 	if err := send(&mcpgwv1.AuditStreamResponse{Msg: &mcpgwv1.AuditStreamResponse_Ack{Ack: &mcpgwv1.AuditAck{AckedThroughSeq: st.acked}}}); err != nil {
 		return err
 	}
@@ -373,7 +373,7 @@ func (s *Server) committed(ctx context.Context, st *streamState, req *commitReq,
 	return nil
 }
 
-// reportFlags sends a notice for every batch of first..last (spool seqs)
+// reportFlags sends a notice for every batch of first..last
 // the ledger recorded as flagged. The aggregate result of a coalesced
 // commit does not say whose batches were flagged; the ledger does.
 func (s *Server) reportFlags(ctx context.Context, st *streamState, first, last int64, send func(*mcpgwv1.AuditStreamResponse) error) error {
@@ -388,13 +388,13 @@ func (s *Server) reportFlags(ctx context.Context, st *streamState, first, last i
 		var m *mcpgwv1.AuditStreamResponse
 		switch {
 		case !row.CRCOK:
-			m = notice(uint64(row.Seq+1), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CRC_MISMATCH, uint64(row.EventCount),
+			m = notice(uint64(row.Seq), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CRC_MISMATCH, uint64(row.EventCount),
 				"payload does not match crc32c; recorded, events not stored")
 		case !row.ChainOK:
-			m = notice(uint64(row.Seq+1), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN, 0,
+			m = notice(uint64(row.Seq), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN, 0,
 				"prev_hash is not the hash of the stored batch before it; recorded and flagged")
 		case row.Rejected > 0:
-			m = notice(uint64(row.Seq+1), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_EVENTS_REJECTED, uint64(row.Rejected), row.RejectedReason)
+			m = notice(uint64(row.Seq), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_EVENTS_REJECTED, uint64(row.Rejected), row.RejectedReason)
 		default:
 			continue
 		}
@@ -404,7 +404,7 @@ func (s *Server) reportFlags(ctx context.Context, st *streamState, first, last i
 		}
 		if !row.CRCOK && !row.ChainOK {
 			s.metrics.notices.Inc()
-			if err := send(notice(uint64(row.Seq+1), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN, 0,
+			if err := send(notice(uint64(row.Seq), mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN, 0,
 				"prev_hash is not the hash of the stored batch before it; recorded and flagged")); err != nil {
 				return err
 			}

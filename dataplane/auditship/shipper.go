@@ -22,7 +22,6 @@ import (
 
 	"github.com/mcpgw/mcpgw/dataplane/auditlog"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
-	"github.com/mcpgw/mcpgw/internal/auditdb"
 )
 
 // Defaults for Config.
@@ -205,7 +204,7 @@ func (s *Shipper) session(ctx context.Context, first *delivery) (next *delivery,
 	}
 	s.stats.sessions.Add(1)
 	epoch := cur.batches[0].Epoch
-	start := uint64(cur.batches[0].Seq) + 1 // wire seqs count from 1
+	start := uint64(cur.batches[0].Seq)
 	if err := stream.Send(&mcpgwv1.AuditStreamRequest{Msg: &mcpgwv1.AuditStreamRequest_Hello{Hello: &mcpgwv1.AuditHello{
 		SpoolEpoch: uint64(epoch), NextUnackedSeq: start,
 	}}}); err != nil {
@@ -242,7 +241,7 @@ func (s *Shipper) session(ctx context.Context, first *delivery) (next *delivery,
 	defer deadline.Stop()
 	defer probeTime.Stop()
 	probeTime.Stop()
-	wire := func(b *auditlog.SealedBatch) uint64 { return uint64(b.Seq) + 1 }
+	wire := func(b *auditlog.SealedBatch) uint64 { return uint64(b.Seq) }
 
 	for {
 		// Send what the window allows.
@@ -341,16 +340,16 @@ func (s *Shipper) session(ctx context.Context, first *delivery) (next *delivery,
 	}
 }
 
-// wireBatch is the AuditStream message for a spooled batch: the record
-// exactly as sealed (so a retry sends identical bytes), with its CRC-32C and
-// hash, and the header fields repeated for the control plane's checks.
+// wireBatch is the AuditStream message for a spooled batch: its lines
+// exactly as sealed (so a retry sends identical bytes), their CRC-32C, and
+// the chain fields the control plane recomputes the hash from.
 func wireBatch(b *auditlog.SealedBatch) *mcpgwv1.AuditStreamRequest {
 	wb := &mcpgwv1.AuditBatch{
-		Seq:             uint64(b.Seq) + 1,
-		Payload:         b.Raw,
-		PayloadEncoding: mcpgwv1.PayloadEncoding(auditdb.PayloadEncodingBatch),
+		Seq:             uint64(b.Seq),
+		Payload:         b.Lines,
+		PayloadEncoding: mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL,
 		EventCount:      uint32(b.Count),
-		Crc32C:          auditdb.CRC32C(b.Raw),
+		Crc32C:          b.CRC,
 		DroppedBefore:   uint64(b.DroppedBefore),
 		Hash:            b.Hash[:],
 	}

@@ -14,7 +14,7 @@ type Held struct {
 	// start up to it is in the ledger; start-1 when the start itself is
 	// missing.
 	Through int64
-	// PrevMissing is true when start > 0 and seq start-1 is not in the
+	// PrevMissing is true when start > 1 and seq start-1 is not in the
 	// ledger: the edge no longer holds batches the control plane never
 	// received (a gap VerifyAudit will report).
 	PrevMissing bool
@@ -40,7 +40,7 @@ func (s *Store) LedgerHeld(ctx context.Context, node string, epoch, start int64)
 		return Held{}, fmt.Errorf("audit ledger: reading node %s epoch %d: %w", node, epoch, err)
 	}
 	defer rows.Close()
-	h := Held{Through: start - 1, PrevMissing: start > 0}
+	h := Held{Through: start - 1, PrevMissing: start > 1}
 	for rows.Next() {
 		var seq int64
 		if err := rows.Scan(&seq); err != nil {
