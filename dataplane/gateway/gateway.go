@@ -220,8 +220,13 @@ func (g *Gateway) serverCapabilities(st *state.State) json.RawMessage {
 	return json.RawMessage(sb.String())
 }
 
+// errClientCancelled is the cause of a request's context when the client
+// sent notifications/cancelled for it.
+var errClientCancelled = errors.New("cancelled by the client")
+
 // serve runs one request through the chain and returns the response bytes
-// to send (never nil).
+// to send, or nil when the client cancelled the request (a cancelled
+// request gets no response, 2025-11-25 utilities/cancellation).
 func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Session, m *message, out Outbound, rq *Request) []byte {
 	rq.Method = m.Method
 	rq.ID = m.ID
@@ -230,10 +235,10 @@ func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Sess
 		rq.ProtocolVersion = sess.Version
 		rq.ClientName, rq.ClientVersion = sess.ClientName, sess.ClientVersion
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	if sess != nil {
-		defer sess.Track(m.ID, cancel)()
+		defer sess.Track(m.ID, func() { cancel(errClientCancelled) })()
 	}
 
 	var result, rerr json.RawMessage
@@ -247,6 +252,11 @@ func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Sess
 		rq.Status = StatusOK
 	}
 	resp := rpc.AppendResponse(make([]byte, 0, len(result)+len(rerr)+64), m.ID, result, rerr)
+	if errors.Is(context.Cause(ctx), errClientCancelled) {
+		rq.Status = StatusCancelled
+		g.finish(ctx, m.ID, rq, nil)
+		return nil
+	}
 	return g.finish(ctx, m.ID, rq, resp)
 }
 
@@ -654,7 +664,7 @@ func (g *Gateway) ListsChanged(kinds []catalog.Kind) {
 		n := k.ChangedNotification()
 		if !seen[n] {
 			seen[n] = true
-			msgs = append(msgs, rpc.AppendNotification(nil, n, nil))
+			msgs = append(msgs, rpc.AppendNotification(nil, n, json.RawMessage("{}")))
 		}
 	}
 	g.sessions.Range(func(s *session.Session) bool {
@@ -666,7 +676,7 @@ func (g *Gateway) ListsChanged(kinds []catalog.Kind) {
 		return true
 	})
 	for _, k := range kinds {
-		g.notifyListeners(k.ChangedNotification(), nil, func(l *listener) bool {
+		g.notifyListeners(k.ChangedNotification(), json.RawMessage("{}"), func(l *listener) bool {
 			switch k {
 			case catalog.Tools:
 				return l.tools

@@ -325,13 +325,25 @@ func (rw *replyWriter) ping() {
 	rw.keepAlive.Reset(rw.every)
 }
 
-// finish writes the response and ends the reply.
+// finish writes the response and ends the reply. A nil resp (the client
+// cancelled the request) ends the reply without one: an SSE stream closes
+// empty; a client that cannot take SSE gets 202 and no body.
 func (rw *replyWriter) finish(resp []byte, auditID string) {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	rw.done = true
 	if rw.keepAlive != nil {
 		rw.keepAlive.Stop()
+	}
+	if resp == nil {
+		switch {
+		case rw.sse:
+		case rw.canSSE:
+			rw.upgradeLocked()
+		default:
+			rw.w.WriteHeader(http.StatusAccepted)
+		}
+		return
 	}
 	if !rw.sse {
 		writeJSON(rw.w, resp, auditID)

@@ -153,6 +153,8 @@ func (g *Gateway) serveStdioLine(ctx context.Context, sess *session.Session, p P
 		return
 	}
 	wg.Go(func() {
-		_ = out.Send(g.serve(ctx, st, sess, m, out, rq))
+		if resp := g.serve(ctx, st, sess, m, out, rq); resp != nil {
+			_ = out.Send(resp)
+		}
 	})
 }
