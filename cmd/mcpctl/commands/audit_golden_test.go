@@ -43,10 +43,11 @@ func auditEvents(node string, end time.Time, n int) []audit.Event {
 // them the way the AuditStream server does.
 func ingest(t *testing.T, st *auditdb.Store, node string, perBatch [][]audit.Event, skip map[int64]bool) {
 	t.Helper()
-	(&auditChain{st: st, node: node}).ingest(t, perBatch, skip)
+	(&auditChain{st: st, node: node, seq: 1}).ingest(t, perBatch, skip)
 }
 
-// auditChain is one node's epoch, continued across ingest calls.
+// auditChain is one node's epoch, continued across ingest calls; seq is
+// the next batch's (epochs start at 1).
 type auditChain struct {
 	st   *auditdb.Store
 	node string
@@ -64,7 +65,7 @@ func (ch *auditChain) ingest(t *testing.T, perBatch [][]audit.Event, skip map[in
 			b.Lines = append(e.AppendJSON(b.Lines), '\n')
 			b.Count++
 		}
-		b.CRC = auditdb.CRC32C(b.AppendBinary(nil))
+		b.CRC = auditdb.CRC32C(b.Lines) // AuditBatch.crc32c covers the payload
 		ch.prev = b.Hash()
 		if !skip[b.Seq] {
 			bs = append(bs, b)
@@ -83,7 +84,7 @@ func TestGoldenAudit(t *testing.T) {
 	evA := auditEvents(nodeA, end, 6)
 	ingest(t, cp.audit, nodeA, [][]audit.Event{evA[:3], evA[3:]}, nil)
 	evB := auditEvents(nodeB, end.Add(-time.Hour), 3)
-	ingest(t, cp.audit, nodeB, [][]audit.Event{evB[:1], evB[1:2], evB[2:]}, map[int64]bool{1: true})
+	ingest(t, cp.audit, nodeB, [][]audit.Event{evB[:1], evB[1:2], evB[2:]}, map[int64]bool{2: true})
 
 	tr.ok("audit", "query")
 	tr.ok("audit", "query", "--principal", "alice", "--decision", "deny")
@@ -100,7 +101,7 @@ func TestGoldenAudit(t *testing.T) {
 	// jsonl: one event per line, keys exactly the proto field names (the
 	// audit_events columns), every column present.
 	lines := strings.Split(strings.TrimSuffix(jsonl, "\n"), "\n")
-	if len(lines) != 2 { // seq 1 of node B never arrived
+	if len(lines) != 2 { // seq 2 of node B never arrived
 		t.Fatalf("jsonl has %d lines:\n%s", len(lines), jsonl)
 	}
 	var first map[string]any
@@ -152,7 +153,7 @@ func TestAuditTail(t *testing.T) {
 		code, out, errOut := c.run("audit", "tail", "--principal", "alice", "--limit", "2", "-o", "jsonl")
 		done <- result{code, out, errOut}
 	}()
-	chain := &auditChain{st: cp.audit, node: nodeA}
+	chain := &auditChain{st: cp.audit, node: nodeA, seq: 1}
 	deadline := time.After(30 * time.Second)
 	for {
 		select {
