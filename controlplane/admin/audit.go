@@ -111,8 +111,7 @@ func (s *Server) VerifyAudit(ctx context.Context, req *mcpgwv1.VerifyAuditReques
 	return out, nil
 }
 
-// TailAudit needs commit notifications from the audit ingest, which do not
-// exist yet; it says so rather than pretending to stream.
-func (s *Server) TailAudit(*mcpgwv1.TailAuditRequest, mcpgwv1.AdminService_TailAuditServer) error {
-	return status.Error(codes.Unimplemented, "TailAudit is not implemented yet in this control plane; use QueryAudit (mcpctl audit query) meanwhile")
+// TailAudit streams committed audit events live (audit_tail.go).
+func (s *Server) TailAudit(req *mcpgwv1.TailAuditRequest, stream mcpgwv1.AdminService_TailAuditServer) error {
+	return s.tailAudit(req, stream)
 }
