@@ -24,8 +24,9 @@ type Source interface {
 
 // BuilderConfig tunes a Builder. Zero values take the defaults.
 type BuilderConfig struct {
-	// Debounce is how long to wait after a change notice before loading,
-	// so a burst of commits costs one rebuild. Default 50ms.
+	// Debounce is the minimum time between two rebuilds, so a burst of
+	// commits costs one rebuild per Debounce. A change after a quiet period
+	// is built at once. Default 50ms.
 	Debounce time.Duration
 	// PollInterval is how often the head revision is compared with the
 	// cache's, in case a notification was lost (listener reconnecting,
@@ -122,6 +123,7 @@ func (b *Builder) build(ctx context.Context) error {
 	const minRetry, maxRetry = 200 * time.Millisecond, 5 * time.Second
 	retryIn := minRetry
 	var retry <-chan time.Time
+	var lastBuild time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -130,13 +132,17 @@ func (b *Builder) build(ctx context.Context) error {
 		case <-retry:
 		}
 		retry = nil
-		if !sleep(ctx, b.cfg.Debounce) {
+		// Leading-edge debounce: the first change after a quiet spell is
+		// built at once (no added push latency); changes that follow within
+		// Debounce wait for the window to end and share one rebuild.
+		if !sleep(ctx, b.cfg.Debounce-time.Since(lastBuild)) {
 			return nil
 		}
-		select { // kicks that arrived while debouncing are covered by this load
+		select { // kicks that arrived while waiting are covered by this load
 		case <-b.kick:
 		default:
 		}
+		lastBuild = time.Now()
 		if err := b.refresh(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -167,8 +173,12 @@ func (b *Builder) refresh(ctx context.Context) error {
 	return nil
 }
 
-// sleep waits for d or ctx; it reports whether ctx is still live.
+// sleep waits for d (not at all if d <= 0) or ctx; it reports whether ctx
+// is still live.
 func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,5 +232,70 @@ func TestBuilderFollowsTheStore(t *testing.T) {
 				t.Errorf("snapshot differs from the store's config\nstore:    %s\nsnapshot: %s", prototext.Format(want), prototext.Format(&got))
 			}
 		})
+	}
+}
+
+// countingSource counts full config loads.
+type countingSource struct {
+	*store.NodeStore
+	loads atomic.Int64
+}
+
+func (c *countingSource) LoadSnapshotResources(ctx context.Context) (int64, time.Time, *mcpgwv1.SnapshotResources, error) {
+	c.loads.Add(1)
+	return c.NodeStore.LoadSnapshotResources(ctx)
+}
+
+// A change after a quiet spell is built at once; a burst of changes shares
+// rebuilds.
+func TestBuilderDebounce(t *testing.T) {
+	pool := pgtest.NewPool(t, pgtest.NewDatabase(t))
+	st := store.New(pool)
+	src := &countingSource{NodeStore: store.NewNodeStore(pool)}
+	cache := snapshot.NewCache()
+	const debounce = time.Second
+	b := snapshot.NewBuilder(src, cache, snapshot.BuilderConfig{Debounce: debounce, PollInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	meta := store.Meta{Actor: "test", Operation: "test"}
+	wait := func(rev int64) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for cache.Revision() != rev {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("cache at %d, want %d", cache.Revision(), rev)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	time.Sleep(debounce + 100*time.Millisecond) // past the initial load's window
+
+	res, err := st.ApplyDocument(t.Context(), meta, testDoc("a*"), store.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := wait(res.Revision); took > debounce*9/10 {
+		t.Errorf("an isolated change took %v to publish; the debounce (%v) should not delay it", took, debounce)
+	}
+
+	before := src.loads.Load()
+	var last int64
+	const burst = 8
+	for i := range burst {
+		res, err := st.ApplyDocument(t.Context(), meta, testDoc(fmt.Sprintf("b%d*", i)), store.ApplyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.Revision
+	}
+	wait(last)
+	if loads := src.loads.Load() - before; loads >= burst {
+		t.Errorf("%d commits in a burst cost %d loads, want fewer", burst, loads)
 	}
 }
