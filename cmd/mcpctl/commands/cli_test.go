@@ -261,6 +261,16 @@ func TestConnectionPrecedence(t *testing.T) {
 	if _, _, errOut := c.run("get", "roles", "--ca-file", "/nonexistent/flag-ca.crt"); !strings.Contains(errOut, "/nonexistent/flag-ca.crt") {
 		t.Errorf("flag CA file not used: %q", errOut)
 	}
+	// A contexts file others can read is worth a warning: it holds tokens.
+	if err := os.Chmod(c.env["MCPCTL_CONFIG"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, errOut := c.run("get", "roles"); !strings.Contains(errOut, "holds admin tokens but others can read it; run: chmod 600") {
+		t.Errorf("no warning for a world-readable contexts file: %q", errOut)
+	}
+	if err := os.Chmod(c.env["MCPCTL_CONFIG"], 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// --insecure-skip-tls-verify warns every time.
 	delete(c.env, "MCPCTL_CA_FILE")
 	if _, _, errOut := c.run("get", "roles", "--insecure-skip-tls-verify"); !strings.Contains(errOut, "warning: TLS verification is off") {
