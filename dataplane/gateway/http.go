@@ -259,18 +259,33 @@ func acceptsSSE(r *http.Request) bool {
 // response is sent, upgraded to an SSE stream as soon as a notification or
 // a server→client request has to go out first (or a keep-alive is due on
 // a long call).
+//
+// Messages sent during the call come from the goroutine reading the
+// backend, which may serve many callers (a shared stdio process), so Send
+// never blocks on this client's connection: it queues, and a writer
+// goroutine (started on the first Send, joined by finish) writes. A client
+// too slow to drain the queue loses notifications, not other callers'
+// responses.
 type replyWriter struct {
-	// mu guards every field below: the handler and the goroutine reading
-	// the backend both write.
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	canSSE bool
+	every  time.Duration
+
+	// mu guards done, started, keepAlive and the sending side of queue.
 	mu        sync.Mutex
-	w         http.ResponseWriter
-	rc        *http.ResponseController
-	canSSE    bool
-	sse       bool
 	done      bool
+	started   bool
 	keepAlive *time.Timer
-	every     time.Duration
+	queue     chan []byte   // nil entry: a keep-alive comment
+	written   chan struct{} // closed when the writer goroutine is done
+	// sse is set by whoever writes the SSE header: the writer goroutine
+	// while it runs, finish after it is joined.
+	sse bool
 }
+
+// replyQueue bounds the messages waiting for a slow client.
+const replyQueue = 256
 
 func newReplyWriter(w http.ResponseWriter, canSSE bool, keepAlive time.Duration) *replyWriter {
 	rw := &replyWriter{w: w, rc: http.NewResponseController(w), canSSE: canSSE, every: keepAlive}
@@ -282,8 +297,9 @@ func newReplyWriter(w http.ResponseWriter, canSSE bool, keepAlive time.Duration)
 
 var errNoSSE = errors.New("the client does not accept an SSE reply to this request")
 
-// upgradeLocked switches to SSE. rw.mu must be held.
-func (rw *replyWriter) upgradeLocked() {
+// upgrade switches to SSE. Only the goroutine that owns the writer (the
+// writer goroutine, or finish once it is joined) calls it.
+func (rw *replyWriter) upgrade() {
 	if rw.sse {
 		return
 	}
@@ -293,6 +309,45 @@ func (rw *replyWriter) upgradeLocked() {
 	h["X-Content-Type-Options"] = hdrNoSniff
 	rw.w.WriteHeader(http.StatusOK)
 	rw.sse = true
+}
+
+// enqueueLocked queues msg, starting the writer if needed. rw.mu must be
+// held.
+func (rw *replyWriter) enqueueLocked(msg []byte) error {
+	if !rw.started {
+		rw.started = true
+		rw.queue = make(chan []byte, replyQueue)
+		rw.written = make(chan struct{})
+		go rw.writer()
+	}
+	select {
+	case rw.queue <- msg:
+		return nil
+	default:
+		return errors.New("the client is not reading its reply stream fast enough")
+	}
+}
+
+// writer writes queued messages as SSE events until the queue closes.
+func (rw *replyWriter) writer() {
+	defer close(rw.written)
+	broken := false
+	for msg := range rw.queue {
+		if broken {
+			continue // drain; the client is gone
+		}
+		rw.upgrade()
+		var err error
+		if msg == nil {
+			_, err = io.WriteString(rw.w, ": keep-alive\n\n")
+		} else {
+			err = writeEvent(rw.w, "", msg)
+		}
+		if err == nil && len(rw.queue) == 0 {
+			err = rw.rc.Flush()
+		}
+		broken = err != nil
+	}
 }
 
 // Send implements Outbound.
@@ -305,23 +360,17 @@ func (rw *replyWriter) Send(msg []byte) error {
 	if !rw.canSSE {
 		return errNoSSE
 	}
-	rw.upgradeLocked()
-	if err := writeEvent(rw.w, "", msg); err != nil {
-		return err
-	}
-	return rw.rc.Flush()
+	return rw.enqueueLocked(msg)
 }
 
-// ping writes a keep-alive comment so proxies do not cut a long call.
+// ping queues a keep-alive comment so proxies do not cut a long call.
 func (rw *replyWriter) ping() {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	if rw.done {
 		return
 	}
-	rw.upgradeLocked()
-	_, _ = io.WriteString(rw.w, ": keep-alive\n\n")
-	_ = rw.rc.Flush()
+	_ = rw.enqueueLocked(nil)
 	rw.keepAlive.Reset(rw.every)
 }
 
@@ -330,16 +379,21 @@ func (rw *replyWriter) ping() {
 // empty; a client that cannot take SSE gets 202 and no body.
 func (rw *replyWriter) finish(resp []byte, auditID string) {
 	rw.mu.Lock()
-	defer rw.mu.Unlock()
 	rw.done = true
 	if rw.keepAlive != nil {
 		rw.keepAlive.Stop()
+	}
+	started := rw.started
+	rw.mu.Unlock()
+	if started {
+		close(rw.queue)
+		<-rw.written
 	}
 	if resp == nil {
 		switch {
 		case rw.sse:
 		case rw.canSSE:
-			rw.upgradeLocked()
+			rw.upgrade()
 		default:
 			rw.w.WriteHeader(http.StatusAccepted)
 		}
@@ -391,6 +445,7 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	release := sess.Acquire()
 	defer release()
+	mine := sess.ClaimStream()
 	after := sess.Outbox.Sent()
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
@@ -412,6 +467,9 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 	ka := time.NewTicker(g.opts.KeepAlive)
 	defer ka.Stop()
 	for {
+		if !mine() {
+			return // a newer GET stream took over
+		}
 		evs, wake, lost, closed := sess.Outbox.Since(after)
 		if lost {
 			g.log.Warn("GET stream resumed past the replay window; some events are lost", "session", sess.ID)

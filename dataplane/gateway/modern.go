@@ -313,11 +313,13 @@ func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw *r
 		evs, wake, _, closed := l.outbox.Since(after)
 		for _, e := range evs {
 			if rw.Send(e.Data) != nil {
+				rw.finish(nil, "")
 				return
 			}
 			after = e.ID
 		}
 		if closed {
+			rw.finish(nil, "")
 			return
 		}
 		select {
@@ -325,9 +327,7 @@ func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw *r
 			// The client closed the stream: that is how a listen ends.
 			rq.Status = StatusCancelled
 			g.finish(ctx, m.ID, rq, nil)
-			rw.mu.Lock()
-			rw.done = true
-			rw.mu.Unlock()
+			rw.finish(nil, "")
 			return
 		case <-wake:
 		}

@@ -45,6 +45,8 @@ func (g *Gateway) ServeStdio(ctx context.Context, r io.Reader, w io.Writer) erro
 	}
 	sess := session.New(session.NewID(), p.Name, "stdio")
 	g.sessions.Add(sess)
+	// The stdio session lives as long as the pipe, never idles out.
+	defer sess.Acquire()()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {

@@ -62,6 +62,7 @@ type Session struct {
 	logLevel    atomic.Int32 // LevelIndex+1; 0 = never set
 	initialized atomic.Bool
 	nextOut     atomic.Int64
+	stream      atomic.Int64 // generation of the GET stream that owns the outbox
 
 	// mu guards inflight, pending, subs and closed.
 	mu       sync.Mutex
@@ -108,6 +109,14 @@ func (s *Session) Acquire() func() {
 		s.Touch()
 		s.active.Add(-1)
 	}
+}
+
+// ClaimStream makes the caller the session's one GET stream (a message
+// goes out on one stream only) and returns a func reporting whether it
+// still is: a newer GET takes over.
+func (s *Session) ClaimStream() func() bool {
+	gen := s.stream.Add(1)
+	return func() bool { return s.stream.Load() == gen }
 }
 
 // Done is closed when the session ends.

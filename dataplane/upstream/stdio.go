@@ -22,15 +22,28 @@ const maxLine = 64 << 20
 type stdioTransport struct {
 	// mu guards w so concurrent messages are never interleaved.
 	mu sync.Mutex
-	w  io.Writer
+	w  *os.File
 }
 
-func (t *stdioTransport) send(_ context.Context, msg []byte) error {
+// stdinWriteTimeout bounds a write when the caller set no deadline.
+const stdinWriteTimeout = 30 * time.Second
+
+func (t *stdioTransport) send(ctx context.Context, msg []byte) error {
 	buf := make([]byte, 0, len(msg)+1)
 	buf = append(append(buf, msg...), '\n')
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(stdinWriteTimeout)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// A child that stops reading stdin fills the pipe; the deadline turns
+	// that into an error for this call instead of a hang for every caller.
+	_ = t.w.SetWriteDeadline(deadline)
 	if _, err := t.w.Write(buf); err != nil {
+		// Part of a message may be in the pipe: nothing written after it
+		// would parse. Closing stdin ends the child, which Run restarts.
+		t.w.Close()
 		return fmt.Errorf("writing to backend stdin: %w", err)
 	}
 	return nil
