@@ -110,6 +110,9 @@ func (s *Server) ingest(ctx context.Context, group []*commitReq) (auditdb.Result
 	s.metrics.chainBreaks.Add(float64(res.ChainBreaks))
 	s.metrics.crcFailures.Add(float64(res.CRCFailures))
 	s.metrics.rejected.Add(float64(res.Rejected))
+	if s.cfg.OnCommit != nil {
+		s.cfg.OnCommit(lat, res)
+	}
 	return res, lat, nil
 }
 

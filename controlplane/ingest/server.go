@@ -70,6 +70,10 @@ type Config struct {
 	// Registerer receives the Prometheus metrics; nil = not exported.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// OnCommit, when set, is called after every successful ingest
+	// transaction with its latency and result. For benchmarks; it runs on
+	// a committer goroutine.
+	OnCommit func(latency time.Duration, res auditdb.Result)
 }
 
 func (c Config) withDefaults() (Config, error) {
