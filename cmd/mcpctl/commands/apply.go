@@ -122,16 +122,7 @@ func (g *globals) apply(ctx context.Context, w io.Writer, o *applyOptions) error
 // printDiff prints one line per change and then the outcome.
 func printDiff(w io.Writer, r *mcpgwv1.ApplyPolicyResponse) {
 	for _, ch := range r.GetChanges() {
-		mark := "?"
-		switch ch.GetAction() {
-		case mcpgwv1.ChangeAction_CHANGE_ACTION_CREATE:
-			mark = "+"
-		case mcpgwv1.ChangeAction_CHANGE_ACTION_UPDATE:
-			mark = "~"
-		case mcpgwv1.ChangeAction_CHANGE_ACTION_DELETE:
-			mark = "-"
-		}
-		fmt.Fprintf(w, "%s %s %s\n", mark, changeKindWord(ch.GetKind()), ch.GetName())
+		fmt.Fprintf(w, "%s %s %s\n", changeMark(ch.GetAction()), changeKindWord(ch.GetKind()), ch.GetName())
 		// What an update changed is worth reading; a create or delete
 		// would only list every field of the resource.
 		if d := strings.TrimSpace(ch.GetDescription()); d != "" && ch.GetAction() == mcpgwv1.ChangeAction_CHANGE_ACTION_UPDATE {

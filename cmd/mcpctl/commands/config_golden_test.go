@@ -107,5 +107,11 @@ func TestGoldenConfig(t *testing.T) {
 	tr.run("check", "--principal", "nobody", "--tool", "x")
 	tr.run("get", "backend", "nope")
 
+	// The change log: who changed what.
+	tr.ok("history")
+	tr.ok("history", "2")
+	tr.ok("history", "3", "-o", "json")
+	tr.run("history", "99")
+
 	tr.check("config")
 }
