@@ -3,17 +3,37 @@
 // usage: node client.mjs (--url URL [--key KEY] | --stdio CMD [ARG...] --) < ops.json
 //
 // ops.json is a JSON array of operations, run in order on one session:
-//   {"op":"listTools"} {"op":"callTool","name":N,"arguments":{...}}
-//   {"op":"listPrompts"} {"op":"getPrompt","name":N,"arguments":{...}}
-//   {"op":"listResources"} {"op":"listResourceTemplates"} {"op":"readResource","uri":U}
+//   {"op":"listTools"} {"op":"listPrompts"} {"op":"listResources"} {"op":"listResourceTemplates"}
+//       follow nextCursor to the end; the result is the first page with the
+//       items of all pages and no nextCursor; "pages" says how many there were.
+//   {"op":"callTool","name":N,"arguments":{...},"progress":true}
+//       "progress" asks for progress (the SDK sends a progressToken).
+//   {"op":"callToolCancelled","name":N,"arguments":{...},"timeoutMs":T}
+//       calls a tool that sends a server→client request (sampling, elicitation,
+//       roots), aborts the call as soon as that request arrives, holds the
+//       request unanswered and reports whether the server cancelled it within T.
+//   {"op":"getPrompt","name":N,"arguments":{...}} {"op":"readResource","uri":U}
+//   {"op":"subscribeResource","uri":U} {"op":"unsubscribeResource","uri":U}
 //   {"op":"complete","ref":{...},"argument":{...}} {"op":"setLoggingLevel","level":L}
 //   {"op":"ping"}
-// Server-to-client requests get fixed answers so tests can assert them:
-// sampling returns the text "sampled by tsclient", elicitation accepts with
-// {"name":"tsclient"}, roots/list returns file:///tsclient.
-// It prints one JSON object: {"protocolVersion", "serverInfo", "results":[{op, ok, result|error}],
-// "notifications":[method...]}. Exit code 0 when the session worked, even if
-// some operations returned errors (the test decides); 1 on connection failure.
+//   {"op":"waitNotification","method":M,"timeoutMs":T}
+//       succeeds once a notification M arrived during this op or the one before.
+//
+// Server→client requests get answers the tests can assert: sampling returns
+// the text "sampled by tsclient", elicitation accepts with a value for every
+// property of the requested schema (its default, else the first allowed
+// value, else a fixed one), roots/list returns file:///tsclient.
+//
+// It prints one JSON object:
+//   {"protocolVersion", "serverInfo", "serverCapabilities",
+//    "results":[{op, ok, result | error:{code, message}, pages,
+//                notifications:[{method, params}], requests:[{method, params}],
+//                errors:[string]}]}
+// where notifications and requests are the raw messages the server sent while
+// the op ran (attributed to the op in progress, or the last one finished) and
+// errors are what the SDK reported through onerror (e.g. a progress
+// notification for an unknown token). Exit code 0 when the session worked,
+// even if some operations failed (the test decides); 1 on connection failure.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -21,9 +41,6 @@ import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
   ListRootsRequestSchema,
-  LoggingMessageNotificationSchema,
-  ToolListChangedNotificationSchema,
-  ProgressNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
 function parseArgs(argv) {
@@ -49,6 +66,26 @@ async function readStdin() {
   return s ? JSON.parse(s) : [];
 }
 
+// fillSchema answers a form elicitation with a valid value for every property.
+function fillSchema(schema) {
+  const out = {};
+  for (const [name, p] of Object.entries(schema?.properties ?? {})) {
+    if (p.default !== undefined) out[name] = p.default;
+    else if (Array.isArray(p.enum) && p.enum.length) out[name] = p.enum[0];
+    else if (Array.isArray(p.oneOf) && p.oneOf.length) out[name] = p.oneOf[0].const;
+    else if (p.type === "array") {
+      const it = p.items ?? {};
+      out[name] = [it.enum?.[0] ?? it.anyOf?.[0]?.const ?? it.oneOf?.[0]?.const ?? "tsclient"];
+    } else if (p.type === "boolean") out[name] = true;
+    else if (p.type === "integer" || p.type === "number") out[name] = 7;
+    else if (p.format === "email" || name === "email") out[name] = "tsclient@example.com";
+    else out[name] = "tsclient";
+  }
+  return out;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const ops = await readStdin();
@@ -56,59 +93,139 @@ async function main() {
     { name: "mcpgw-tsclient", version: "1.0.0" },
     { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } },
   );
-  const notifications = [];
-  client.setRequestHandler(CreateMessageRequestSchema, async () => ({
+
+  const results = [];
+  let cur = null; // the op in progress, or the last one finished
+  const bucket = () => cur ?? { notifications: [], requests: [], errors: [] };
+  // hold, when set, makes the next server→client request wait unanswered
+  // until the server cancels it (callToolCancelled).
+  let hold = null;
+
+  const serve = (answer) => async (req, extra) => {
+    if (hold) {
+      const h = hold;
+      hold = null;
+      h.arrived();
+      const cancelled = await new Promise((resolve) => {
+        if (extra.signal.aborted) return resolve(true);
+        extra.signal.addEventListener("abort", () => resolve(true), { once: true });
+        setTimeout(() => resolve(false), h.timeoutMs);
+      });
+      h.done(cancelled);
+    }
+    return answer(req);
+  };
+  client.setRequestHandler(CreateMessageRequestSchema, serve(() => ({
     role: "assistant",
     content: { type: "text", text: "sampled by tsclient" },
     model: "tsclient-model",
     stopReason: "endTurn",
-  }));
-  client.setRequestHandler(ElicitRequestSchema, async () => ({ action: "accept", content: { name: "tsclient" } }));
-  client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [{ uri: "file:///tsclient", name: "tsclient" }] }));
-  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => notifications.push(n.method));
-  client.setNotificationHandler(ToolListChangedNotificationSchema, (n) => notifications.push(n.method));
-  client.setNotificationHandler(ProgressNotificationSchema, (n) => notifications.push(n.method));
+  })));
+  client.setRequestHandler(ElicitRequestSchema, serve((req) => ({ action: "accept", content: fillSchema(req.params.requestedSchema) })));
+  client.setRequestHandler(ListRootsRequestSchema, serve(() => ({ roots: [{ uri: "file:///tsclient", name: "tsclient" }] })));
+  // Notifications are recorded raw by the tap below; the SDK's own progress
+  // handler must stay in place (it feeds onprogress and resets timeouts).
+  client.fallbackNotificationHandler = async () => {};
+  client.onerror = (e) => bucket().errors.push(String(e?.message ?? e));
 
   let transport;
   if (args.url) {
     const headers = args.key ? { Authorization: `Bearer ${args.key}` } : {};
     transport = new StreamableHTTPClientTransport(new URL(args.url), { requestInit: { headers } });
   } else {
-    const env = { ...process.env };
-    transport = new StdioClientTransport({ command: args.stdio[0], args: args.stdio.slice(1), env, stderr: "inherit" });
+    transport = new StdioClientTransport({ command: args.stdio[0], args: args.stdio.slice(1), env: { ...process.env }, stderr: "inherit" });
   }
   await client.connect(transport);
+  // Tap every message the server sends from now on.
+  const deliver = transport.onmessage;
+  transport.onmessage = (msg, extra) => {
+    if (msg && typeof msg.method === "string") {
+      const rec = { method: msg.method, params: msg.params ?? null };
+      if (msg.id === undefined) bucket().notifications.push(rec);
+      else bucket().requests.push(rec);
+    }
+    deliver?.(msg, extra);
+  };
 
-  const results = [];
-  for (const op of ops) {
-    const r = { op: op.op };
+  const listAll = async (fn, key) => {
+    let first = null;
+    let pages = 0;
+    let cursor;
+    const items = [];
+    do {
+      const page = await fn(cursor === undefined ? {} : { cursor });
+      pages++;
+      first ??= page;
+      items.push(...(page[key] ?? []));
+      cursor = page.nextCursor;
+    } while (cursor !== undefined && pages < 100);
+    const { nextCursor, ...rest } = first;
+    return { result: { ...rest, [key]: items }, pages };
+  };
+
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i];
+    const r = { op: op.op, notifications: [], requests: [], errors: [] };
+    const prev = cur;
+    cur = r;
+    results.push(r);
     try {
       switch (op.op) {
-        case "listTools": r.result = await client.listTools(op.params ?? {}); break;
-        case "callTool": r.result = await client.callTool({ name: op.name, arguments: op.arguments ?? {} }, undefined, { onprogress: () => notifications.push("progress-callback") }); break;
-        case "listPrompts": r.result = await client.listPrompts(); break;
+        case "listTools": Object.assign(r, await listAll((p) => client.listTools(p), "tools")); break;
+        case "listPrompts": Object.assign(r, await listAll((p) => client.listPrompts(p), "prompts")); break;
+        case "listResources": Object.assign(r, await listAll((p) => client.listResources(p), "resources")); break;
+        case "listResourceTemplates": Object.assign(r, await listAll((p) => client.listResourceTemplates(p), "resourceTemplates")); break;
+        case "callTool": {
+          const opts = op.progress ? { onprogress: () => {} } : undefined;
+          r.result = await client.callTool({ name: op.name, arguments: op.arguments ?? {} }, undefined, opts);
+          break;
+        }
+        case "callToolCancelled": {
+          const ac = new AbortController();
+          let arrived = false;
+          const settled = new Promise((done) => {
+            hold = { timeoutMs: op.timeoutMs ?? 5000, arrived: () => { arrived = true; ac.abort("cancelled by tsclient"); }, done };
+          });
+          let rejected = false;
+          try {
+            await client.callTool({ name: op.name, arguments: op.arguments ?? {} }, undefined, { signal: ac.signal });
+          } catch {
+            rejected = true;
+          }
+          const cancelled = arrived ? await settled : false;
+          hold = null;
+          r.result = { serverRequestArrived: arrived, callRejected: rejected, serverRequestCancelled: cancelled };
+          break;
+        }
         case "getPrompt": r.result = await client.getPrompt({ name: op.name, arguments: op.arguments ?? {} }); break;
-        case "listResources": r.result = await client.listResources(); break;
-        case "listResourceTemplates": r.result = await client.listResourceTemplates(); break;
         case "readResource": r.result = await client.readResource({ uri: op.uri }); break;
+        case "subscribeResource": r.result = await client.subscribeResource({ uri: op.uri }); break;
+        case "unsubscribeResource": r.result = await client.unsubscribeResource({ uri: op.uri }); break;
         case "complete": r.result = await client.complete({ ref: op.ref, argument: op.argument }); break;
         case "setLoggingLevel": r.result = await client.setLoggingLevel(op.level); break;
         case "ping": r.result = await client.ping(); break;
+        case "waitNotification": {
+          const deadline = Date.now() + (op.timeoutMs ?? 5000);
+          const find = () => [...(prev?.notifications ?? []), ...r.notifications].find((n) => n.method === op.method);
+          while (!find() && Date.now() < deadline) await sleep(10);
+          const n = find();
+          if (!n) throw new Error(`no ${op.method} within ${op.timeoutMs ?? 5000}ms`);
+          r.result = n;
+          break;
+        }
         default: throw new Error(`unknown op ${op.op}`);
       }
       r.ok = true;
     } catch (e) {
       r.ok = false;
-      r.error = { message: String(e?.message ?? e), code: e?.code ?? null };
+      r.error = { code: e?.code ?? null, message: String(e?.message ?? e) };
     }
-    results.push(r);
   }
   const out = {
     protocolVersion: transport.protocolVersion ?? null,
     serverInfo: client.getServerVersion() ?? null,
     serverCapabilities: client.getServerCapabilities() ?? null,
     results,
-    notifications,
   };
   await client.close();
   process.stdout.write(JSON.stringify(out) + "\n");
