@@ -2,6 +2,7 @@ package commands
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -352,5 +355,31 @@ func TestDefaultNodePortMatchesControlPlane(t *testing.T) {
 	}
 	if got := defaultNodeAddr("cp.example.com:7444"); got != "cp.example.com:7443" {
 		t.Errorf("defaultNodeAddr = %q", got)
+	}
+}
+
+// TestRPCErrorWording pins the words each gRPC code becomes; the codes are
+// the ones admin.proto promises.
+func TestRPCErrorWording(t *testing.T) {
+	cl := &client{addr: "cp:7444", timeout: 30 * time.Second}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{status.Error(codes.Unauthenticated, "admin API needs a token"), "the control plane refused the token; check --token or MCPCTL_TOKEN"},
+		{status.Error(codes.Unavailable, "connection error: desc = \"transport: Error while dialing: dial tcp: connection refused\""), "cannot reach the control plane at cp:7444: dial tcp: connection refused"},
+		{status.Error(codes.Unavailable, "store unavailable: timeout"), "doing it: the control plane at cp:7444 cannot reach its database right now (store unavailable: timeout); retry shortly"},
+		{status.Error(codes.InvalidArgument, "invalid configuration:\n  roles[0]: bad"), "doing it: invalid configuration:\n  roles[0]: bad"},
+		{status.Error(codes.InvalidArgument, "page_token: malformed"), "doing it: invalid: page_token: malformed"},
+		{status.Error(codes.NotFound, `backend "x": not found`), `doing it: backend "x": not found`},
+		{status.Error(codes.Aborted, "at revision 3, not 2"), "doing it: at revision 3, not 2 (someone changed it since you read it; read it again and retry)"},
+		{status.Error(codes.DeadlineExceeded, "slow"), "doing it: the control plane at cp:7444 did not answer within 30s (raise --request-timeout?)"},
+		{status.Error(codes.Unimplemented, "unknown method"), "doing it: the control plane does not support this yet (unknown method)"},
+		{status.Error(codes.Internal, "boom"), "doing it: internal: boom"},
+		{context.Canceled, "doing it: interrupted"},
+	} {
+		if got := cl.rpcError("doing it", tc.err).Error(); got != tc.want {
+			t.Errorf("%v:\n got %q\nwant %q", tc.err, got, tc.want)
+		}
 	}
 }

@@ -238,6 +238,10 @@ func (c *client) rpcError(what string, err error) error {
 	case codes.PermissionDenied:
 		return fmt.Errorf("%s: permission denied: %s", what, msg)
 	case codes.Unavailable:
+		if strings.Contains(msg, "store unavailable") {
+			// The control plane answered; its database did not.
+			return fmt.Errorf("%s: the control plane at %s cannot reach its database right now (%s); retry shortly", what, c.addr, msg)
+		}
 		return fmt.Errorf("cannot reach the control plane at %s: %s", c.addr, c.transportHint(msg))
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: the control plane at %s did not answer within %s (raise --request-timeout?)", what, c.addr, c.timeout)
