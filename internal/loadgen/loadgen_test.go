@@ -381,3 +381,27 @@ func TestRSSAndCPUTime(t *testing.T) {
 		t.Error("CPUTime of a nonexistent process must fail")
 	}
 }
+
+// TestReverseProxyConfig pins the reference hop to DESIGN §11's careful
+// operator: default FlushInterval, a BufferPool, an idle pool covering the
+// concurrency, no compression, no proxy from the environment.
+func TestReverseProxyConfig(t *testing.T) {
+	u, _ := url.Parse("http://127.0.0.1:9/mcp")
+	p := NewReverseProxy(u, 64)
+	tr, ok := p.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("transport is %T", p.Transport)
+	}
+	if p.FlushInterval != 0 || p.BufferPool == nil || tr.MaxIdleConnsPerHost < 64 || tr.MaxIdleConns < 64 ||
+		!tr.DisableCompression || tr.Proxy != nil {
+		t.Errorf("proxy %+v, transport %+v", p, tr)
+	}
+	b := p.BufferPool.Get()
+	if len(b) != 32<<10 {
+		t.Errorf("buffer of %d bytes", len(b))
+	}
+	p.BufferPool.Put(b)
+	if again := p.BufferPool.Get(); &again[0] != &b[0] {
+		t.Error("a returned buffer is not reused")
+	}
+}
