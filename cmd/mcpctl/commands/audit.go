@@ -22,6 +22,10 @@ import (
 // the AdminService but not its audit half yet.
 var errNoAudit = errors.New("the control plane does not support audit queries yet")
 
+// tailLiveHeader is the response header TailAudit sends once it is live
+// (controlplane/admin.TailLiveHeader; a test keeps them equal).
+const tailLiveHeader = "mcpgw-tail-live"
+
 // Allowed values of the word fields (audit.proto), checked here so a typo
 // is a usage error rather than a query that silently matches nothing.
 var (
@@ -199,6 +203,11 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 			stream, err := cl.TailAudit(ctx, &mcpgwv1.TailAuditRequest{Filter: af})
 			if err != nil {
 				return tailError(cl, err)
+			}
+			// The control plane sends its headers once the tail is live:
+			// from then on every committed event is streamed.
+			if md, err := stream.Header(); err == nil && len(md.Get(tailLiveHeader)) > 0 && out.value == "table" {
+				fmt.Fprintln(g.stderr, "following audit events committed from now on (Ctrl-C to stop)")
 			}
 			n := 0
 			for {

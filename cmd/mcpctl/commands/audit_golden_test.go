@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpgw/mcpgw/controlplane/admin"
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/auditdb"
 )
@@ -138,9 +139,15 @@ func TestAuditWithoutAuditSupport(t *testing.T) {
 	}
 }
 
-// TestAuditTail follows events committed after the tail started. While
-// the control plane does not serve TailAudit, the command must say so in
-// one line instead of hanging; both outcomes are checked exactly.
+func TestTailLiveHeaderMatchesControlPlane(t *testing.T) {
+	if tailLiveHeader != admin.TailLiveHeader {
+		t.Fatalf("mcpctl waits for header %q, the control plane sends %q", tailLiveHeader, admin.TailLiveHeader)
+	}
+}
+
+// TestAuditTail follows events committed after the tail started, filtered
+// by principal, and stops after --limit; once as jsonl for scripts, once
+// as a table for people.
 func TestAuditTail(t *testing.T) {
 	cp := startControlPlane(t)
 	c := cp.cliFor(t)
@@ -148,35 +155,44 @@ func TestAuditTail(t *testing.T) {
 		code        int
 		out, errOut string
 	}
-	done := make(chan result, 1)
+	jsonl, table := make(chan result, 1), make(chan result, 1)
 	go func() {
 		code, out, errOut := c.run("audit", "tail", "--principal", "alice", "--limit", "2", "-o", "jsonl")
-		done <- result{code, out, errOut}
+		jsonl <- result{code, out, errOut}
+	}()
+	go func() {
+		code, out, errOut := c.run("audit", "tail", "--principal", "bob", "--decision", "allow", "--limit", "1")
+		table <- result{code, out, errOut}
 	}()
 	chain := &auditChain{st: cp.audit, node: nodeA, seq: 1}
 	deadline := time.After(30 * time.Second)
-	for {
+	for pending := 2; pending > 0; {
 		select {
-		case r := <-done:
-			if r.code == exitFailure && r.errOut == "mcpctl: "+errNoAudit.Error()+"\n" && r.out == "" {
-				return // TailAudit is not served by this control plane yet
-			}
+		case r := <-jsonl:
+			pending--
 			lines := strings.Split(strings.TrimSuffix(r.out, "\n"), "\n")
-			if r.code != exitOK || len(lines) != 2 {
-				t.Fatalf("audit tail: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.errOut)
+			if r.code != exitOK || len(lines) != 2 || r.errOut != "" {
+				t.Fatalf("audit tail -o jsonl: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.errOut)
 			}
 			for _, l := range lines {
 				var e map[string]any
-				if err := json.Unmarshal([]byte(l), &e); err != nil || e["principal"] != "alice" {
-					t.Fatalf("audit tail printed %q (%v), want alice's events only", l, err)
+				if err := json.Unmarshal([]byte(l), &e); err != nil || e["principal"] != "alice" || len(e) != 23 {
+					t.Fatalf("audit tail printed %q (%v), want alice's events only, every column", l, err)
 				}
 			}
-			return
+		case r := <-table:
+			pending--
+			lines := strings.Split(strings.TrimSuffix(r.out, "\n"), "\n")
+			if r.code != exitOK || len(lines) != 2 || !strings.HasPrefix(lines[0], "TIME ") ||
+				!regexpMatch(`^\S+  bob +tools/call +github__list_repos +allow +ok `, lines[1]) ||
+				r.errOut != "following audit events committed from now on (Ctrl-C to stop)\n" {
+				t.Fatalf("audit tail: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.errOut)
+			}
 		case <-deadline:
 			t.Fatal("audit tail printed nothing within 30s while events were committed")
 		case <-time.After(200 * time.Millisecond):
-			// Keep committing until the tail has seen two of alice's
-			// events: it only reports what commits after it started.
+			// Keep committing until the tails have seen enough: they only
+			// report what commits after they are live.
 			chain.ingest(t, [][]audit.Event{auditEvents(nodeA, time.Now().UTC(), 2)}, nil)
 		}
 	}
