@@ -41,15 +41,23 @@ func TestModernClientModernBackend(t *testing.T) {
 		t.Errorf("negotiated %q, want 2026-07-28", v)
 	}
 	direct := connectModern(t, srv.URL(), &clientRecorder{})
+	// Both clients list first: the SDK client mirrors x-mcp-header
+	// arguments only for tools it has seen.
+	waitTools(t, direct, everythingTools)
 	waitTools(t, via, everythingTools)
 	ctx := context.Background()
 	for _, tool := range []string{
-		"test_simple_text", "test_tool_with_progress",
+		"test_simple_text", "test_tool_with_progress", "test_x_mcp_header",
 		"test_input_required_result_elicitation", "test_input_required_result_sampling",
 		"test_input_required_result_multi_round", "test_input_required_result_request_state",
 		"test_input_required_result_multiple_inputs",
 	} {
 		p := &mcp.CallToolParams{Name: tool, Arguments: map[string]any{}}
+		if tool == "test_x_mcp_header" {
+			// The client mirrors region in Mcp-Param-Region (SEP-2243);
+			// the backend checks the header the edge passes on.
+			p.Arguments = map[string]any{"region": "eu-west"}
+		}
 		dr, derr := direct.CallTool(ctx, p)
 		p.Name = "ev__" + tool
 		vr, verr := via.CallTool(ctx, p)

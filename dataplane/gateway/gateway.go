@@ -586,7 +586,7 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 		case "resources/read":
 			name = mo.m.uri()
 		}
-		resp, err = b.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name})
+		resp, err = b.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name, Params: mo.params})
 	} else {
 		resp, err = b.Call(ctx, method, params, sink)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/mcpgw/mcpgw/dataplane/catalog"
@@ -138,13 +139,22 @@ func (g *Gateway) serveModern(w http.ResponseWriter, r *http.Request, st *state.
 		fallthrough
 	default:
 		out := &modernOut{out: rw, caps: caps, level: m.env.LogLevel.String()}
-		resp = g.serveStateless(r.Context(), st, m, out, rq, version)
+		var params map[string]string
+		for k, v := range r.Header {
+			if strings.HasPrefix(k, "Mcp-Param-") && len(v) > 0 {
+				if params == nil {
+					params = map[string]string{}
+				}
+				params[k] = v[0]
+			}
+		}
+		resp = g.serveStateless(r.Context(), st, m, out, rq, version, params)
 	}
 	rw.finish(resp, rq.AuditID)
 }
 
 // serveStateless runs a modern request through the chain.
-func (g *Gateway) serveStateless(ctx context.Context, st *state.State, m *message, out *modernOut, rq *Request, version string) []byte {
+func (g *Gateway) serveStateless(ctx context.Context, st *state.State, m *message, out *modernOut, rq *Request, version string, params map[string]string) []byte {
 	ctx, cancel := context.WithCancel(ctx) // a closed stream cancels upstream
 	defer cancel()
 	var result, rerr json.RawMessage
@@ -164,7 +174,7 @@ func (g *Gateway) serveStateless(ctx context.Context, st *state.State, m *messag
 	case "logging/setLevel", "resources/subscribe", "resources/unsubscribe":
 		rerr = g.fail(rq, rpc.Errorf(rpc.CodeMethodNotFound, "mcpgw: %s does not exist in protocol version %s (use _meta logLevel / subscriptions/listen)", m.Method, version))
 	default:
-		mo := &modernCall{version: version, m: m}
+		mo := &modernCall{version: version, m: m, params: params}
 		result, rerr = g.dispatchModern(ctx, st, m, out, rq, mo)
 	}
 	if rq.Status == "" {
@@ -178,6 +188,7 @@ func (g *Gateway) serveStateless(ctx context.Context, st *state.State, m *messag
 type modernCall struct {
 	version string
 	m       *message
+	params  map[string]string // Mcp-Param-* headers, canonical names
 }
 
 // dispatchModern routes item requests like dispatch, forwarding them as
@@ -406,5 +417,5 @@ func (g *Gateway) serveStdioModern(ctx context.Context, st *state.State, m *mess
 		rq.Status = StatusError
 		return g.finish(ctx, m.ID, rq, rpc.AppendErrorResponse(nil, m.ID, rpc.Errorf(rpc.CodeMethodNotFound, "mcpgw: subscriptions/listen is not served on stdio yet")))
 	}
-	return g.serveStateless(ctx, st, m, &modernOut{out: out, caps: m.env.ClientCapabilities, level: m.env.LogLevel.String()}, rq, version)
+	return g.serveStateless(ctx, st, m, &modernOut{out: out, caps: m.env.ClientCapabilities, level: m.env.LogLevel.String()}, rq, version, nil)
 }

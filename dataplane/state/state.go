@@ -394,7 +394,10 @@ func (m *Manager) refresher(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case b := <-m.refresh:
-			l, err := FetchLists(ctx, b)
+			// Bounded, so one hung backend delays the others' lists only so long.
+			fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			l, err := FetchLists(fctx, b)
+			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
 					m.log.Warn("fetching backend lists", "backend", b.Name(), "err", err)

@@ -328,6 +328,9 @@ type Modern struct {
 	// Name is params.name (tools/call, prompts/get) or params.uri
 	// (resources/read), mirrored in Mcp-Name; "" for other methods.
 	Name string
+	// Params are the client's Mcp-Param-* headers (tool arguments mirrored
+	// in headers), passed on for the backend to check against the body.
+	Params map[string]string
 }
 
 // CallModern is Call for a 2026-07-28 request whose params already carry

@@ -136,6 +136,9 @@ func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []by
 		if m.Name != "" {
 			req.Header["Mcp-Name"] = []string{m.Name}
 		}
+		for k, v := range m.Params {
+			req.Header[k] = []string{v}
+		}
 	}
 	resp, err := t.do(ctx, c, req)
 	if err != nil {
