@@ -40,8 +40,13 @@ const (
 type Config struct {
 	// Conn is the edge's connection to the control plane's node listener,
 	// authenticated with the node certificate (dataplane/cpclient holds
-	// the identity). Required.
+	// the identity). Exactly one of Conn and Connect is required.
 	Conn grpc.ClientConnInterface
+	// Connect returns the connection to use for the next stream, blocking
+	// until there is one (e.g. until the edge has enrolled); called before
+	// every stream, so a connection replaced after a certificate renewal
+	// is picked up.
+	Connect func(ctx context.Context) (grpc.ClientConnInterface, error)
 	// Window is how many batches may be in flight until the control plane
 	// sends AuditFlowControl.
 	Window int
@@ -58,7 +63,6 @@ type Config struct {
 // progress.
 type Shipper struct {
 	cfg        Config
-	client     mcpgwv1.NodeServiceClient
 	deliveries chan *delivery
 	stats      counters
 }
@@ -86,8 +90,12 @@ var _ auditlog.Sink = (*Shipper)(nil)
 
 // New returns a Shipper.
 func New(cfg Config) (*Shipper, error) {
-	if cfg.Conn == nil {
-		return nil, errors.New("audit shipper: Conn is required")
+	if (cfg.Conn == nil) == (cfg.Connect == nil) {
+		return nil, errors.New("audit shipper: exactly one of Conn and Connect is required")
+	}
+	if cfg.Conn != nil {
+		conn := cfg.Conn
+		cfg.Connect = func(context.Context) (grpc.ClientConnInterface, error) { return conn, nil }
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultWindow
@@ -104,7 +112,7 @@ func New(cfg Config) (*Shipper, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Shipper{cfg: cfg, client: mcpgwv1.NewNodeServiceClient(cfg.Conn), deliveries: make(chan *delivery)}, nil
+	return &Shipper{cfg: cfg, deliveries: make(chan *delivery)}, nil
 }
 
 // Name implements auditlog.Sink; it names the cursor file in the spool.
@@ -198,7 +206,11 @@ func (s *Shipper) session(ctx context.Context, first *delivery) (next *delivery,
 		}
 		return nil, progressed, err
 	}
-	stream, err := s.client.AuditStream(ctx)
+	conn, err := s.cfg.Connect(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("connecting to the control plane: %w", err))
+	}
+	stream, err := mcpgwv1.NewNodeServiceClient(conn).AuditStream(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("opening the audit stream: %w", err))
 	}

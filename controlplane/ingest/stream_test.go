@@ -1,0 +1,244 @@
+package ingest_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/mcpgw/mcpgw/controlplane/ingest"
+	"github.com/mcpgw/mcpgw/controlplane/nodeapi"
+	"github.com/mcpgw/mcpgw/controlplane/pki"
+	"github.com/mcpgw/mcpgw/controlplane/store"
+	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/auditdb"
+	"github.com/mcpgw/mcpgw/internal/pgtest"
+)
+
+type nodeService struct {
+	mcpgwv1.UnimplementedNodeServiceServer
+	ing *ingest.Server
+}
+
+func (n nodeService) AuditStream(s grpc.BidiStreamingServer[mcpgwv1.AuditStreamRequest, mcpgwv1.AuditStreamResponse]) error {
+	return n.ing.AuditStream(s)
+}
+
+// harness is a database, its CA, and an ingest server on a loopback port
+// with the node listener's mTLS.
+type harness struct {
+	t    *testing.T
+	ca   *pki.CA
+	addr string
+	ing  *ingest.Server
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	pool := pgtest.NewPool(t, pgtest.NewDatabase(t))
+	kek, _, _, err := pki.LoadKEK("", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _, err := pki.Init(t.Context(), store.New(pool), kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ing, err := ingest.New(ingest.Config{Store: auditdb.New(pool, auditdb.Options{}), MaintenanceInterval: -1, HelloTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.NewServerCerts(ca, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(nodeapi.TLSConfig(certs.GetCertificate, ca.Pool()))))
+	mcpgwv1.RegisterNodeServiceServer(gs, nodeService{ing: ing})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { _ = ing.Run(ctx); done <- struct{}{} }()
+	go func() { _ = gs.Serve(lis); done <- struct{}{} }()
+	t.Cleanup(func() { gs.Stop(); cancel(); <-done; <-done })
+	return &harness{t: t, ca: ca, addr: lis.Addr().String(), ing: ing}
+}
+
+// client dials as node ("" = without a client certificate).
+func (h *harness) client(node string) mcpgwv1.NodeServiceClient {
+	t := h.t
+	cfg := &tls.Config{RootCAs: h.ca.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if node != "" {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := h.ca.SignNodeCSR(csr, node, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := &tls.Certificate{Certificate: [][]byte{nc.Leaf.Raw}, PrivateKey: key, Leaf: nc.Leaf}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return mcpgwv1.NewNodeServiceClient(conn)
+}
+
+type auditClient = grpc.BidiStreamingClient[mcpgwv1.AuditStreamRequest, mcpgwv1.AuditStreamResponse]
+
+func (h *harness) open(c mcpgwv1.NodeServiceClient, msgs ...*mcpgwv1.AuditStreamRequest) auditClient {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.t.Context(), 15*time.Second)
+	h.t.Cleanup(cancel)
+	s, err := c.AuditStream(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if err := s.Send(m); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func hello(epoch, next uint64) *mcpgwv1.AuditStreamRequest {
+	return &mcpgwv1.AuditStreamRequest{Msg: &mcpgwv1.AuditStreamRequest_Hello{Hello: &mcpgwv1.AuditHello{SpoolEpoch: epoch, NextUnackedSeq: next}}}
+}
+
+func batch(node string, seq uint64, prev [32]byte, enc mcpgwv1.PayloadEncoding) (*mcpgwv1.AuditStreamRequest, [32]byte) {
+	now := time.Now()
+	ev := audit.Event{ID: audit.NewID(now), TS: now, NodeID: node, Transport: audit.TransportHTTP, Method: "tools/call",
+		Decision: audit.DecisionAllow, Status: audit.StatusOK}
+	b := auditdb.Batch{Seq: int64(seq), PrevHash: prev, Count: 1, Lines: append(ev.AppendJSON(nil), '\n')}
+	b.CRC = auditdb.CRC32C(b.Lines)
+	h := b.Hash()
+	wb := &mcpgwv1.AuditBatch{Seq: seq, Payload: b.Lines, PayloadEncoding: enc, EventCount: 1, Crc32C: b.CRC, Hash: h[:]}
+	if b.HasPrev() {
+		wb.PrevHash = prev[:]
+	}
+	return &mcpgwv1.AuditStreamRequest{Msg: &mcpgwv1.AuditStreamRequest_Batch{Batch: wb}}, h
+}
+
+// endCode reads until the stream ends and returns its code.
+func endCode(t *testing.T, s auditClient) codes.Code {
+	t.Helper()
+	for {
+		if _, err := s.Recv(); err != nil {
+			return status.Code(err)
+		}
+	}
+}
+
+func TestAuditStreamNeedsANodeCertificate(t *testing.T) {
+	h := newHarness(t)
+	s := h.open(h.client(""), hello(1, 1))
+	if c := endCode(t, s); c != codes.Unauthenticated {
+		t.Fatalf("without a client certificate: %v, want Unauthenticated", c)
+	}
+}
+
+// Protocol violations end the stream with FAILED_PRECONDITION: nothing a
+// resend could fix, and nothing that may be acked.
+func TestAuditStreamProtocolViolations(t *testing.T) {
+	h := newHarness(t)
+	node := uuid.NewString()
+	c := h.client(node)
+	b1, h1 := batch(node, 1, [32]byte{}, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
+	b3, _ := batch(node, 3, h1, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
+	gz, _ := batch(node, 1, [32]byte{}, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO_GZIP)
+	for name, msgs := range map[string][]*mcpgwv1.AuditStreamRequest{
+		"batch before hello":        {b1},
+		"seq zero in hello":         {hello(1, 0)},
+		"seq skipped":               {hello(2, 1), b1, b3},
+		"encoding not accepted yet": {hello(3, 1), gz},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := endCode(t, h.open(c, msgs...)); got != codes.FailedPrecondition {
+				t.Fatalf("got %v, want FailedPrecondition", got)
+			}
+		})
+	}
+	t.Run("no hello in time", func(t *testing.T) {
+		if got := endCode(t, h.open(c)); got != codes.FailedPrecondition {
+			t.Fatalf("got %v, want FailedPrecondition", got)
+		}
+	})
+}
+
+// A node's reconnect replaces its older stream, which ends ABORTED.
+func TestNewerStreamReplacesOlder(t *testing.T) {
+	h := newHarness(t)
+	node := uuid.NewString()
+	c := h.client(node)
+	old := h.open(c, hello(5, 1))
+	if m, err := old.Recv(); err != nil || m.GetAck() == nil {
+		t.Fatalf("first stream: %v, %v", m, err)
+	}
+	b1, _ := batch(node, 1, [32]byte{}, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
+	cur := h.open(c, hello(5, 1), b1)
+	if c := endCode(t, old); c != codes.Aborted {
+		t.Fatalf("older stream ended with %v, want Aborted", c)
+	}
+	for {
+		m, err := cur.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.GetAck().GetAckedThroughSeq() == 1 {
+			break
+		}
+	}
+	if n := h.ing.Stats().Streams; n != 1 {
+		t.Fatalf("%d streams registered, want 1", n)
+	}
+}
+
+// A hello that resumes past batches the ledger never got (the edge lost
+// them) is acked where the edge stands, with a SEQ_GAP notice.
+func TestHelloPastAGapIsNoticed(t *testing.T) {
+	h := newHarness(t)
+	node := uuid.NewString()
+	s := h.open(h.client(node), hello(9, 5))
+	var gap bool
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := m.GetNotice(); n != nil && n.GetCode() == mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_SEQ_GAP {
+			gap = true
+		}
+		if a := m.GetAck(); a != nil {
+			if a.GetAckedThroughSeq() != 4 {
+				t.Fatalf("hello ack %d, want 4", a.GetAckedThroughSeq())
+			}
+			break
+		}
+	}
+	if !gap {
+		t.Fatal("no SEQ_GAP notice before the hello's ack")
+	}
+}
