@@ -90,10 +90,15 @@ REVISION column of get), so you never delete something someone just changed.`,
 				fmt.Fprintf(c.OutOrStdout(), "join token %s revoked\n", name)
 				return nil
 			case "nodes":
-				if _, err := cl.RevokeNode(cctx, &mcpgwv1.RevokeNodeRequest{NodeId: name}); err != nil {
+				id, err := resolveNode(c.Context(), cl, name)
+				if err != nil {
+					return err
+				}
+				r, err := cl.RevokeNode(cctx, &mcpgwv1.RevokeNodeRequest{NodeId: id})
+				if err != nil {
 					return cl.rpcError(what, err)
 				}
-				fmt.Fprintf(c.OutOrStdout(), "node %s revoked; it must enroll again with a new join token\n", name)
+				fmt.Fprintf(c.OutOrStdout(), "node %s (%s) revoked; it must enroll again with a new join token\n", r.GetNode().GetName(), id)
 				return nil
 			}
 			if dryRun {

@@ -16,7 +16,7 @@ func newDescribeCmd(g *globals) *cobra.Command {
 		Use:   "describe KIND NAME",
 		Short: "Show one resource in detail (KIND: " + kindNames(kinds) + ")",
 		Example: `  mcpctl describe role developer
-  mcpctl describe node 0192f3c4-...`,
+  mcpctl describe node edge-eu-1        # a node by name, or by id`,
 		Args:              exactArgs("KIND", "NAME"),
 		ValidArgsFunction: kindCompletion(kinds),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -152,7 +152,11 @@ func (g *globals) describe(ctx context.Context, cl *client, w io.Writer, k kind,
 	case "tokens":
 		return g.describeToken(ctx, cl, f, name)
 	case "nodes":
-		r, err := cl.GetNode(cctx, &mcpgwv1.GetNodeRequest{NodeId: name})
+		id, err := resolveNode(ctx, cl, name)
+		if err != nil {
+			return err
+		}
+		r, err := cl.GetNode(cctx, &mcpgwv1.GetNodeRequest{NodeId: id})
 		if err != nil {
 			return cl.rpcError(what, err)
 		}

@@ -22,7 +22,7 @@ import (
 func newNodesCmd(g *globals) *cobra.Command {
 	o := &getOptions{}
 	c := &cobra.Command{
-		Use:   "nodes [ID]",
+		Use:   "nodes [NAME|ID]",
 		Short: "List edges: revision applied, last seen, NACKs, audit spool (same as get nodes)",
 		Args:  rangeArgs(0, 1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -42,6 +42,10 @@ func (g *globals) getNodes(ctx context.Context, cl *client, w io.Writer, id stri
 	var items []*mcpgwv1.Node
 	var rev int64
 	if id != "" {
+		var err error
+		if id, err = resolveNode(ctx, cl, id); err != nil {
+			return err
+		}
 		cctx, cancel := cl.call(ctx)
 		defer cancel()
 		r, err := cl.GetNode(cctx, &mcpgwv1.GetNodeRequest{NodeId: id})
@@ -90,6 +94,51 @@ func (g *globals) getNodes(ctx context.Context, cl *client, w io.Writer, id stri
 		t.row(row...)
 	}
 	return t.flush()
+}
+
+// resolveNode accepts a node id or, since ids are long and names are what
+// people see in tables, a node name that is unique among enrolled nodes.
+func resolveNode(ctx context.Context, cl *client, arg string) (string, error) {
+	if looksLikeUUID(arg) {
+		return arg, nil
+	}
+	nodes, err := listAll(ctx, cl, func(ctx context.Context, tok string) ([]*mcpgwv1.Node, string, error) {
+		r, err := cl.ListNodes(ctx, &mcpgwv1.ListNodesRequest{IncludeRevoked: true, PageToken: tok})
+		return r.GetNodes(), r.GetNextPageToken(), err
+	})
+	if err != nil {
+		return "", cl.rpcError(fmt.Sprintf("looking up node %q", arg), err)
+	}
+	var ids []string
+	for _, n := range nodes {
+		if n.GetName() == arg {
+			ids = append(ids, n.GetId())
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return "", fmt.Errorf("no node is named or has the id %q (see 'mcpctl nodes --all')", arg)
+	case 1:
+		return ids[0], nil
+	}
+	return "", fmt.Errorf("%d nodes are named %q; give the id instead: %s", len(ids), arg, strings.Join(ids, ", "))
+}
+
+func looksLikeUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if r != '-' {
+				return false
+			}
+		case !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F'):
+			return false
+		}
+	}
+	return true
 }
 
 func nodeState(n *mcpgwv1.Node) string {

@@ -149,6 +149,8 @@ func TestGoldenNodesAndRollout(t *testing.T) {
 	tr.ok("nodes")
 	tr.ok("get", "nodes", "-o", "wide")
 	tr.ok("describe", "node", edgeB.GetId())
+	tr.ok("describe", "node", "edge-b") // by name
+	tr.run("describe", "node", "edge-z")
 	tr.ok("get", "node", edgeB.GetId(), "-o", "yaml")
 	tr.ok("rollout", "status")
 	tr.run("rollout", "status", "--revision", "3", "--watch")
@@ -169,8 +171,7 @@ func TestGoldenNodesAndRollout(t *testing.T) {
 	}
 
 	// Revoking a node: it drops out of the list, and --all shows it.
-	edgeA := nodes.GetNodes()[slices.IndexFunc(nodes.GetNodes(), func(n *mcpgwv1.Node) bool { return n.GetName() == "edge-a" })]
-	tr.ok("delete", "node", edgeA.GetId())
+	tr.ok("delete", "node", "edge-a")
 	tr.ok("nodes")
 	tr.ok("nodes", "--all")
 	tr.check("nodes")
