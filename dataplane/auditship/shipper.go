@@ -289,7 +289,9 @@ func (s *Shipper) session(ctx context.Context, first *delivery) (next *delivery,
 		if cur == nil {
 			deliveries = s.deliveries
 		}
-		if cur != nil && sent > acked && window > 0 {
+		// Waiting for the hello's answer or for acks of batches in flight
+		// is bounded, unless the control plane paused us.
+		if (!helloed || (cur != nil && sent > acked)) && window > 0 {
 			deadline.Reset(max(time.Until(lastAck.Add(s.cfg.AckTimeout)), 0))
 		} else {
 			deadline.Stop()
