@@ -14,12 +14,14 @@ import (
 )
 
 // Tools whose behaviour depends on more than the call: they change the
-// server's lists, drop connections on purpose, or need the 2026-07-28
-// multi-round-trip flow (bridging eras is a later issue).
+// server's lists (the 2026-07-28 multi-round-trip tools are skipped below:
+// a legacy client meets them only through era bridging, a later issue).
+// test_reconnection is kept although it fails both ways: the server closes
+// the call's stream without event ids, so there is nothing to resume (the
+// SDK client fails direct too); the edge must fail it, not fake a success.
 var skipTools = map[string]bool{
 	"test_trigger_tool_change":   true,
 	"test_trigger_prompt_change": true,
-	"test_reconnection":          true,
 }
 
 // toolArgs fills a tool's required arguments from its input schema.
@@ -30,9 +32,10 @@ func toolArgs(tool *mcp.Tool) map[string]any {
 	return fillSchema(tool.InputSchema)
 }
 
-// toolsThatFail report isError directly as through the edge: one by
-// design, one because the Go SDK client (v1.8.0) refuses the server's
-// titled multi-select enum schema before answering.
+// toolsThatFail fail directly as through the edge: one by design, one
+// because the Go SDK client (v1.8.0) refuses the server's titled
+// multi-select enum schema, one because its stream ends unresumable. Only
+// the fact that both fail is compared for the last (the messages differ).
 var toolsThatFail = map[string]bool{"test_error_handling": true, "test_elicitation_sep1330_enums": true}
 
 // normalize drops what legitimately differs between a direct call and one
@@ -111,11 +114,12 @@ func TestEverythingThroughEdge(t *testing.T) {
 				dr, derr := direct.CallTool(ctx, params)
 				params.Name = "ev__" + dt.Name
 				vr, verr := via.CallTool(ctx, params)
-				if got, want := normalize(t, vr, verr), normalize(t, dr, derr); got != want {
+				if got, want := normalize(t, vr, verr), normalize(t, dr, derr); got != want && dt.Name != "test_reconnection" {
 					t.Errorf("tool %s through the edge:\n got %s\nwant %s", dt.Name, got, want)
 				}
 				// Equal failures would hide a feature that never ran.
-				if (verr != nil || vr.IsError) != toolsThatFail[dt.Name] {
+				wantFail := toolsThatFail[dt.Name] || (dt.Name == "test_reconnection" && tc.name == "http")
+				if (verr != nil || vr.IsError) != wantFail {
 					t.Errorf("tool %s through the edge: %s", dt.Name, normalize(t, vr, verr))
 				}
 			}

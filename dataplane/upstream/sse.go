@@ -17,8 +17,8 @@ type sseEvent struct {
 
 // readSSE calls fn for each event in r until r ends or fn returns false.
 // It follows the WHATWG event-stream rules the MCP transport relies on:
-// data lines join with "\n", comments are ignored, an event with no data is
-// not dispatched (but its id still counts for resumption).
+// data lines join with "\n", comments are ignored, an event with no or
+// empty data is not dispatched (but its id still counts for resumption).
 func readSSE(r io.Reader, lastID *string, fn func(sseEvent) bool) error {
 	br := bufio.NewReaderSize(r, 32<<10)
 	var ev sseEvent
@@ -49,7 +49,9 @@ func readSSE(r io.Reader, lastID *string, fn func(sseEvent) bool) error {
 			if ev.id != "" {
 				*lastID = ev.id
 			}
-			if hasData {
+			// An event with empty data only primes the stream with an id
+			// for resumption (2025-11-25 transports); nothing to deliver.
+			if hasData && data.Len() > 0 {
 				ev.data = bytes.Clone(data.Bytes())
 				if !fn(ev) {
 					return nil

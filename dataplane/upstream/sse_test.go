@@ -6,7 +6,7 @@ import (
 )
 
 func TestReadSSE(t *testing.T) {
-	stream := ": comment\n\nid: 1\nevent: message\ndata: {\"a\":\ndata: 1}\n\nid: 2\n\ndata: last\n"
+	stream := ": comment\n\nid: 0\ndata:\n\nid: 1\nevent: message\ndata: {\"a\":\ndata: 1}\n\nid: 2\n\ndata: last\n"
 	var got []string
 	var last string
 	if err := readSSE(strings.NewReader(stream), &last, func(e sseEvent) bool {
