@@ -114,7 +114,7 @@ func (g *globals) apply(ctx context.Context, w io.Writer, o *applyOptions) error
 		printDiff(w, r)
 	}
 	if o.wait {
-		return g.followRollout(ctx, cl, progress, r.GetRevision(), "", o.timeout)
+		return g.followRollout(ctx, cl, progress, r.GetRevision(), "", o.timeout, false)
 	}
 	return nil
 }

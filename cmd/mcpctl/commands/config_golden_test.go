@@ -75,6 +75,7 @@ func TestGoldenConfig(t *testing.T) {
 	tr.ok("check", "--principal", "alice", "--method", "tools/call", "--name", "github__delete_repo")
 	tr.ok("check", "--principal", "bob", "--tool", "github__create_issue", "-o", "json")
 	tr.ok("check", "--principal", "bob", "--method", "resources/read", "--name", "file:///docs/intro.md")
+	tr.ok("check", "--principal", "alice", "--tool", "github__create_issue", "--args", `{"repo": "mcpgw/mcpgw", "title": "x"}`, "-o", "yaml")
 
 	// A change shows as ~, a removal with --prune as -.
 	changed := strings.Replace(policyYAML, "Day-to-day engineering", "Engineers", 1)

@@ -215,6 +215,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		watch     bool
 		timeout   time.Duration
 		nodeGroup string
+		out       *outputFlag
 	)
 	status := &cobra.Command{
 		Use:   "status",
@@ -224,7 +225,8 @@ how many rejected it (NACK, with the node and the error) and how many have not
 answered yet. Without --revision it follows the current revision.
 
 With --watch, mcpctl follows the rollout until no connected edge is pending and
-exits 1 if any edge rejected it or --timeout passed first.`,
+exits 1 if any edge rejected it or --timeout passed first. With -o json it prints
+the rollout state as JSON (with --watch, one line per change).`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if revision < 0 {
@@ -236,21 +238,22 @@ exits 1 if any edge rejected it or --timeout passed first.`,
 			}
 			defer cl.Close()
 			if watch {
-				return g.followRollout(c.Context(), cl, c.OutOrStdout(), revision, nodeGroup, timeout)
+				return g.followRollout(c.Context(), cl, c.OutOrStdout(), revision, nodeGroup, timeout, out.value == "json")
 			}
-			return g.rolloutSnapshot(c.Context(), cl, c.OutOrStdout(), revision, nodeGroup)
+			return g.rolloutSnapshot(c.Context(), cl, c.OutOrStdout(), revision, nodeGroup, out.value == "json")
 		},
 	}
 	status.Flags().Int64Var(&revision, "revision", 0, "revision to follow (default: the current one)")
 	status.Flags().BoolVarP(&watch, "watch", "w", false, "follow until every connected edge answered; exit 1 on a NACK or timeout")
 	status.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "with --watch: how long to wait")
 	status.Flags().StringVar(&nodeGroup, "node-group", "", "only edges of this node group")
+	out = addOutputFlag(status, "text", "text", "json")
 	return group("rollout", "Follow config rollouts to the edges", status)
 }
 
 // rolloutSnapshot prints the rollout state once: the first message of
 // WatchRollout, which the server sends at once.
-func (g *globals) rolloutSnapshot(ctx context.Context, cl *client, w io.Writer, revision int64, group string) error {
+func (g *globals) rolloutSnapshot(ctx context.Context, cl *client, w io.Writer, revision int64, group string, asJSON bool) error {
 	cctx, cancel := cl.call(ctx)
 	defer cancel()
 	stream, err := cl.WatchRollout(cctx, &mcpgwv1.WatchRolloutRequest{Revision: revision, NodeGroup: group})
@@ -260,6 +263,9 @@ func (g *globals) rolloutSnapshot(ctx context.Context, cl *client, w io.Writer, 
 	st, err := stream.Recv()
 	if err != nil {
 		return cl.rpcError("reading the rollout", err)
+	}
+	if asJSON {
+		return writeJSON(w, st)
 	}
 	fmt.Fprintln(w, rolloutLine(st))
 	for _, r := range st.GetRejections() {
@@ -271,7 +277,10 @@ func (g *globals) rolloutSnapshot(ctx context.Context, cl *client, w io.Writer, 
 // followRollout follows WatchRollout until the rollout is done, printing a
 // progress line whenever the counts change and each NACK once. It fails if
 // any node rejected the revision or the timeout passed first.
-func (g *globals) followRollout(ctx context.Context, cl *client, w io.Writer, revision int64, group string, timeout time.Duration) error {
+//
+// With asJSON, every state the server sends is printed as one JSON line
+// (the WatchRolloutResponse, proto field names) instead.
+func (g *globals) followRollout(ctx context.Context, cl *client, w io.Writer, revision int64, group string, timeout time.Duration, asJSON bool) error {
 	if timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
@@ -298,12 +307,20 @@ func (g *globals) followRollout(ctx context.Context, cl *client, w io.Writer, re
 			return cl.rpcError("following the rollout", err)
 		}
 		last = st
-		if line := rolloutLine(st); line != lastLine {
+		if asJSON {
+			b, err := protoJSON(st, false)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(append(b, '\n')); err != nil {
+				return err
+			}
+		} else if line := rolloutLine(st); line != lastLine {
 			fmt.Fprintln(w, line)
 			lastLine = line
 		}
 		for _, r := range st.GetRejections() {
-			if key := r.GetNodeId() + "/" + strconv.FormatInt(r.GetRejection().GetRevision(), 10); !reported[key] {
+			if key := r.GetNodeId() + "/" + strconv.FormatInt(r.GetRejection().GetRevision(), 10); !asJSON && !reported[key] {
 				reported[key] = true
 				fmt.Fprintln(w, rejectionLine(r))
 			}

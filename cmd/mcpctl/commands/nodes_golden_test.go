@@ -152,8 +152,11 @@ func TestGoldenNodesAndRollout(t *testing.T) {
 	tr.ok("describe", "node", "edge-b") // by name
 	tr.run("describe", "node", "edge-z")
 	tr.ok("get", "node", edgeB.GetId(), "-o", "yaml")
+	tr.ok("get", "node", "edge-b", "-o", "json")
 	tr.ok("rollout", "status")
+	tr.ok("rollout", "status", "-o", "json")
 	tr.run("rollout", "status", "--revision", "3", "--watch")
+	tr.run("rollout", "status", "--revision", "3", "--watch", "-o", "json")
 
 	// An edge that never answers: watching gives up after --timeout and
 	// says how far the rollout got.
