@@ -2,8 +2,12 @@ package commands
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mcpgw/mcpgw/internal/audit"
 )
 
 // A document using every field the fleet sections have, so the round trip
@@ -94,5 +98,45 @@ func TestGetYAMLApplyRoundTripIsNoop(t *testing.T) {
 	}
 	if rev := serverRevision(); rev != 2 {
 		t.Fatalf("after an edit the installation is at revision %d, want 2", rev)
+	}
+}
+
+// TestListsFollowPages: lists longer than the server's default page of 100
+// come back whole, and -o yaml of them still round-trips.
+func TestListsFollowPages(t *testing.T) {
+	cp := startControlPlane(t)
+	c := cp.cliFor(t)
+	var doc strings.Builder
+	doc.WriteString("principals:\n")
+	for i := range 250 {
+		fmt.Fprintf(&doc, "  - {name: user%03d, groups: [g%d]}\n", i, i%7)
+	}
+	c.mustRun("apply", "-f", writeFile(t, t.TempDir(), "many.yaml", doc.String()))
+	var list struct {
+		Principals []struct{ Name string } `json:"principals"`
+	}
+	if err := json.Unmarshal([]byte(c.mustRun("get", "principals", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Principals) != 250 || list.Principals[0].Name != "user000" || list.Principals[249].Name != "user249" {
+		t.Fatalf("get principals returned %d principals", len(list.Principals))
+	}
+	if n := strings.Count(c.mustRun("get", "principals"), "\n"); n != 251 {
+		t.Errorf("the table has %d lines, want a header and 250 rows", n)
+	}
+	c.stdin = c.mustRun("get", "principals", "-o", "yaml")
+	if out := c.mustRun("apply", "-f", "-", "--dry-run"); out != "no changes (revision 1)\n" {
+		t.Errorf("re-applying 250 exported principals:\n%s", out)
+	}
+	c.stdin = ""
+
+	// Audit pages too: 250 events of one node, all of them or a limit.
+	evs := auditEvents(nodeB, time.Now().UTC().Add(-time.Minute), 250)
+	ingest(t, cp.audit, nodeB, [][]audit.Event{evs[:125], evs[125:]}, nil)
+	if n := strings.Count(c.mustRun("audit", "query", "--node", nodeB, "--limit", "0", "-o", "jsonl"), "\n"); n != 250 {
+		t.Errorf("audit query --limit 0 printed %d events, want 250", n)
+	}
+	if n := strings.Count(c.mustRun("audit", "query", "--node", nodeB, "--limit", "120", "-o", "jsonl"), "\n"); n != 120 {
+		t.Errorf("audit query --limit 120 printed %d events", n)
 	}
 }
