@@ -45,6 +45,10 @@ func TestModernClientModernBackend(t *testing.T) {
 	// arguments only for tools it has seen.
 	waitTools(t, direct, everythingTools)
 	waitTools(t, via, everythingTools)
+	// A list_changed still in flight from the catalog filling up would
+	// clear the client's tool cache; let it land, then list again.
+	time.Sleep(200 * time.Millisecond)
+	waitTools(t, via, everythingTools)
 	ctx := context.Background()
 	for _, tool := range []string{
 		"test_simple_text", "test_tool_with_progress", "test_x_mcp_header",

@@ -2,6 +2,7 @@ package dataplane_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -85,5 +86,35 @@ func TestDecideAndRecordSeams(t *testing.T) {
 	}
 	if ok == nil || ok.Status != gateway.StatusOK || ok.Backend != "ev" || ok.UpstreamLatency <= 0 || ok.ResponseBytes == 0 || ok.ClientName != "edge-test" || ok.Principal.Name != "anonymous" {
 		t.Errorf("allowed call recorded as %+v", ok)
+	}
+}
+
+// failingRecorder cannot record: either it says so up front (Available)
+// or only when asked to Record.
+type failingRecorder struct{ upFront bool }
+
+func (failingRecorder) Begin(*gateway.Request) {}
+func (failingRecorder) Record(context.Context, *gateway.Request) error {
+	return errors.New("spool full")
+}
+func (f failingRecorder) Available() error {
+	if f.upFront {
+		return errors.New("spool full")
+	}
+	return nil
+}
+
+// A request whose outcome cannot be recorded is not answered with its
+// result: HTTP 503 and a JSON-RPC error saying audit is unavailable
+// (DESIGN §6), before it reaches a backend when the recorder can tell.
+func TestAuditUnavailableRefuses(t *testing.T) {
+	for _, upFront := range []bool{true, false} {
+		e := startEdge(t, "backends:\n"+stdioBackend("ev"), func(c *dataplane.Config) {
+			c.Record = failingRecorder{upFront: upFront}
+		})
+		resp, body := post(t, e, initBody, nil)
+		if resp.StatusCode != 503 || !strings.Contains(body, "audit unavailable") || resp.Header.Get("Mcp-Session-Id") != "" {
+			t.Errorf("upFront=%v: initialize got %d %q %s", upFront, resp.StatusCode, resp.Header.Get("Mcp-Session-Id"), body)
+		}
 	}
 }

@@ -220,6 +220,19 @@ func (g *Gateway) serverCapabilities(st *state.State) json.RawMessage {
 	return json.RawMessage(sb.String())
 }
 
+// errAuditUnavailable answers a request whose outcome could not be
+// recorded, or that was refused because it could not be.
+var errAuditUnavailable = rpc.Errorf(rpc.CodeInternalError, "mcpgw: audit unavailable; the request was not served")
+
+// admit reports why the recorder would refuse this request's event now,
+// checked before anything reaches a backend.
+func (g *Gateway) admit() error {
+	if a, ok := g.opts.Record.(Availability); ok {
+		return a.Available()
+	}
+	return nil
+}
+
 // errClientCancelled is the cause of a request's context when the client
 // sent notifications/cancelled for it.
 var errClientCancelled = errors.New("cancelled by the client")
@@ -266,7 +279,8 @@ func (g *Gateway) finish(ctx context.Context, id json.RawMessage, rq *Request, r
 	rq.ResponseBytes = len(resp)
 	if err := g.opts.Record.Record(context.WithoutCancel(ctx), rq); err != nil {
 		g.log.Error("recording request failed; withholding the result", "method", rq.Method, "err", err)
-		resp = rpc.AppendErrorResponse(nil, id, rpc.Errorf(rpc.CodeInternalError, "mcpgw: audit unavailable; the request's outcome could not be recorded"))
+		rq.unrecorded = true
+		resp = rpc.AppendErrorResponse(nil, id, errAuditUnavailable)
 	}
 	if g.opts.Metrics != nil {
 		g.opts.Metrics.observe(rq)

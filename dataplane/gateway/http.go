@@ -92,6 +92,15 @@ func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, e *rpc
 	_, _ = w.Write(body)
 }
 
+// writeRPCErrorRaw answers with an HTTP status and a ready error body.
+func writeRPCErrorRaw(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, rq *Request) bool {
 	p, err := g.opts.Auth.Authenticate(r.Context(), Credentials{Transport: "http", Header: r.Header, RemoteAddr: r.RemoteAddr})
 	if err != nil {
@@ -157,6 +166,13 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := g.state.Load()
+	if m.IsRequest() {
+		if err := g.admit(); err != nil {
+			g.log.Warn("refusing a request: audit unavailable", "method", m.Method, "err", err)
+			writeRPCError(w, http.StatusServiceUnavailable, m.ID, errAuditUnavailable)
+			return
+		}
+	}
 
 	if m.Method == "initialize" && m.IsRequest() {
 		g.serveInitialize(w, r, st, m, rq)
@@ -186,7 +202,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := newReplyWriter(w, acceptsSSE(r), g.opts.KeepAlive)
 	resp := g.serve(r.Context(), st, sess, m, rw, rq)
-	rw.finish(resp, rq.AuditID)
+	rw.finishStatus(resp, rq.AuditID, rq.unrecorded)
 }
 
 func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, st *state.State, m *message, rq *Request) {
@@ -202,6 +218,10 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, st *st
 	}
 	rq.Status = StatusOK
 	resp := g.finish(r.Context(), m.ID, rq, rpc.AppendResponse(nil, m.ID, result, nil))
+	if rq.unrecorded {
+		writeRPCError(w, http.StatusServiceUnavailable, m.ID, errAuditUnavailable)
+		return
+	}
 	g.sessions.Add(sess)
 	w.Header()["Mcp-Session-Id"] = []string{sess.ID}
 	writeJSON(w, resp, rq.AuditID)
@@ -377,7 +397,11 @@ func (rw *replyWriter) ping() {
 // finish writes the response and ends the reply. A nil resp (the client
 // cancelled the request) ends the reply without one: an SSE stream closes
 // empty; a client that cannot take SSE gets 202 and no body.
-func (rw *replyWriter) finish(resp []byte, auditID string) {
+func (rw *replyWriter) finish(resp []byte, auditID string) { rw.finishStatus(resp, auditID, false) }
+
+// finishStatus is finish; unavailable answers a reply that has not started
+// streaming with HTTP 503 (the outcome could not be recorded).
+func (rw *replyWriter) finishStatus(resp []byte, auditID string, unavailable bool) {
 	rw.mu.Lock()
 	rw.done = true
 	if rw.keepAlive != nil {
@@ -400,6 +424,10 @@ func (rw *replyWriter) finish(resp []byte, auditID string) {
 		return
 	}
 	if !rw.sse {
+		if unavailable {
+			writeRPCErrorRaw(rw.w, http.StatusServiceUnavailable, resp)
+			return
+		}
 		writeJSON(rw.w, resp, auditID)
 		return
 	}

@@ -109,6 +109,7 @@ func (g *Gateway) serveModern(w http.ResponseWriter, r *http.Request, st *state.
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
+
 	caps := m.env.ClientCapabilities
 	rq.ProtocolVersion = version
 	rq.ClientName = rpc.StringField(m.env.ClientInfo, "name")
@@ -150,7 +151,7 @@ func (g *Gateway) serveModern(w http.ResponseWriter, r *http.Request, st *state.
 		}
 		resp = g.serveStateless(r.Context(), st, m, out, rq, version, params)
 	}
-	rw.finish(resp, rq.AuditID)
+	rw.finishStatus(resp, rq.AuditID, rq.unrecorded)
 }
 
 // serveStateless runs a modern request through the chain.

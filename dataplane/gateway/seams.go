@@ -109,6 +109,18 @@ type Request struct {
 	// AuditID, when a Recorder sets it in Begin, is returned to HTTP
 	// clients in the Mcpgw-Audit-Id header.
 	AuditID string
+
+	// unrecorded is set when Record failed: the client gets an error (and
+	// HTTP 503 where the reply has not started) instead of the result.
+	unrecorded bool
+}
+
+// Availability is an optional Recorder method: an error means the
+// recorder would refuse events now (a full spool under on_full: refuse),
+// so the edge turns requests away before they have any effect upstream
+// (HTTP 503, DESIGN §6).
+type Availability interface {
+	Available() error
 }
 
 // Recorder hears about every request exactly once. Begin runs on arrival

@@ -132,6 +132,10 @@ func (g *Gateway) serveStdioLine(ctx context.Context, sess *session.Session, p P
 		sess.Deliver(&m.Message)
 		return
 	}
+	if err := g.admit(); err != nil {
+		_ = out.Send(rpc.AppendErrorResponse(nil, m.ID, errAuditUnavailable))
+		return
+	}
 	rq := &Request{Start: time.Now(), Transport: "stdio", Principal: p, RequestBytes: len(line)}
 	g.opts.Record.Begin(rq)
 	if m.Method == "initialize" {
