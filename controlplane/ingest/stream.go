@@ -118,7 +118,6 @@ type streamState struct {
 
 	pending   []auditdb.Batch // received, not committed, in seq order
 	pendingEv int
-	inflight  int // how many of pending are with a committer
 	paused    bool
 	narrowed  bool
 	retryAt   time.Time
@@ -235,7 +234,13 @@ func (s *Server) serve(ctx context.Context, node string, stream AuditStreamServe
 			}
 		}
 	}()
+	// After the edge half-closes, what it sent is still committed and
+	// acked before the stream ends.
+	eof := false
 	for {
+		if eof && current == nil && len(st.pending) == 0 && len(msgs) == 0 {
+			return nil
+		}
 		var reqs chan *commitReq
 		var req *commitReq
 		if current == nil && len(st.pending) > 0 && !time.Now().Before(st.retryAt) {
@@ -246,17 +251,16 @@ func (s *Server) serve(ctx context.Context, node string, stream AuditStreamServe
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case err := <-recvErr:
-			if errors.Is(err, io.EOF) {
-				return nil
+			if !errors.Is(err, io.EOF) {
+				return err
 			}
-			return err
+			eof, recvErr = true, nil
 		case m := <-msgs:
 			if err := s.receive(st, m); err != nil {
 				return err
 			}
 		case reqs <- req:
 			current = req
-			st.inflight = len(req.batches)
 		case r := <-done:
 			sent := current
 			current = nil
@@ -329,7 +333,6 @@ func wireBatch(epoch int64, wb *mcpgwv1.AuditBatch) (auditdb.Batch, error) {
 // committed handles a commit's outcome for this stream.
 func (s *Server) committed(ctx context.Context, st *streamState, req *commitReq, r commitResult, send func(*mcpgwv1.AuditStreamResponse) error) error {
 	n := len(req.batches)
-	st.inflight = 0
 	if r.err != nil {
 		if errors.Is(r.err, auditdb.ErrConflict) {
 			// A different batch under a committed seq: resending the same

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -240,5 +242,35 @@ func TestHelloPastAGapIsNoticed(t *testing.T) {
 	}
 	if !gap {
 		t.Fatal("no SEQ_GAP notice before the hello's ack")
+	}
+}
+
+// An edge that half-closes after its last batch still gets it committed
+// and acked before the stream ends cleanly.
+func TestHalfCloseStillCommitsAndAcks(t *testing.T) {
+	h := newHarness(t)
+	node := uuid.NewString()
+	b1, h1 := batch(node, 1, [32]byte{}, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
+	b2, _ := batch(node, 2, h1, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
+	s := h.open(h.client(node), hello(3, 1), b1, b2)
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var acked uint64
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			if status.Code(err) != codes.OK && !errors.Is(err, io.EOF) {
+				t.Fatalf("stream ended with %v", err)
+			}
+			break
+		}
+		acked = max(acked, m.GetAck().GetAckedThroughSeq())
+	}
+	if acked != 2 {
+		t.Fatalf("acked through %d before the stream ended, want 2", acked)
+	}
+	if st := h.ing.Stats(); st.Batches != 2 || st.Events != 2 {
+		t.Fatalf("stats %+v, want 2 batches and 2 events", st)
 	}
 }
