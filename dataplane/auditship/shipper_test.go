@@ -313,3 +313,25 @@ func TestPostgresDownPausesAndRecovers(t *testing.T) {
 		t.Fatalf("audit_events holds %d rows (%d distinct) for %d events", rows, distinct, len(ids))
 	}
 }
+
+// A slow database narrows the edge's window to one batch; shipping still
+// makes progress and stores everything once.
+func TestSlowDatabaseNarrowsTheWindow(t *testing.T) {
+	e := newEnv(t)
+	cp := e.startCP("127.0.0.1:0", func(c *ingest.Config) { c.SlowCommit = time.Nanosecond })
+	node := uuid.NewString()
+	ed := startEdge(t, node, t.TempDir(), e.nodeConn(node, cp.addr))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { ed.record(t, 50) })
+	}
+	wg.Wait()
+	waitFor(t, 20*time.Second, "every event is committed", func() bool { r, _ := e.counts(node); return r >= 200 })
+	rows, distinct := e.counts(node)
+	if rows != 200 || distinct != 200 {
+		t.Fatalf("audit_events holds %d rows (%d distinct), want 200", rows, distinct)
+	}
+	if cp.ing.Stats().Pauses == 0 {
+		t.Fatal("the control plane never narrowed the window although every commit was slow")
+	}
+}
