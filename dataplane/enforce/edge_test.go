@@ -36,6 +36,14 @@ import (
 var serverBin string
 
 func TestMain(m *testing.M) {
+	if arg := os.Getenv(childEnv); arg != "" {
+		// This process is an edge for TestSIGKILLLosesNoAnsweredEvent.
+		if err := runChildEdge(arg); err != nil {
+			fmt.Fprintln(os.Stderr, "test edge:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "enforce-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
