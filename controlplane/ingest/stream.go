@@ -256,7 +256,7 @@ func (s *Server) serve(ctx context.Context, node string, stream AuditStreamServe
 			}
 			eof, recvErr = true, nil
 		case m := <-msgs:
-			if err := s.receive(st, m); err != nil {
+			if err := s.receive(st, m, send); err != nil {
 				return err
 			}
 		case reqs <- req:
@@ -277,7 +277,7 @@ func (s *Server) serve(ctx context.Context, node string, stream AuditStreamServe
 }
 
 // receive checks one batch and queues it.
-func (s *Server) receive(st *streamState, m *mcpgwv1.AuditStreamRequest) error {
+func (s *Server) receive(st *streamState, m *mcpgwv1.AuditStreamRequest, send func(*mcpgwv1.AuditStreamResponse) error) error {
 	wb := m.GetBatch()
 	if wb == nil {
 		return fmt.Errorf("%w: only batches may follow the hello", errProtocol)
@@ -300,6 +300,18 @@ func (s *Server) receive(st *streamState, m *mcpgwv1.AuditStreamRequest) error {
 	b, err := wireBatch(st.epoch, wb)
 	if err != nil {
 		return err
+	}
+	// The ledger stores the hash of what arrived, and the next batch's
+	// prev_hash is checked against it; a hash the edge claims for other
+	// content is reported now, which also covers an epoch's last batch.
+	if h := wb.GetHash(); len(h) > 0 && wb.GetCrc32C() == auditdb.CRC32C(b.Lines) {
+		if sum := b.Hash(); string(h) != string(sum[:]) {
+			s.metrics.notices.Inc()
+			if err := send(notice(seq, mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN, 0,
+				"hash does not match the batch's fields and payload; the ledger keeps the hash of what arrived")); err != nil {
+				return err
+			}
+		}
 	}
 	st.pending = append(st.pending, b)
 	st.pendingEv += b.Count

@@ -275,3 +275,29 @@ func TestHalfCloseStillCommitsAndAcks(t *testing.T) {
 		t.Fatalf("stats %+v, want 2 batches and 2 events", st)
 	}
 }
+
+// A batch whose claimed hash is not the hash of what it carries is
+// reported at once (even as an epoch's last batch), and still acked.
+func TestWrongHashIsNoticed(t *testing.T) {
+	h := newHarness(t)
+	node := uuid.NewString()
+	b1, _ := batch(node, 1, [32]byte{}, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
+	b1.GetBatch().Hash = make([]byte, 32)
+	s := h.open(h.client(node), hello(4, 1), b1)
+	var noticed bool
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := m.GetNotice(); n != nil && n.GetSeq() == 1 && n.GetCode() == mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN {
+			noticed = true
+		}
+		if m.GetAck().GetAckedThroughSeq() == 1 {
+			break
+		}
+	}
+	if !noticed {
+		t.Fatal("no CHAIN_BROKEN notice for a batch with a wrong hash")
+	}
+}
