@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -201,7 +202,11 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw := newReplyWriter(w, acceptsSSE(r), g.opts.KeepAlive)
-	resp := g.serve(r.Context(), st, sess, m, rw, rq)
+	// In the legacy era a dropped connection is not a cancellation
+	// (2025-11-25 basic/transports): the call runs to its end unless the
+	// client sends notifications/cancelled or the session ends, so a
+	// half-done tool call is not cut off by a network blip.
+	resp := g.serve(context.WithoutCancel(r.Context()), st, sess, m, rw, rq)
 	rw.finishStatus(resp, rq.AuditID, rq.unrecorded)
 }
 
