@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -494,5 +495,60 @@ func TestCancellationBothWays(t *testing.T) {
 	// The backend is free again.
 	if res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "ev__test_simple_text"}); err != nil || res.IsError {
 		t.Fatalf("after cancellation: %v %+v", err, res)
+	}
+}
+
+// A POST reply stream carries event ids; a client whose connection drops
+// mid-call resumes it with GET and Last-Event-ID and gets the rest,
+// response included (2025-11-25 basic/transports, resumability). The call
+// is not cancelled by the drop.
+func TestPostStreamResumes(t *testing.T) {
+	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	waitTools(t, connect(t, e.URL, nil), everythingTools)
+	resp, _ := post(t, e, initBody, nil)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	post(t, e, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"Mcp-Session-Id": sid})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.URL, strings.NewReader(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ev__test_tool_with_progress","_meta":{"progressToken":"t"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	r1, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read up to the first progress event, note its id, then drop.
+	var seen strings.Builder
+	buf := make([]byte, 1)
+	for !strings.Contains(seen.String(), "notifications/progress") || !strings.HasSuffix(seen.String(), "\n\n") {
+		if _, err := r1.Body.Read(buf); err != nil {
+			t.Fatalf("reading the reply stream: %v (%q)", err, seen.String())
+		}
+		seen.Write(buf)
+	}
+	cancel()
+	r1.Body.Close()
+	ids := regexp.MustCompile(`id: (p\d+-\d+)\n`).FindAllStringSubmatch(seen.String(), -1)
+	if len(ids) < 2 {
+		t.Fatalf("reply stream has no event ids: %q", seen.String())
+	}
+	last := ids[len(ids)-1][1]
+
+	greq, _ := http.NewRequest("GET", e.URL, nil)
+	greq.Header.Set("Accept", "text/event-stream")
+	greq.Header.Set("Mcp-Session-Id", sid)
+	greq.Header.Set("Last-Event-ID", last)
+	r2, err := http.DefaultClient.Do(greq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	if r2.StatusCode != 200 || strings.Count(string(rest), "notifications/progress") != 2 || !strings.Contains(string(rest), `"id":9,"result"`) {
+		t.Fatalf("resumed after %s: %d %q", last, r2.StatusCode, rest)
+	}
+	if strings.Contains(string(rest), "id: "+last+"\n") {
+		t.Error("the resume replayed the event the client already had")
 	}
 }

@@ -410,8 +410,9 @@ func (g *Gateway) callResource(ctx context.Context, st *state.State, sess *sessi
 	rq.Name = uri
 	it, ok := st.Catalog.Resource(uri)
 	if !ok {
-		// -32002 is MCP's "resource not found".
-		return nil, g.fail(rq, &rpc.Error{Code: -32002, Message: "mcpgw: no backend serves resource " + uri, Data: json.RawMessage(`{"uri":` + string(rpc.Quote(uri)) + `}`)})
+		// Resource not found is -32602 with the URI in data (SEP-2164;
+		// older servers used -32002).
+		return nil, g.fail(rq, &rpc.Error{Code: rpc.CodeInvalidParams, Message: "mcpgw: no backend serves resource " + uri, Data: json.RawMessage(`{"uri":` + string(rpc.Quote(uri)) + `}`)})
 	}
 	rq.Backend = it.Backend
 	if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: uri}) {
@@ -431,7 +432,7 @@ func (g *Gateway) subscription(ctx context.Context, st *state.State, sess *sessi
 	rq.Name = uri
 	it, ok := st.Catalog.Resource(uri)
 	if !ok {
-		return nil, g.fail(rq, &rpc.Error{Code: -32002, Message: "mcpgw: no backend serves resource " + uri})
+		return nil, g.fail(rq, &rpc.Error{Code: rpc.CodeInvalidParams, Message: "mcpgw: no backend serves resource " + uri, Data: json.RawMessage(`{"uri":` + string(rpc.Quote(uri)) + `}`)})
 	}
 	rq.Backend = it.Backend
 	if !g.allowed(ctx, st, rq, Action{Method: "resources/read", Backend: it.Backend, Name: uri}) {

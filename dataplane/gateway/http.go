@@ -202,6 +202,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw := newReplyWriter(w, acceptsSSE(r), g.opts.KeepAlive)
+	rw.sess = sess
 	// In the legacy era a dropped connection is not a cancellation
 	// (2025-11-25 basic/transports): the call runs to its end unless the
 	// client sends notifications/cancelled or the session ends, so a
@@ -304,9 +305,12 @@ type replyWriter struct {
 	keepAlive *time.Timer
 	queue     chan []byte   // nil entry: a keep-alive comment
 	written   chan struct{} // closed when the writer goroutine is done
-	// sse is set by whoever writes the SSE header: the writer goroutine
-	// while it runs, finish after it is joined.
+	// sse and replay are set by whoever writes the SSE header: the writer
+	// goroutine while it runs, finish after it is joined.
 	sse bool
+	// sess, when set, records the stream so a client can resume it.
+	sess   *session.Session
+	replay *session.Replay
 }
 
 // replyQueue bounds the messages waiting for a slow client.
@@ -334,6 +338,21 @@ func (rw *replyWriter) upgrade() {
 	h["X-Content-Type-Options"] = hdrNoSniff
 	rw.w.WriteHeader(http.StatusOK)
 	rw.sse = true
+	if rw.sess != nil {
+		// Prime the client with an event id, so a dropped connection can
+		// be resumed even before the first message (2025-11-25).
+		rw.replay = rw.sess.NewReplay()
+		_, _ = io.WriteString(rw.w, "id: "+rw.replay.ID()+"-0\ndata: \n\n")
+	}
+}
+
+// event writes one message, recording it for resumption first.
+func (rw *replyWriter) event(msg []byte) error {
+	id := ""
+	if rw.replay != nil {
+		id = rw.replay.Add(msg)
+	}
+	return writeEvent(rw.w, id, msg)
 }
 
 // enqueueLocked queues msg, starting the writer if needed. rw.mu must be
@@ -359,14 +378,18 @@ func (rw *replyWriter) writer() {
 	broken := false
 	for msg := range rw.queue {
 		if broken {
-			continue // drain; the client is gone
+			// The client is gone; keep recording for a resume.
+			if msg != nil && rw.replay != nil {
+				rw.replay.Add(msg)
+			}
+			continue
 		}
 		rw.upgrade()
 		var err error
 		if msg == nil {
 			_, err = io.WriteString(rw.w, ": keep-alive\n\n")
 		} else {
-			err = writeEvent(rw.w, "", msg)
+			err = rw.event(msg)
 		}
 		if err == nil && len(rw.queue) == 0 {
 			err = rw.rc.Flush()
@@ -418,6 +441,11 @@ func (rw *replyWriter) finishStatus(resp []byte, auditID string, unavailable boo
 		close(rw.queue)
 		<-rw.written
 	}
+	defer func() {
+		if rw.replay != nil {
+			rw.replay.Finish()
+		}
+	}()
 	if resp == nil {
 		switch {
 		case rw.sse:
@@ -436,7 +464,7 @@ func (rw *replyWriter) finishStatus(resp []byte, auditID string, unavailable boo
 		writeJSON(rw.w, resp, auditID)
 		return
 	}
-	_ = writeEvent(rw.w, "", resp)
+	_ = rw.event(resp)
 	_ = rw.rc.Flush()
 }
 
@@ -478,6 +506,10 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	release := sess.Acquire()
 	defer release()
+	if v := r.Header.Get("Last-Event-ID"); strings.Contains(v, "-") {
+		g.resumeReply(w, r, sess, v)
+		return
+	}
 	mine := sess.ClaimStream()
 	after := sess.Outbox.Sent()
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
@@ -550,4 +582,45 @@ func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	g.sessions.Remove(sess.ID)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// resumeReply continues a POST reply stream after Last-Event-ID: what the
+// client missed, then the rest as it comes, ending with the response.
+func (g *Gateway) resumeReply(w http.ResponseWriter, r *http.Request, sess *session.Session, lastID string) {
+	rp, seq, ok := sess.FindReplay(lastID)
+	if !ok {
+		http.Error(w, "mcpgw: cannot resume "+strconv.Quote(lastID)+": unknown or expired stream", http.StatusBadRequest)
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = hdrEventStrm
+	h["Cache-Control"] = hdrNoCache
+	h["X-Content-Type-Options"] = hdrNoSniff
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	ka := time.NewTicker(g.opts.KeepAlive)
+	defer ka.Stop()
+	for {
+		evs, wake, done := rp.Since(seq)
+		for _, msg := range evs {
+			seq++
+			if writeEvent(w, rp.ID()+"-"+strconv.Itoa(seq), msg) != nil {
+				return
+			}
+		}
+		if rc.Flush() != nil || done {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-sess.Done():
+			return
+		case <-wake:
+		case <-ka.C:
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+		}
+	}
 }

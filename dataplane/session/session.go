@@ -63,12 +63,14 @@ type Session struct {
 	initialized atomic.Bool
 	nextOut     atomic.Int64
 	stream      atomic.Int64 // generation of the GET stream that owns the outbox
+	nextStream  atomic.Int64 // ids of POST reply streams
 
-	// mu guards inflight, pending, subs and closed.
+	// mu guards inflight, pending, subs, replays and closed.
 	mu       sync.Mutex
 	inflight map[string]context.CancelFunc // downstream request id → cancel
 	pending  map[string]chan rpc.Message   // our server→client request id → answer
 	subs     map[string]string             // subscribed URI → backend
+	replays  []*Replay                     // recent POST reply streams, oldest first
 	closed   bool
 	done     chan struct{}
 }
