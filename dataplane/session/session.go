@@ -196,13 +196,13 @@ func (s *Session) Request(ctx context.Context, method string, params json.RawMes
 	case m := <-ch:
 		return m, nil
 	case <-ctx.Done():
-		// Tell the client to stop (e.g. stop showing an elicitation form).
-		// The stream the request went out on has usually ended with the
-		// call that raised it, so fall back to the session's GET stream.
+		// Tell the client to stop (e.g. stop showing an elicitation form),
+		// on the stream the request went out on and on the session's GET
+		// stream: the first has usually ended, or been abandoned by a
+		// client that cancelled the call. A duplicate is harmless.
 		cancelled := rpc.AppendNotification(nil, "notifications/cancelled", json.RawMessage(`{"requestId":`+string(id)+`,"reason":"the request that raised it ended"}`))
-		if send(cancelled) != nil {
-			s.Outbox.Push(cancelled)
-		}
+		_ = send(cancelled)
+		s.Outbox.Push(cancelled)
 		return rpc.Message{}, context.Cause(ctx)
 	case <-s.done:
 		return rpc.Message{}, ErrClosed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,8 +74,8 @@ func TestRequestDeliverAndCancel(t *testing.T) {
 		t.Errorf("cancelled request: %v", err)
 	}
 	evs, _, _, _ := s.Outbox.Since(0)
-	if len(evs) != 1 {
-		t.Fatalf("outbox has %d events, want the withdrawal", len(evs))
+	if len(evs) != 1 || !strings.Contains(string(evs[0].Data), "notifications/cancelled") {
+		t.Fatalf("outbox has %v, want the withdrawal", evs)
 	}
 }
 
