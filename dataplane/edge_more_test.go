@@ -552,3 +552,57 @@ func TestPostStreamResumes(t *testing.T) {
 		t.Error("the resume replayed the event the client already had")
 	}
 }
+
+// A backend removed by a reload is drained: a call in flight on it
+// finishes with its real result, then the process stops.
+func TestReloadDrainsRemovedBackend(t *testing.T) {
+	e := startEdge(t, "backends:\n"+stdioBackend("one")+stdioBackend("two"), nil)
+	asked := make(chan struct{}, 1)
+	release := make(chan struct{})
+	c := mcp.NewClient(&mcp.Implementation{Name: "drain-test", Version: "1"}, &mcp.ClientOptions{
+		ElicitationHandler: func(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			asked <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return &mcp.ElicitResult{Action: "accept", Content: fillSchema(req.Params.RequestedSchema)}, nil
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	waitTools(t, cs, 2*everythingTools)
+	pids := childPIDs(t, serverBin)
+
+	type result struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "one__test_elicitation", Arguments: map[string]any{"message": "still there?"}})
+		done <- result{res, err}
+	}()
+	<-asked
+	writeConfig(t, e.CfgPath, "backends:\n"+stdioBackend("two"))
+	waitFor(t, "backend one to leave the lists", func() bool {
+		return !contains(toolNames(t, cs), "one__test_simple_text")
+	})
+	if len(childPIDs(t, serverBin)) != len(pids) {
+		t.Fatal("the removed backend stopped while a call was in flight on it")
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.res.IsError {
+		t.Fatalf("the in-flight call on a removed backend: %v %+v", r.err, r.res)
+	}
+	waitFor(t, "the removed backend's process to stop", func() bool {
+		return len(childPIDs(t, serverBin)) == len(pids)-1
+	})
+}
