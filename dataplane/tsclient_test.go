@@ -44,9 +44,10 @@ func TestTSClientEverything(t *testing.T) {
 		t.Parallel()
 		e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
 		waitTools(t, connect(t, e.URL, nil), countTools(ops))
-		compareTS(t, dir, ops,
-			[]string{"--stdio", serverBin, "--"},
-			[]string{"--url", e.URL})
+		compareTS(t, dir, ops, tsComparison{
+			direct: []string{"--stdio", serverBin, "--"},
+			edges:  [][]string{{"--url", e.URL}},
+		})
 	})
 	t.Run("http/http-backend", func(t *testing.T) {
 		t.Parallel()
@@ -61,9 +62,14 @@ func TestTSClientEverything(t *testing.T) {
 		// waits out its 60 s request timeout; through the edge the call
 		// fails at once ("backend connection lost mid-call"). Nothing to
 		// compare but two failures. It is compared over stdio.
-		compareTSWith(t, dir, withoutTool(ops, "test_reconnection"),
-			[]string{"--url", direct.URL()},
-			[]string{"--url", e.URL}, true)
+		compareTS(t, dir, withoutTool(ops, "test_reconnection"), tsComparison{
+			direct: []string{"--url", direct.URL()},
+			// Two clients at once: over HTTP every call has its own
+			// upstream stream, so progress, logs and server→client
+			// requests reach exactly the client that made the call.
+			edges:           [][]string{{"--url", e.URL}, {"--url", e.URL}},
+			withdrawalsLost: true,
+		})
 	})
 	t.Run("stdio/stdio-backend", func(t *testing.T) {
 		t.Parallel()
@@ -72,9 +78,10 @@ func TestTSClientEverything(t *testing.T) {
 		writeConfig(t, cfg, "backends:\n"+stdioBackend("ev"))
 		// The stdio front door lets its backends list before it answers, so
 		// the client's first tools/list is complete.
-		compareTS(t, dir, ops,
-			[]string{"--stdio", serverBin, "--"},
-			[]string{"--stdio", bin, "edge", "--stdio", "--config", cfg, "--log-level", "warn", "--"})
+		compareTS(t, dir, ops, tsComparison{
+			direct: []string{"--stdio", serverBin, "--"},
+			edges:  [][]string{{"--stdio", bin, "edge", "--stdio", "--config", cfg, "--log-level", "warn", "--"}},
+		})
 	})
 }
 
@@ -108,6 +115,25 @@ type tsOp struct {
 	// codeOnly compares errors by code: the edge answers for names and URIs
 	// no backend serves, in its own words.
 	codeOnly bool
+	// notes, when set, is how many log or progress notifications the op
+	// must see, so that two empty lists cannot pass for a feature.
+	notes *int
+}
+
+func count(n int) *int { return &n }
+
+// Server→client requests some tools must make, direct and through the edge.
+var serverRequestsOf = map[string]int{
+	"test_sampling":                              1,
+	"test_elicitation":                           1,
+	"test_elicitation_sep1034_defaults":          1,
+	"test_input_required_result_elicitation":     1,
+	"test_input_required_result_sampling":        1,
+	"test_input_required_result_list_roots":      1,
+	"test_input_required_result_multiple_inputs": 3,
+	// go-sdk v1.8.0 fulfils one round for a legacy client and returns the
+	// second round's inputRequests as the result.
+	"test_input_required_result_multi_round": 1,
 }
 
 func (o tsOp) String() string {
@@ -229,12 +255,12 @@ func everythingOps(t *testing.T) []tsOp {
 		tsOp{Op: "callTool", Name: "no_such_tool", wantFail: true, codeOnly: true},
 		// Logging: levels are per session and filter.
 		tsOp{Op: "setLoggingLevel", Level: "info"},
-		tsOp{Op: "callTool", Name: "test_tool_with_logging"},
-		tsOp{Op: "callTool", Name: "test_logging_tool"},
+		tsOp{Op: "callTool", Name: "test_tool_with_logging", notes: count(3)},
+		tsOp{Op: "callTool", Name: "test_logging_tool", notes: count(1)},
 		tsOp{Op: "setLoggingLevel", Level: "error"},
-		tsOp{Op: "callTool", Name: "test_tool_with_logging"},
+		tsOp{Op: "callTool", Name: "test_tool_with_logging", notes: count(0)},
 		// Progress, with the client's own token on every notification.
-		tsOp{Op: "callTool", Name: "test_tool_with_progress", Progress: true},
+		tsOp{Op: "callTool", Name: "test_tool_with_progress", Progress: true, notes: count(3)},
 		// Cancellation both ways: the client aborts the call while the
 		// server waits on its sampling request, and the server withdraws
 		// that request.
@@ -316,7 +342,7 @@ func expandTemplate(tpl string) string {
 
 // tsRun is what client.mjs prints.
 type tsRun struct {
-	ProtocolVersion    *string        `json:"protocolVersion"`
+	Initialize         map[string]any `json:"initialize"`
 	ServerCapabilities map[string]any `json:"serverCapabilities"`
 	Results            []tsOpResult   `json:"results"`
 }
@@ -388,18 +414,25 @@ func runTS(ctx context.Context, dir string, args []string, ops []tsOp) (tsRun, e
 	return r, nil
 }
 
-// compareTS runs ops direct and through the edge, concurrently, and
-// compares them op by op, one subtest per op.
-func compareTS(t *testing.T, dir string, ops []tsOp, directArgs, edgeArgs []string) {
-	compareTSWith(t, dir, ops, directArgs, edgeArgs, false)
+// tsComparison is one scenario: the client's arguments direct and through
+// the edge.
+type tsComparison struct {
+	direct []string
+	// edges are the clients of the edge, run at the same time as each
+	// other and as the direct one: identical clients pick identical
+	// request ids and progress tokens, which the edge must keep apart.
+	edges [][]string
+	// withdrawalsLost: the direct server's withdrawal of a request it made
+	// (notifications/cancelled once the client cancelled the call) never
+	// reaches the client, as with the everything-server over HTTP, which
+	// sends it on the cancelled call's stream after that closed. The edge
+	// must deliver it anyway.
+	withdrawalsLost bool
 }
 
-// compareTSWith is compareTS; withdrawalsLost says the direct server's
-// withdrawal of a request it made (notifications/cancelled after the client
-// cancelled the call) never reaches the client, as with the everything-server
-// over HTTP, where it goes to the cancelled call's stream after that closed.
-// The edge must deliver it anyway.
-func compareTSWith(t *testing.T, dir string, ops []tsOp, directArgs, edgeArgs []string, withdrawalsLost bool) {
+// compareTS runs ops direct and through the edge, all clients at once, and
+// compares each edge client with the direct one op by op, one subtest per op.
+func compareTS(t *testing.T, dir string, ops []tsOp, c tsComparison) {
 	t.Helper()
 	const prefix = "ev__"
 	edgeOps := make([]tsOp, len(ops))
@@ -408,39 +441,55 @@ func compareTSWith(t *testing.T, dir string, ops []tsOp, directArgs, edgeArgs []
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var direct, via tsRun
-	var derr, verr error
+	runs := make([]tsRun, 1+len(c.edges))
+	errs := make([]error, len(runs))
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); direct, derr = runTS(ctx, dir, directArgs, ops) }()
-	go func() { defer wg.Done(); via, verr = runTS(ctx, dir, edgeArgs, edgeOps) }()
+	for i := range runs {
+		args, o := c.direct, ops
+		if i > 0 {
+			args, o = c.edges[i-1], edgeOps
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); runs[i], errs[i] = runTS(ctx, dir, args, o) }()
+	}
 	wg.Wait()
-	if err := errors.Join(derr, verr); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-
-	if direct.ProtocolVersion != nil && via.ProtocolVersion != nil && *direct.ProtocolVersion != *via.ProtocolVersion {
-		t.Errorf("negotiated protocol version: direct %s, edge %s", *direct.ProtocolVersion, *via.ProtocolVersion)
-	}
-	t.Run("capabilities", func(t *testing.T) {
-		// The edge may offer more (it aggregates), never less.
-		if missing := missingCapabilities(direct.ServerCapabilities, via.ServerCapabilities, ""); len(missing) > 0 {
-			t.Errorf("the edge does not advertise %v\ndirect: %s\n  edge: %s", missing, mustJSON(direct.ServerCapabilities), mustJSON(via.ServerCapabilities))
+	direct := runs[0]
+	for n, via := range runs[1:] {
+		name := "edge"
+		if len(c.edges) > 1 {
+			name = fmt.Sprintf("edge client %d", n+1)
 		}
-	})
-	for i, op := range ops {
-		t.Run(fmt.Sprintf("%02d %s", i, op), func(t *testing.T) {
-			d, v := direct.Results[i], via.Results[i]
-			dn, dprob := normalizeTS(op, d, "", withdrawalsLost)
-			vn, vprob := normalizeTS(op, v, prefix, withdrawalsLost)
-			for _, p := range dprob {
-				t.Errorf("direct: %s", p)
-			}
-			for _, p := range vprob {
-				t.Errorf("through the edge: %s", p)
-			}
-			if dn != vn {
-				t.Errorf("through the edge differs from direct (normalised):\ndirect: %s\n  edge: %s\nraw direct: %s\n  raw edge: %s", dn, vn, mustJSON(d), mustJSON(v))
+		t.Run(name, func(t *testing.T) {
+			t.Run("initialize", func(t *testing.T) {
+				if v := direct.Initialize["protocolVersion"]; v != "2025-11-25" {
+					t.Errorf("direct: negotiated %v, want 2025-11-25", v)
+				}
+				if d, v := mustJSON(direct.Initialize), mustJSON(via.Initialize); d != v {
+					t.Errorf("initialize result (without serverInfo and capabilities):\ndirect: %s\n  edge: %s", d, v)
+				}
+				// The edge may offer more (it aggregates), never less.
+				if missing := missingCapabilities(direct.ServerCapabilities, via.ServerCapabilities, ""); len(missing) > 0 {
+					t.Errorf("the edge does not advertise %v\ndirect: %s\n  edge: %s", missing, mustJSON(direct.ServerCapabilities), mustJSON(via.ServerCapabilities))
+				}
+			})
+			for i, op := range ops {
+				t.Run(fmt.Sprintf("%02d %s", i, op), func(t *testing.T) {
+					d, v := direct.Results[i], via.Results[i]
+					dn, dprob := normalizeTS(op, d, "", c.withdrawalsLost)
+					vn, vprob := normalizeTS(op, v, prefix, c.withdrawalsLost)
+					for _, p := range dprob {
+						t.Errorf("direct: %s", p)
+					}
+					for _, p := range vprob {
+						t.Errorf("through the edge: %s", p)
+					}
+					if dn != vn {
+						t.Errorf("through the edge differs from direct (normalised):\ndirect: %s\n  edge: %s\nraw direct: %s\n  raw edge: %s", dn, vn, mustJSON(d), mustJSON(v))
+					}
+				})
 			}
 		})
 	}
@@ -608,6 +657,12 @@ func normalizeTS(op tsOp, r tsOpResult, prefix string, withdrawalsLost bool) (st
 		reqs[i] = mustJSON(q)
 	}
 	sort.Strings(reqs)
+	if op.notes != nil && len(notes) != *op.notes {
+		probs = append(probs, fmt.Sprintf("%d log or progress notifications, want %d", len(notes), *op.notes))
+	}
+	if n, ok := serverRequestsOf[op.Name]; ok && op.Op == "callTool" && len(r.Requests) != n {
+		probs = append(probs, fmt.Sprintf("%d server→client requests, want %d", len(r.Requests), n))
+	}
 	out["notifications"] = notes
 	out["requests"] = reqs
 	out["errors"] = errs

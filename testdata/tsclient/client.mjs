@@ -25,7 +25,8 @@
 // value, else a fixed one), roots/list returns file:///tsclient.
 //
 // It prints one JSON object:
-//   {"protocolVersion", "serverInfo", "serverCapabilities",
+//   {"initialize": the initialize result without serverInfo and capabilities,
+//    "serverInfo", "serverCapabilities",
 //    "results":[{op, ok, result | error:{code, message}, pages,
 //                notifications:[{method, params}], requests:[{method, params}],
 //                errors:[string]}]}
@@ -135,17 +136,27 @@ async function main() {
   } else {
     transport = new StdioClientTransport({ command: args.stdio[0], args: args.stdio.slice(1), env: { ...process.env }, stderr: "inherit" });
   }
+  // Tap every message the server sends, from initialize on: the SDK
+  // (re)assigns transport.onmessage in connect, so wrap whatever it sets.
+  let initialize = null;
+  let handler;
+  Object.defineProperty(transport, "onmessage", {
+    configurable: true,
+    get: () => handler,
+    set: (h) => {
+      handler = h && ((msg, extra) => {
+        if (msg && typeof msg.method === "string") {
+          const rec = { method: msg.method, params: msg.params ?? null };
+          if (msg.id === undefined) bucket().notifications.push(rec);
+          else bucket().requests.push(rec);
+        } else if (!initialize && msg?.result?.protocolVersion) {
+          initialize = msg.result;
+        }
+        h(msg, extra);
+      });
+    },
+  });
   await client.connect(transport);
-  // Tap every message the server sends from now on.
-  const deliver = transport.onmessage;
-  transport.onmessage = (msg, extra) => {
-    if (msg && typeof msg.method === "string") {
-      const rec = { method: msg.method, params: msg.params ?? null };
-      if (msg.id === undefined) bucket().notifications.push(rec);
-      else bucket().requests.push(rec);
-    }
-    deliver?.(msg, extra);
-  };
 
   const listAll = async (fn, key) => {
     let first = null;
@@ -221,10 +232,11 @@ async function main() {
       r.error = { code: e?.code ?? null, message: String(e?.message ?? e) };
     }
   }
+  const { serverInfo, capabilities, ...init } = initialize ?? {};
   const out = {
-    protocolVersion: transport.protocolVersion ?? null,
-    serverInfo: client.getServerVersion() ?? null,
-    serverCapabilities: client.getServerCapabilities() ?? null,
+    initialize: init,
+    serverInfo: serverInfo ?? null,
+    serverCapabilities: capabilities ?? null,
     results,
   };
   await client.close();
