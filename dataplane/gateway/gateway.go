@@ -64,6 +64,11 @@ type Options struct {
 	KeepAlive time.Duration
 	// SessionIdle expires sessions unused this long (default 30m).
 	SessionIdle time.Duration
+	// ListWait bounds how long a request for an item nobody lists waits
+	// for a backend that could serve it and has not been listed yet (it is
+	// starting or reconnecting) before the item is reported unknown or
+	// the backend unavailable (default 5s).
+	ListWait time.Duration
 }
 
 // Gateway serves MCP clients from the live state.
@@ -121,6 +126,9 @@ func New(src StateSource, opts Options) *Gateway {
 	}
 	if opts.SessionIdle <= 0 {
 		opts.SessionIdle = 30 * time.Minute
+	}
+	if opts.ListWait <= 0 {
+		opts.ListWait = 5 * time.Second
 	}
 	g := &Gateway{
 		state:    src,
@@ -388,8 +396,11 @@ func (g *Gateway) callNamed(ctx context.Context, st *state.State, sess *session.
 	rq.Arguments = m.env.Arguments
 	it, ok := st.Catalog.Lookup(k, name)
 	if !ok {
-		kind := strings.TrimSuffix(k.ResultField(), "s")
-		return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: unknown %s %q", kind, name))
+		var waiting []string
+		if st, it, waiting = g.awaitListed(ctx, st, k, name); it == nil {
+			kind := strings.TrimSuffix(k.ResultField(), "s")
+			return nil, g.unlisted(rq, waiting, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: unknown %s %q", kind, name))
+		}
 	}
 	rq.Backend = it.Backend
 	if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: name}) {
@@ -410,15 +421,73 @@ func (g *Gateway) callResource(ctx context.Context, st *state.State, sess *sessi
 	rq.Name = uri
 	it, ok := st.Catalog.Resource(uri)
 	if !ok {
-		// Resource not found is -32602 with the URI in data (SEP-2164;
-		// older servers used -32002).
-		return nil, g.fail(rq, &rpc.Error{Code: rpc.CodeInvalidParams, Message: "mcpgw: no backend serves resource " + uri, Data: json.RawMessage(`{"uri":` + string(rpc.Quote(uri)) + `}`)})
+		var waiting []string
+		if st, it, waiting = g.awaitListed(ctx, st, catalog.Resources, uri); it == nil {
+			// Resource not found is -32602 with the URI in data (SEP-2164;
+			// older servers used -32002).
+			return nil, g.unlisted(rq, waiting, &rpc.Error{Code: rpc.CodeInvalidParams, Message: "mcpgw: no backend serves resource " + uri, Data: json.RawMessage(`{"uri":` + string(rpc.Quote(uri)) + `}`)})
+		}
 	}
 	rq.Backend = it.Backend
 	if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: uri}) {
 		return nil, g.denied(rq)
 	}
 	return g.forward(ctx, st, sess, it.Backend, m.Method, m.Params, out, rq)
+}
+
+// awaitListed looks an item up again while a backend that could serve it
+// has not been listed yet: right after the edge starts (or a backend
+// reconnects) a client may call a tool it knows before the backend's lists
+// are in, and deserves the call, not "unknown tool". It waits at most
+// Options.ListWait and returns the state it found the item in, or nil and
+// the backends still not listed.
+func (g *Gateway) awaitListed(ctx context.Context, st *state.State, k catalog.Kind, name string) (*state.State, *catalog.Item, []string) {
+	waiting := st.Catalog.Unlisted(k, name)
+	if len(waiting) == 0 {
+		return st, nil, nil
+	}
+	deadline := time.NewTimer(g.opts.ListWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return st, nil, waiting
+		case <-deadline.C:
+			return st, nil, waiting
+		case <-tick.C:
+		}
+		next := g.state.Load()
+		if next == nil || next == st {
+			continue
+		}
+		st = next
+		var it *catalog.Item
+		var ok bool
+		if k == catalog.Resources {
+			it, ok = st.Catalog.Resource(name)
+		} else {
+			it, ok = st.Catalog.Lookup(k, name)
+		}
+		if ok {
+			return st, it, nil
+		}
+		if waiting = st.Catalog.Unlisted(k, name); len(waiting) == 0 {
+			return st, nil, nil
+		}
+	}
+}
+
+// unlisted answers a request for an item no listed backend serves: unknown
+// when every backend that could serve it is listed, else unavailable,
+// naming the backends that are not (yet) up.
+func (g *Gateway) unlisted(rq *Request, waiting []string, unknown *rpc.Error) json.RawMessage {
+	if len(waiting) == 0 {
+		return g.fail(rq, unknown)
+	}
+	rq.Status = StatusUnavailable
+	return g.fail(rq, rpc.Errorf(rpc.CodeBackendUnavailable, "mcpgw: %s (backend %s not available yet)", strings.TrimPrefix(unknown.Message, "mcpgw: "), strings.Join(waiting, ", ")))
 }
 
 // subscription forwards resources/subscribe and unsubscribe, counting
