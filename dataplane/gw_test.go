@@ -3,11 +3,16 @@ package dataplane_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgw/mcpgw/dataplane"
 )
 
 // slowStdioBackend is the everything-server started after a delay, so its
@@ -74,4 +79,83 @@ func TestCallForBackendThatNeverStarts(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("a listed backend's call took %v", d)
 	}
+}
+
+// A 2026-07-28 client on the stdio front door opens subscriptions/listen
+// (the Go SDK does when it has list_changed handlers): the edge
+// acknowledges it and sends list_changed on the pipe when a reload adds a
+// backend; the client's notifications/cancelled ends it.
+func TestStdioListen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mcpgw.yaml")
+	writeConfig(t, path, "backends:\n"+stdioBackend("one"))
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger(), ReloadInterval: 50 * time.Millisecond})
+		outW.Close()
+	}()
+	// Record the raw lines the edge writes, to see the acknowledgement.
+	tap := &lineTap{r: outR, c: outR}
+	rec := &clientRecorder{}
+	c := mcp.NewClient(&mcp.Implementation{Name: "stdio-listen", Version: "1"}, rec.options())
+	cs, err := c.Connect(ctx, &mcp.IOTransport{Reader: tap, Writer: inW}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := cs.InitializeResult().ProtocolVersion; v != "2026-07-28" {
+		t.Fatalf("negotiated %q, want 2026-07-28", v)
+	}
+	n := len(waitTools(t, cs, everythingTools))
+	waitFor(t, "notifications/subscriptions/acknowledged on stdio", func() bool {
+		return tap.saw(`"method":"notifications/subscriptions/acknowledged"`)
+	})
+	writeConfig(t, path, "backends:\n"+stdioBackend("one")+stdioBackend("two"))
+	waitFor(t, "tools/list_changed on the stdio listen", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.toolsChg > 0
+	})
+	if !tap.saw(`"io.modelcontextprotocol/subscriptionId"`) {
+		t.Error("list_changed on stdio without the subscription id")
+	}
+	waitTools(t, cs, 2*n)
+	if err := cs.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("edge did not exit after stdin closed")
+	}
+}
+
+// lineTap passes a reader through and remembers what went by.
+type lineTap struct {
+	r   io.Reader
+	c   io.Closer
+	mu  sync.Mutex // guards buf
+	buf []byte
+}
+
+func (l *lineTap) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.mu.Lock()
+	l.buf = append(l.buf, p[:n]...)
+	l.mu.Unlock()
+	return n, err
+}
+
+func (l *lineTap) Close() error { return l.c.Close() }
+
+func (l *lineTap) saw(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(string(l.buf), s)
 }
