@@ -91,6 +91,9 @@ type Gateway struct {
 	// listeners holds the open 2026-07-28 subscriptions/listen streams
 	// (*listener → struct{}).
 	listeners sync.Map
+
+	// tasks maps the task ids clients see to backends' tasks.
+	tasks taskTable
 }
 
 type subKey struct{ backend, uri string }
@@ -218,6 +221,12 @@ func (g *Gateway) serverCapabilities(st *state.State) json.RawMessage {
 		sb.WriteString(`,"subscribe":true`)
 	}
 	sb.WriteString(`}`)
+	if st != nil {
+		if tasks := taskCapabilities(st); tasks != nil {
+			sb.WriteString(`,"tasks":`)
+			sb.Write(tasks)
+		}
+	}
 	if completions {
 		sb.WriteString(`,"completions":{}`)
 	}
@@ -327,6 +336,10 @@ func (g *Gateway) dispatch(ctx context.Context, st *state.State, sess *session.S
 		return g.complete(ctx, st, sess, m, out, rq)
 	case "logging/setLevel":
 		return g.setLevel(ctx, st, sess, m, rq)
+	case "tasks/get", "tasks/result", "tasks/cancel":
+		return g.taskRequest(ctx, st, sess, m, out, rq)
+	case "tasks/list":
+		return g.taskList(ctx, st, rq)
 	case "initialize":
 		return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: the session is already initialized"))
 	default:
@@ -652,11 +665,11 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	var sink upstream.Sink
 	switch o := out.(type) {
 	case *modernOut:
-		sink = &modernSink{out: o, level: o.level}
+		sink = &modernSink{out: o, level: o.level, g: g, backend: backend}
 	case nil:
 	default:
 		if sess != nil {
-			sink = &callSink{sess: sess, out: out}
+			sink = &callSink{sess: sess, out: out, g: g, backend: backend}
 		}
 	}
 	t0 := time.Now()
@@ -694,6 +707,10 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	if method == "resources/read" {
 		return privateScope(resp.Result), nil
 	}
+	if method == "tools/call" {
+		// A task-augmented call answers with the task it created.
+		resp.Result = g.adoptCreated(backend, rq, resp.Result)
+	}
 	// Only a result that mentions isError is decoded to check it.
 	if method == "tools/call" && bytes.Contains(resp.Result, []byte(`"isError"`)) && string(rpc.Field(resp.Result, "isError")) == "true" {
 		rq.Status = StatusError
@@ -705,13 +722,22 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 // callSink relays what a backend sends during one call to the client that
 // made it.
 type callSink struct {
-	sess *session.Session
-	out  Outbound
+	sess    *session.Session
+	out     Outbound
+	g       *Gateway
+	backend string
 }
 
 func (s *callSink) Notify(method string, params json.RawMessage) {
 	if method == "notifications/message" && !s.sess.WantsLog(rpc.StringField(params, "level")) {
 		return
+	}
+	if method == "notifications/tasks/status" {
+		mapped, _, ok := s.g.taskStatus(s.backend, params)
+		if !ok {
+			return
+		}
+		params = mapped
 	}
 	_ = s.out.Send(rpc.AppendNotification(nil, method, params))
 }
@@ -733,6 +759,9 @@ func (s *callSink) Request(ctx context.Context, method string, params json.RawMe
 		// of all its clients; this client lacks it, so refuse per call.
 		return upstream.Response{}, rpc.Errorf(rpc.CodeMethodNotFound, "mcpgw: the client did not declare the capability %s needs", method)
 	}
+	// A request made for a task (while the client waits in tasks/result)
+	// names it in _meta with the backend's id.
+	params = s.g.mapRelated(s.backend, params)
 	m, err := s.sess.Request(ctx, method, params, s.out.Send)
 	if err != nil {
 		return upstream.Response{}, err
@@ -786,6 +815,8 @@ func (g *Gateway) BackendNotification(backend, method string, params json.RawMes
 			return true
 		})
 		g.notifyListeners(method, params, func(l *listener) bool { return l.uris[uri] })
+	case "notifications/tasks/status":
+		g.taskStatusNotification(backend, params)
 	case "notifications/message":
 		level := rpc.StringField(params, "level")
 		msg := rpc.AppendNotification(nil, method, params)

@@ -397,8 +397,10 @@ func (g *Gateway) notifyListeners(method string, params json.RawMessage, want fu
 
 // modernSink relays what a backend sends during a stateless call.
 type modernSink struct {
-	out   *modernOut
-	level string
+	out     *modernOut
+	level   string
+	g       *Gateway
+	backend string
 }
 
 func (s *modernSink) Notify(method string, params json.RawMessage) {
@@ -406,6 +408,13 @@ func (s *modernSink) Notify(method string, params json.RawMessage) {
 		if s.level == "" || session.LevelIndex(rpc.StringField(params, "level")) < session.LevelIndex(s.level) {
 			return
 		}
+	}
+	if method == "notifications/tasks/status" {
+		mapped, _, ok := s.g.taskStatus(s.backend, params)
+		if !ok {
+			return
+		}
+		params = mapped
 	}
 	_ = s.out.Send(rpc.AppendNotification(nil, method, params))
 }
