@@ -672,6 +672,13 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 			sink = &callSink{sess: sess, out: out, g: g, backend: backend}
 		}
 	}
+	ub := b.Backend
+	if method != "resources/subscribe" && method != "resources/unsubscribe" {
+		// A per_principal backend carries each principal's calls on its
+		// own session; subscriptions stay on the shared one, which
+		// delivers the updates.
+		ub = ub.For(rq.Principal.Name)
+	}
 	t0 := time.Now()
 	var resp upstream.Response
 	var err error
@@ -683,9 +690,9 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 		case "resources/read":
 			name = mo.m.uri()
 		}
-		resp, err = b.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name, Params: mo.params})
+		resp, err = ub.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name, Params: mo.params})
 	} else {
-		resp, err = b.Call(ctx, method, params, sink)
+		resp, err = ub.Call(ctx, method, params, sink)
 	}
 	rq.UpstreamLatency = time.Since(t0)
 	if err != nil {

@@ -226,7 +226,9 @@ func (g *Gateway) taskList(ctx context.Context, st *state.State, rq *Request) (j
 			if cursor != "" {
 				params = json.RawMessage(`{"cursor":` + string(rpc.Quote(cursor)) + `}`)
 			}
-			resp, err := b.Call(ctx, "tasks/list", params, nil)
+			// A per_principal backend keeps the caller's tasks in the
+			// caller's own session.
+			resp, err := b.For(rq.Principal.Name).Call(ctx, "tasks/list", params, nil)
 			if err != nil || len(resp.Error) > 0 {
 				g.log.Warn("listing a backend's tasks", "backend", b.Name(), "err", err, "error", string(resp.Error))
 				break
