@@ -298,7 +298,11 @@ func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Sess
 func (g *Gateway) finish(ctx context.Context, id json.RawMessage, rq *Request, resp []byte) []byte {
 	rq.Latency = time.Since(rq.Start)
 	rq.ResponseBytes = len(resp)
-	if err := g.opts.Record.Record(context.WithoutCancel(ctx), rq); err != nil {
+	if ctx.Done() != nil {
+		// Recording must finish even if the client went away.
+		ctx = context.WithoutCancel(ctx)
+	}
+	if err := g.opts.Record.Record(ctx, rq); err != nil {
 		g.log.Error("recording request failed; withholding the result", "method", rq.Method, "err", err)
 		rq.unrecorded = true
 		resp = rpc.AppendErrorResponse(nil, id, errAuditUnavailable)

@@ -128,7 +128,7 @@ func (c *conn) call(ctx context.Context, method string, params json.RawMessage, 
 		c.mu.Unlock()
 	}()
 
-	err := c.t.request(ctx, c, cl, rpc.AppendRequest(nil, cl.id, method, params))
+	err := c.t.request(ctx, c, cl, rpc.AppendRequest(make([]byte, 0, len(params)+len(method)+64), cl.id, method, params))
 	// A response may have arrived even if the stream then failed.
 	select {
 	case r := <-cl.resp:
