@@ -153,3 +153,32 @@ func TestSessionsPerPrincipalStdio(t *testing.T) {
 	}
 	waitFor(t, "every backend process to exit", func() bool { return len(childPIDs(t, serverBin)) == 0 })
 }
+
+// Log messages of a call on a per-principal session reach the client: the
+// level the edge asked the backend for carries over to the principal's
+// own session.
+func TestSessionsPerPrincipalLogs(t *testing.T) {
+	e := startEdge(t, "backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n",
+		func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+	rec := &clientRecorder{}
+	c := mcp.NewClient(&mcp.Implementation{Name: "logs", Version: "1"}, rec.options())
+	ctx := context.Background()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL, HTTPClient: &http.Client{Transport: bearerTransport{"alice"}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	waitTools(t, cs, everythingTools)
+	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_tool_with_logging", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("call: %v %+v", err, res)
+	}
+	waitFor(t, "log messages from the per-principal session", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.logs) > 0
+	})
+}

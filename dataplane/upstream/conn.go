@@ -200,6 +200,13 @@ func (c *conn) initialize(ctx context.Context) error {
 	if err := c.t.send(ctx, rpc.AppendNotification(nil, "notifications/initialized", nil)); err != nil {
 		return fmt.Errorf("sending notifications/initialized: %w", err)
 	}
+	// A connection made after the edge asked for logs (a reconnect, or a
+	// principal's own session) is asked too before any call uses it.
+	if level := c.b.levelParams(); level != nil && len(rpc.Field(rpc.Field(c.initResult, "capabilities"), "logging")) > 0 {
+		if r, err := c.call(ctx, "logging/setLevel", level, nil, nil); err != nil || len(r.Error) > 0 {
+			c.b.log.Warn("setting the log level on a new connection", "err", err, "error", string(r.Error))
+		}
+	}
 	return nil
 }
 
