@@ -298,6 +298,54 @@ func waitCallable(t *testing.T, cs *mcp.ClientSession, tool string, want bool, w
 	}
 }
 
+// auditedCalls opens a session on e with raw HTTP and makes n calls,
+// returning the Mcpgw-Audit-Id of every answered request (initialize
+// included): the events the control plane must end up holding once each.
+func auditedCalls(t *testing.T, e *edgeProc, key string, n int) []string {
+	t.Helper()
+	var ids []string
+	sid := ""
+	post := func(body string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest("POST", e.url(), strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+key)
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+			req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", e.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 || bytes.Contains(b, []byte(`"error"`)) {
+			t.Fatalf("%s: %d %s", e.name, resp.StatusCode, b)
+		}
+		if id := resp.Header.Get("Mcpgw-Audit-Id"); id != "" {
+			ids = append(ids, id)
+		}
+		return resp
+	}
+	resp := post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e-raw","version":"1"}}}`)
+	if sid = resp.Header.Get("Mcp-Session-Id"); sid == "" {
+		t.Fatalf("%s: no session", e.name)
+	}
+	post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	for i := range n {
+		post(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"ev__test_simple_text","arguments":{}}}`, i+2))
+	}
+	if len(ids) != n+1 {
+		t.Fatalf("%s: %d audit ids for %d requests", e.name, len(ids), n+1)
+	}
+	return ids
+}
+
 func policyDoc(deny bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "backends:\n  - name: ev\n    stdio: {command: [%q]}\n    timeout: 20s\n", bins.everything)
@@ -411,6 +459,13 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 	})
 
+	// Audited calls while the control plane is up; more follow while it is
+	// down, which the edges must spool and ship once it is back.
+	var auditIDs []string
+	for _, e := range edges {
+		auditIDs = append(auditIDs, auditedCalls(t, e, key.Key, 5)...)
+	}
+
 	// What each edge was sent before the control plane goes away.
 	received := make([]float64, len(edges))
 	for i, e := range edges {
@@ -434,6 +489,7 @@ func TestFleetEndToEnd(t *testing.T) {
 			if r := readyz(t, edges[i]); !strings.HasPrefix(r, "200 ") || !strings.Contains(r, "disconnected") {
 				t.Errorf("%s readyz with the control plane down: %s", edges[i].name, r)
 			}
+			auditIDs = append(auditIDs, auditedCalls(t, edges[i], key.Key, 5)...)
 		}
 	})
 
@@ -453,6 +509,7 @@ func TestFleetEndToEnd(t *testing.T) {
 		// The decision is the last policy's; the stdio backend needs a
 		// moment to start before its tools are callable.
 		waitCallable(t, cs, "ev__test_embedded_resource", true, 20*time.Second)
+		auditIDs = append(auditIDs, auditedCalls(t, e, key.Key, 5)...)
 		received[0] = e.metric(t, "mcpgw_edge_config_snapshots_received_total")
 		if received[0] != 0 {
 			t.Errorf("the restarted edge received %v snapshots with the control plane down", received[0])
@@ -490,6 +547,59 @@ func TestFleetEndToEnd(t *testing.T) {
 		for _, cs := range sessions {
 			waitCallable(t, cs, "ev__test_embedded_resource", false, time.Second)
 		}
+	})
+	t.Run("every answered request's audit event reaches the control plane once", func(t *testing.T) {
+		want := map[string]bool{}
+		for _, id := range auditIDs {
+			want[id] = true
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out := f.mcpctl(cps[0].admin, caFile(cps[0]), "audit", "query", "--principal", "alice", "--limit", "0", "-o", "jsonl")
+			seen := map[string]int{}
+			nodes := map[string]bool{}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				var ev struct {
+					ID     string `json:"id"`
+					NodeID string `json:"node_id"`
+				}
+				if line == "" {
+					continue
+				}
+				if err := json.Unmarshal([]byte(line), &ev); err != nil {
+					t.Fatalf("audit query line %q: %v", line, err)
+				}
+				seen[ev.ID]++
+				if want[ev.ID] {
+					nodes[ev.NodeID] = true
+				}
+			}
+			missing, dup := 0, 0
+			for id := range want {
+				switch seen[id] {
+				case 0:
+					missing++
+				case 1:
+				default:
+					dup++
+				}
+			}
+			if dup > 0 {
+				t.Fatalf("%d audit events stored more than once", dup)
+			}
+			if missing == 0 {
+				if len(nodes) != 2 {
+					t.Errorf("events came from %d nodes, want 2", len(nodes))
+				}
+				t.Logf("%d answered requests, each in the control plane's audit_events once, from %d nodes", len(want), len(nodes))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d answered requests have no audit event at the control plane", missing, len(want))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		f.mcpctl(cps[1].admin, caFile(cps[1]), "audit", "verify") // exits 1 on an incomplete chain
 	})
 	t.Logf("total %v", time.Since(begin))
 }
