@@ -459,6 +459,50 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a config an edge cannot apply is NACKed and the previous one keeps serving", func(t *testing.T) {
+		revBefore := edges[0].metric(t, "mcpgw_edge_config_revision")
+		// The control plane accepts the reference; the edges cannot resolve
+		// it, since the variable is unset in their environment.
+		bad := strings.Replace(policyDoc(false), "roles:\n",
+			"  - name: broken\n    stdio: {command: [\"true\"], env: {TOKEN: \"${env:MCPGW_E2E_UNSET}\"}}\nroles:\n", 1)
+		badFile := filepath.Join(f.dir, "bad.yaml")
+		if err := os.WriteFile(badFile, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", badFile)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
+			if strings.Count(nodes, "MCPGW_E2E_UNSET") >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("get nodes does not show both edges' NACK:\n%s", nodes)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for i, e := range edges {
+			if got := e.metric(t, "mcpgw_edge_config_revision"); got != revBefore {
+				t.Errorf("%s applies revision %v after a NACK, want %v", e.name, got, revBefore)
+			}
+			if e.metric(t, "mcpgw_edge_config_nacks_total") < 1 {
+				t.Errorf("%s counted no NACK", e.name)
+			}
+			waitCallable(t, sessions[i], "ev__test_embedded_resource", true, time.Second)
+		}
+		// Remove the broken backend again.
+		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "--prune", "-f", policyFile)
+		deadline = time.Now().Add(5 * time.Second)
+		for _, e := range edges {
+			for e.metric(t, "mcpgw_edge_config_revision") <= revBefore {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not apply the repaired config", e.name)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+
 	// Audited calls while the control plane is up; more follow while it is
 	// down, which the edges must spool and ship once it is back.
 	var auditIDs []string
