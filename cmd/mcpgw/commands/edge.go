@@ -42,7 +42,7 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 		Example: `  mcpgw edge --config mcpgw.yaml
   mcpgw edge --config mcpgw.yaml --listen 0.0.0.0:8443 --tls-cert edge.crt --tls-key edge.key --allowed-host mcp.example.com
   mcpgw edge --config mcpgw.yaml --stdio --principal alice
-  mcpgw edge --control-plane cp.example.com:7443 --ca-file ca.crt --join-token mcpgwjt_... --state-dir /var/lib/mcpgw-edge
+  mcpgw edge --control-plane cp.example.com:7443 --ca-file ca.crt --join-token mcpgwjoin_... --state-dir /var/lib/mcpgw-edge
   mcpgw edge --control-plane cp.example.com:7443 --state-dir /var/lib/mcpgw-edge     # later starts`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
