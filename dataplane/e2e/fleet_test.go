@@ -451,11 +451,24 @@ func TestFleetEndToEnd(t *testing.T) {
 		if r1 == 0 || r1 != r2 {
 			t.Errorf("edges apply revisions %v and %v", r1, r2)
 		}
-		nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
-		for _, e := range edges {
-			if !strings.Contains(nodes, e.name) {
-				t.Errorf("get nodes does not list %s:\n%s", e.name, nodes)
+		// Both are registered, with the status report each edge sends on
+		// its stream (the audit spool; backend health from the next report on).
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
+			// (Reported when the stream opens, which for a new edge is
+			// before its first config and backends, and every 20 s after.)
+			ok := strings.Count(nodes, `"audit_spool"`) == 2
+			for _, e := range edges {
+				ok = ok && strings.Contains(nodes, e.name)
 			}
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("get nodes does not show both edges with their status:\n%s", nodes)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 
