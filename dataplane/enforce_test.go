@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/dataplane"
 	"github.com/mcpgw/mcpgw/dataplane/enforce"
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/dataplane/state"
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/document"
@@ -462,4 +463,33 @@ func TestStdioIdentityThroughRun(t *testing.T) {
 			t.Fatal("the edge served a stdio client with no identity")
 		}
 	})
+}
+
+// With its audit database unreachable the edge starts and serves the same
+// way (events wait in the spool) and says so in /readyz.
+func TestAuditDatabaseDownThroughRun(t *testing.T) {
+	closed := mcptest.FreeAddr(t) // nothing listens there
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev")+
+		fmt.Sprintf("audit: {postgres_url: \"postgres://postgres@%s/none?sslmode=disable&connect_timeout=1\"}\n", closed), nil)
+	cs := connect(t, e.URL, nil)
+	waitTools(t, cs, everythingTools)
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__test_simple_text"}); err != nil {
+		t.Fatalf("calling with the audit database down: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(e.Base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(body), "audit degraded (audit sink postgres") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz with the audit database down: %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
