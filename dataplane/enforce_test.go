@@ -375,6 +375,7 @@ func TestFleetFlagsAreExclusive(t *testing.T) {
 		{dataplane.Config{ConfigFile: "x.yaml", ControlPlane: "127.0.0.1:7443"}, "mutually exclusive"},
 		{dataplane.Config{ConfigFile: "x.yaml", JoinToken: "t"}, "--join-token needs --control-plane"},
 		{dataplane.Config{ConfigFile: "x.yaml", CAFile: "ca.crt"}, "--ca-file needs --control-plane"},
+		{dataplane.Config{ConfigFile: "x.yaml", Labels: map[string]string{"a": "b"}}, "--label needs --control-plane"},
 		{dataplane.Config{ControlPlane: "no-port"}, "want HOST:PORT"},
 		{dataplane.Config{ConfigFile: "x.yaml", Principal: "alice"}, "needs --stdio"},
 		{dataplane.Config{ConfigFile: "x.yaml", Stdio: true, Principal: "alice", APIKey: "k"}, "mutually exclusive"},

@@ -72,6 +72,7 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 	f.StringVar(&cfg.CAFile, "ca-file", "", "the control plane's CA bundle (its DATA_DIR/ca.crt); needed until the edge has enrolled")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "single-use token that enrolls this edge (first start only; later starts use --state-dir)")
 	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for the audit spool, node identity and last-known-good config (default $XDG_STATE_HOME/mcpgw/edge or ~/.local/state/mcpgw/edge)")
+	f.StringToStringVar(&cfg.Labels, "label", nil, "labels reported at enrollment, k=v (repeatable; the join token's labels win)")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this edge's name: reported at enrollment; a standalone edge's node id derives from it (default: host name)")
 	f.StringVar(&cfg.Principal, "principal", "", "with --stdio: the principal the stdio client acts as (or set $MCPGW_API_KEY)")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address of the MCP HTTP listener (/mcp)")
