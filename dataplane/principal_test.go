@@ -14,7 +14,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgw/mcpgw/dataplane"
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/internal/mcpwire"
 )
@@ -58,13 +57,13 @@ func (s *sessionTap) sessions(key string) []string {
 	return append([]string(nil), s.calls[key]...)
 }
 
-// connectAs opens a legacy SDK session as principal (bearerAuth).
+// connectAs opens a legacy SDK session as principal (with its API key).
 func connectAs(t *testing.T, url, principal string) *mcp.ClientSession {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "as-" + principal, Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	hc := &http.Client{Transport: bearerTransport{principal}}
+	hc := &http.Client{Transport: bearerTransport{principalKeys[principal]}}
 	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatalf("connecting as %s: %v", principal, err)
@@ -90,8 +89,7 @@ func TestSessionsPerPrincipal(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			srv := mcptest.StartHTTP(t, serverBin, "", true)
 			tapURL, tap := startSessionTap(t, srv.URL())
-			e := startEdge(t, "backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: "+mode+"\n",
-				func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+			e := startEdge(t, twoPrincipals()+"backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: "+mode+"\n", nil)
 			alice1 := connectAs(t, e.URL, "alice")
 			waitTools(t, alice1, everythingTools)
 			alice2 := connectAs(t, e.URL, "alice")
@@ -133,8 +131,7 @@ func TestSessionsPerPrincipal(t *testing.T) {
 // A per_principal stdio backend runs one child process per principal
 // besides the shared one, and stops them all with the edge.
 func TestSessionsPerPrincipalStdio(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n",
-		func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+	e := startEdge(t, twoPrincipals()+"backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n", nil)
 	before := childPIDs(t, serverBin)
 	for _, p := range []string{"alice", "bob", "alice"} {
 		cs := connectAs(t, e.URL, p)
@@ -158,12 +155,11 @@ func TestSessionsPerPrincipalStdio(t *testing.T) {
 // level the edge asked the backend for carries over to the principal's
 // own session.
 func TestSessionsPerPrincipalLogs(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n",
-		func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+	e := startEdge(t, twoPrincipals()+"backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n", nil)
 	rec := &clientRecorder{}
 	c := mcp.NewClient(&mcp.Implementation{Name: "logs", Version: "1"}, rec.options())
 	ctx := context.Background()
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL, HTTPClient: &http.Client{Transport: bearerTransport{"alice"}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL, HTTPClient: &http.Client{Transport: bearerTransport{principalKeys["alice"]}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatal(err)
 	}
