@@ -132,10 +132,11 @@ func TestSessionsPerPrincipal(t *testing.T) {
 // besides the shared one, and stops them all with the edge.
 func TestSessionsPerPrincipalStdio(t *testing.T) {
 	e := startEdge(t, twoPrincipals()+"backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n", nil)
+	// Listing runs on the shared process; count once it is up.
+	waitTools(t, connectAs(t, e.URL, "alice"), everythingTools)
 	before := childPIDs(t, serverBin)
 	for _, p := range []string{"alice", "bob", "alice"} {
 		cs := connectAs(t, e.URL, p)
-		waitTools(t, cs, everythingTools)
 		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__test_simple_text"})
 		if err != nil || res.IsError {
 			t.Fatalf("call as %s: %v %+v", p, err, res)
