@@ -73,6 +73,7 @@ func newRoot() *cobra.Command {
 		newCPCmd(),
 		newEdgeCmd(),
 		newDevCmd(),
+		newDemoBackendCmd(),
 		newKeygenCmd(),
 		newPolicyCmd(),
 	)
