@@ -47,7 +47,7 @@ func printBanner(w io.Writer, r Ready) error {
 	fmt.Fprintf(&b, "%s\n%s\n\n", HeadingHTTPConfig, httpCfg)
 	fmt.Fprintf(&b, "%s\n%s\n", HeadingStdio, stdioCfg)
 	fmt.Fprintf(&b, "  (it runs a local stdio edge that forwards to %s with the demo key; mcpgw dev must be running)\n", r.MCPURL)
-	if strings.Contains(r.Executable, string(filepath.Separator)+"go-build") {
+	if strings.Contains(r.Executable, "go-build") {
 		fmt.Fprintf(&b, "  note: %s is a temporary `go run` build; for a lasting config build mcpgw (go build ./cmd/mcpgw) and use its path.\n", r.Executable)
 	}
 	fmt.Fprintf(&b, "\nPress Ctrl-C to stop everything. State stays in %s; the next start prints the same credentials.\n", r.DataDir)
