@@ -295,8 +295,14 @@ func TestDevQuickstart(t *testing.T) {
 
 	waitFile(t, mark, clientDone)
 	// The README's policy change.
+	if out := mcpctl(t, env, "get", "roles", "demo", "-o", "yaml"); !strings.Contains(out, "demo-all") {
+		t.Errorf("get roles demo -o yaml:\n%s", out)
+	}
 	mcpctl(t, env, "apply", "-f", "examples/dev-no-echo.yaml")
 	applied := time.Now()
+	if out := mcpctl(t, env, "check", "--principal", "demo", "--tool", "demo__echo"); !strings.Contains(out, "deny") || !strings.Contains(out, "demo-no-echo") {
+		t.Errorf("check after the change:\n%s", out)
+	}
 
 	res := <-clientDone
 	if res.err != nil {
@@ -426,6 +432,14 @@ func TestDevQuickstart(t *testing.T) {
 	}
 	if tools := toolNames(t, res2.results[0].Result); slices.Contains(tools, "demo__echo") || !slices.Contains(tools, "demo__add") {
 		t.Errorf("after a restart the applied policy is lost: tools %v", tools)
+	}
+	// The README's undo brings echo back.
+	mcpctl(t, env, "apply", "-f", "examples/dev-default.yaml")
+	res3 := runTSClient(ctx, tsDir, []string{"--url", b2.URL, "--key", b2.Key}, nil, []map[string]any{
+		{"op": "callTool", "name": "demo__echo", "arguments": map[string]any{"text": "back"}},
+	})
+	if res3.err != nil || !res3.results[0].OK || textOf(t, res3.results[0].Result) != "back" {
+		t.Errorf("echo after examples/dev-default.yaml: %v %+v", res3.err, res3.results)
 	}
 	var nodes struct {
 		Nodes []map[string]any `json:"nodes"`
