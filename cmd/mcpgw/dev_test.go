@@ -419,6 +419,15 @@ func TestDevQuickstart(t *testing.T) {
 	// Ctrl-C in the terminal: SIGINT to the foreground process group.
 	p.stop(t, syscall.SIGINT, true)
 
+	// Secrets stay out of the logs, stderr and the stdio edge's config
+	// (which takes the key from its environment).
+	for name, text := range map[string]string{"dev.log": readFile(t, filepath.Join(dataDir, "dev.log")), "stderr": p.stderrText(),
+		"stdio-edge.yaml": readFile(t, filepath.Join(dataDir, "stdio-edge.yaml"))} {
+		if strings.Contains(text, b.Key[len(b.Key)-20:]) || strings.Contains(text, b.AdminToken[len(b.AdminToken)-20:]) {
+			t.Errorf("%s holds the demo key or the admin token", name)
+		}
+	}
+
 	// A restart (the built binary this time, stopped with SIGTERM) prints
 	// the same credentials, re-enrolls nothing and keeps the policy.
 	p2, b2 := startDev(t, append([]string{filepath.Join(binDir, "mcpgw")}, args...))
@@ -571,6 +580,15 @@ func toolNames(t *testing.T, raw json.RawMessage) []string {
 		names = append(names, tool.Name)
 	}
 	return names
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func sameJSON(a, b string) bool {
