@@ -15,10 +15,13 @@ package devmode
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -40,6 +43,10 @@ const (
 	// DefaultReadyTimeout bounds the wait for the edge to serve the demo
 	// tools (enrollment, first config, the backend's start).
 	DefaultReadyTimeout = 60 * time.Second
+	// NodeCertTTL is the lifetime of the edge's certificate in dev mode:
+	// long, because a dev installation is often stopped for days and an
+	// edge renews only while it runs (a real fleet keeps the 24h default).
+	NodeCertTTL = 365 * 24 * time.Hour
 	// ContextName is the mcpctl context the printed line creates.
 	ContextName = "mcpgw-dev"
 )
@@ -204,6 +211,7 @@ func Run(ctx context.Context, cfg Config) error {
 		DataDir:     cfg.DataDir,
 		AdminToken:  creds.AdminToken,
 		Replica:     "mcpgw-dev",
+		NodeCertTTL: NodeCertTTL,
 		Logger:      log.With("part", "cp"),
 		Notices:     noticeLog{log},
 		OnReady:     func(r controlplane.Ready) { cpReady <- r },
@@ -369,6 +377,9 @@ func prepare(ctx context.Context, cfg Config, cp controlplane.Ready, creds *cred
 		Listen:       cfg.Listen,
 		Logger:       cfg.Logger.With("part", "edge"),
 	}
+	if err := retireExpiredEdge(edgeCfg.StateDir, time.Now(), cfg.Stderr); err != nil {
+		return ready, dataplane.Config{}, err
+	}
 	if !enrolled(edgeCfg.StateDir) {
 		if edgeCfg.JoinToken, err = joinToken(callCtx, c); err != nil {
 			return ready, dataplane.Config{}, err
@@ -421,6 +432,42 @@ func fileSHA256(path string) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// retireExpiredEdge moves an edge state dir whose certificate has expired
+// out of the way, so the edge enrolls again: an edge cannot renew an
+// expired certificate, and the control plane refuses it. With dev mode's
+// long certificates this takes an edge stopped for about a year.
+func retireExpiredEdge(stateDir string, now time.Time, notices io.Writer) error {
+	b, err := os.ReadFile(filepath.Join(stateDir, "node.pem"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the edge identity: %w", err)
+	}
+	var notAfter time.Time
+	for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return fmt.Errorf("the edge identity in %s is damaged (%v): remove that directory to enroll the edge again", stateDir, err)
+		}
+		notAfter = cert.NotAfter
+		break
+	}
+	if notAfter.IsZero() || now.Before(notAfter) {
+		return nil
+	}
+	old := stateDir + ".expired-" + now.UTC().Format("20060102T150405Z")
+	if err := os.Rename(stateDir, old); err != nil {
+		return fmt.Errorf("moving aside the edge state with an expired certificate: %w", err)
+	}
+	fmt.Fprintf(notices, "mcpgw dev: the edge's certificate expired on %s; it enrolls again (its old state, with any audit events it had not shipped, is in %s)\n",
+		notAfter.UTC().Format(time.RFC3339), old)
+	return nil
 }
 
 // enrolled reports whether the edge's state dir holds a node identity

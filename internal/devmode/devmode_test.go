@@ -1,12 +1,20 @@
 package devmode
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpgw/mcpgw/internal/document"
 	"github.com/mcpgw/mcpgw/internal/policy"
@@ -157,5 +165,51 @@ func TestMcpctlLineQuoting(t *testing.T) {
 	want := "config\nset-context\nmcpgw-dev\n--server\n127.0.0.1:7444\n--token\nmcpgwadm_abc-DEF_123\n--ca-file\n/tmp/it's a dir/ca.crt\n"
 	if string(out) != want {
 		t.Errorf("the shell splits %q into\n%s\nwant\n%s", line, out, want)
+	}
+}
+
+func TestRetireExpiredEdge(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAfter := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "node"}, NotBefore: notAfter.Add(-24 * time.Hour), NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+
+	dir := filepath.Join(t.TempDir(), "edge")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "node.pem"), identity, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var notices strings.Builder
+	// Still valid: kept.
+	if err := retireExpiredEdge(dir, notAfter.Add(-time.Minute), &notices); err != nil || !enrolled(dir) || notices.Len() != 0 {
+		t.Fatalf("a valid identity was touched: %v %q", err, notices.String())
+	}
+	// Expired: moved aside, so the edge enrolls again.
+	if err := retireExpiredEdge(dir, notAfter.Add(time.Minute), &notices); err != nil {
+		t.Fatal(err)
+	}
+	if enrolled(dir) {
+		t.Fatal("an expired identity is still in place")
+	}
+	old := dir + ".expired-20260102T030505Z"
+	if _, err := os.Stat(filepath.Join(old, "node.pem")); err != nil || !strings.Contains(notices.String(), old) {
+		t.Errorf("old state not kept at %s: %v; notice %q", old, err, notices.String())
+	}
+	// No identity: nothing to do.
+	if err := retireExpiredEdge(filepath.Join(t.TempDir(), "none"), time.Now(), &notices); err != nil {
+		t.Error(err)
 	}
 }
