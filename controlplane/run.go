@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,15 +41,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
 
-	pool, err := store.OpenPool(ctx, cfg.DatabaseURL)
+	stores, err := openStores(ctx, cfg, auditdb.Options{})
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
-	if err := prepareSchema(ctx, cfg, st); err != nil {
-		return err
-	}
+	defer stores.close()
+	st := stores.config
 
 	kek, kekSource, kekCreated, err := pki.LoadKEK(cfg.KEK, cfg.DataDir)
 	if err != nil {
@@ -103,7 +99,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	nodeStore := store.NewNodeStore(pool)
+	nodeStore := stores.nodes
 	cache := snapshot.NewCache()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mcpgw_cp_config_revision",
@@ -136,7 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 	adminLog := log.With("component", "admin")
 	adminGRPC := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(adminTLS))},
 		admin.Interceptors(admin.NewAuthenticator(st), adminLog)...)...)
-	admin.New(admin.Options{Store: st, Audit: auditdb.New(pool, auditdb.Options{}), Replica: cfg.Replica, Logger: adminLog}).Register(adminGRPC)
+	admin.New(admin.Options{Store: st, Audit: stores.audit, Replica: cfg.Replica, Logger: adminLog}).Register(adminGRPC)
 	grpc_health_v1.RegisterHealthServer(adminGRPC, healthSrv)
 
 	var opsSrv *http.Server
@@ -209,39 +205,12 @@ func stopGracefully(ctx context.Context, s *grpc.Server) {
 	}
 }
 
-// prepareSchema migrates, or with NoMigrate refuses a schema that is behind.
-func prepareSchema(ctx context.Context, cfg Config, s *store.Store) error {
-	if !cfg.NoMigrate {
-		applied, err := s.MigrateSchema(ctx)
-		for _, m := range applied {
-			cfg.Logger.Info("applied migration", "migration", m.String())
-		}
-		if err != nil {
-			return fmt.Errorf("migrating the database: %w", err)
-		}
-		return nil
-	}
-	st, err := s.SchemaStatus(ctx)
-	if err != nil {
-		return fmt.Errorf("checking the database schema: %w", err)
-	}
-	if !st.Current() {
-		names := make([]string, len(st.Pending))
-		for i, m := range st.Pending {
-			names[i] = m.String()
-		}
-		return fmt.Errorf("the database schema is at version %d and this mcpgw needs %s applied; run `mcpgw migrate` (or start without --no-migrate)",
-			st.Version, strings.Join(names, ", "))
-	}
-	return nil
-}
-
 // bootstrapAdminToken makes sure someone can log in: with AdminToken it is
 // (re)stored as the bootstrap token; otherwise, if no admin token exists, a
 // new one is generated and shown once on Notices. When replicas start
 // together on an empty database, only the one whose token was stored shows
 // it.
-func bootstrapAdminToken(ctx context.Context, cfg Config, st *store.Store) error {
+func bootstrapAdminToken(ctx context.Context, cfg Config, st configStore) error {
 	if cfg.AdminToken != "" {
 		if _, err := st.EnsureBootstrapAdminToken(ctx, store.HashSecret(cfg.AdminToken), true); err != nil {
 			return err
@@ -280,7 +249,7 @@ Use it with: mcpctl --token <token> ... (or set $%s on every replica to choose y
 // database answers, so the replica can serve admin calls and enrollments;
 // the body says which config revision edges are being served, "none" on an
 // installation that has no config yet).
-func opsHandler(reg *prometheus.Registry, st *store.Store, cache *snapshot.Cache) http.Handler {
+func opsHandler(reg *prometheus.Registry, st configStore, cache *snapshot.Cache) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
