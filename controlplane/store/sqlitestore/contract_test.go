@@ -8,7 +8,7 @@ import (
 	"github.com/mcpgw/mcpgw/controlplane/store/storetest"
 )
 
-func open(t *testing.T) *sqlitestore.Store {
+func open(t testing.TB) *sqlitestore.Store {
 	t.Helper()
 	s, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "mcpgw.db"), sqlitestore.Options{})
 	if err != nil {
