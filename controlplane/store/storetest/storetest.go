@@ -70,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"JoinTokensSingleUseAndExpiry", testJoinTokens},
 		{"NodeRegistry", testNodeRegistry},
 		{"CA", testCA},
+		{"SnapshotResources", testSnapshotResources},
 		{"ConfigNotifications", testNotifications},
 		{"AuditIngestExactlyOnce", testAuditExactlyOnce},
 		{"AuditQueryFiltersAndPagination", testAuditQuery},
