@@ -35,8 +35,12 @@ func TestSingleReplicaLockAndReopen(t *testing.T) {
 	if !errors.Is(err, sqlitestore.ErrLocked) || !strings.Contains(err.Error(), "another mcpgw control plane is using "+first.Path()) {
 		t.Fatalf("second open: %v", err)
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("database file mode: %v, %v; want 0600", fi.Mode(), err)
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(f); err != nil {
+			t.Fatal(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, want 0600", f, fi.Mode())
+		}
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)

@@ -88,16 +88,22 @@ func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) 
 			s.Close()
 		}
 	}()
+	// Owner-only access: the file holds key hashes and the CA's (encrypted)
+	// private key. Creating it before SQLite does also makes its -wal and
+	// -shm files 0600, since SQLite gives them the database file's mode.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: opening %s: %w", abs, err)
+	}
+	f.Close()
+	if err := os.Chmod(abs, 0o600); err != nil {
+		return nil, fmt.Errorf("embedded store: restricting %s: %w", abs, err)
+	}
 	if s.w, err = openDB(abs, true); err != nil {
 		return nil, err
 	}
 	if s.r, err = openDB(abs, false); err != nil {
 		return nil, err
-	}
-	// The file is created with owner-only access: it holds key hashes and
-	// the CA's (encrypted) private key.
-	if err := os.Chmod(abs, 0o600); err != nil {
-		return nil, fmt.Errorf("embedded store: restricting %s: %w", abs, err)
 	}
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
