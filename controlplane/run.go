@@ -210,7 +210,7 @@ func stopGracefully(ctx context.Context, s *grpc.Server) {
 // new one is generated and shown once on Notices. When replicas start
 // together on an empty database, only the one whose token was stored shows
 // it.
-func bootstrapAdminToken(ctx context.Context, cfg Config, st configStore) error {
+func bootstrapAdminToken(ctx context.Context, cfg Config, st configBackend) error {
 	if cfg.AdminToken != "" {
 		if _, err := st.EnsureBootstrapAdminToken(ctx, store.HashSecret(cfg.AdminToken), true); err != nil {
 			return err
@@ -249,7 +249,7 @@ Use it with: mcpctl --token <token> ... (or set $%s on every replica to choose y
 // database answers, so the replica can serve admin calls and enrollments;
 // the body says which config revision edges are being served, "none" on an
 // installation that has no config yet).
-func opsHandler(reg *prometheus.Registry, st configStore, cache *snapshot.Cache) http.Handler {
+func opsHandler(reg *prometheus.Registry, st configBackend, cache *snapshot.Cache) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -23,22 +23,22 @@ const EmbeddedStoreFile = "mcpgw.db"
 // dev` and `mcpgw cp --store sqlite` use it.
 func EmbeddedStorePath(dataDir string) string { return filepath.Join(dataDir, EmbeddedStoreFile) }
 
-// configStore, nodeStore and auditStore are what Run's parts need, each
-// the union of the interfaces those parts define; Postgres and the
+// configBackend, nodeBackend and auditBackend are what Run's parts need,
+// each the union of the interfaces those parts define; Postgres and the
 // embedded store both provide them.
 type (
-	configStore interface {
+	configBackend interface {
 		admin.Store
 		pki.CAStore
 		EnsureBootstrapAdminToken(ctx context.Context, sha256Hex string, replace bool) (bool, error)
 		HasActiveAdminToken(ctx context.Context) (bool, error)
 		Ping(ctx context.Context) error
 	}
-	nodeStore interface {
+	nodeBackend interface {
 		nodeapi.Store
 		snapshot.Source
 	}
-	auditStore interface {
+	auditBackend interface {
 		admin.AuditStore
 		ingest.Store
 	}
@@ -46,9 +46,9 @@ type (
 
 // stores are the stores of one replica, and how to release them.
 type stores struct {
-	config configStore
-	nodes  nodeStore
-	audit  auditStore
+	config configBackend
+	nodes  nodeBackend
+	audit  auditBackend
 	// kind names the store in logs: "postgres" or "embedded".
 	kind  string
 	close func()
