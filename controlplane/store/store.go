@@ -22,13 +22,21 @@ const NotifyChannel = "mcpgw_config"
 
 // Store is the control plane's config store over a pgx pool. It is safe for
 // concurrent use; every method that blocks takes a ctx.
+//
+// The config writes (CreateBackend, ApplyDocument, CreateAPIKey, ...) are
+// the embedded Writer's, shared with the embedded store.
 type Store struct {
+	Writer
 	pool *pgxpool.Pool
 }
 
 // New returns a Store over pool. The caller owns the pool and closes it after
 // the last use of the Store.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.Writer = Writer{Begin: s.begin}
+	return s
+}
 
 // Pool is the underlying pool, for the other store users in this package's
 // siblings (NODE's enrollment and registry writers live in this package too).

@@ -216,6 +216,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Notices:     noticeLog{log},
 		OnReady:     func(r controlplane.Ready) { cpReady <- r },
 	}
+	if cfg.DatabaseURL == "" {
+		cpCfg.EmbeddedPath = controlplane.EmbeddedStorePath(cfg.DataDir)
+	}
 	if err := cpCfg.Validate(); err != nil {
 		return fmt.Errorf("control plane config: %w", err)
 	}

@@ -1,0 +1,125 @@
+package sqlitestore_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgw/mcpgw/controlplane/store"
+	"github.com/mcpgw/mcpgw/controlplane/store/sqlitestore"
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/auditdb"
+	"github.com/mcpgw/mcpgw/internal/document"
+)
+
+// A second control plane on the same file is refused while the first runs,
+// and may open it once the first has closed; state survives the reopen.
+func TestSingleReplicaLockAndReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "data", "mcpgw.db")
+	first, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.CreateBackend(ctx, store.Meta{Actor: "test"}, document.Backend{Name: "search", HTTP: &document.HTTPTransport{URL: "http://127.0.0.1:9000/mcp"}}, store.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
+	if err == nil {
+		second.Close()
+		t.Fatal("a second store opened a locked database")
+	}
+	if !errors.Is(err, sqlitestore.ErrLocked) || !strings.Contains(err.Error(), "another mcpgw control plane is using "+first.Path()) {
+		t.Fatalf("second open: %v", err)
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(f); err != nil {
+			t.Fatal(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, want 0600", f, fi.Mode())
+		}
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatalf("reopen after close: %v", err)
+	}
+	defer again.Close()
+	b, err := again.GetBackend(ctx, "search")
+	if err != nil || b.Revision != 1 {
+		t.Fatalf("backend after reopen: %+v, %v", b, err)
+	}
+	if rev, err := again.CurrentRevision(ctx); err != nil || rev != 1 {
+		t.Fatalf("revision after reopen: %d, %v", rev, err)
+	}
+}
+
+// A database written by a newer mcpgw is refused, not misread.
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mcpgw.db")
+	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSchemaVersionForTest(ctx, sqlitestore.SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{}); err == nil || !strings.Contains(err.Error(), "newer than this mcpgw knows") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("open of a newer schema: %v", err)
+	}
+}
+
+// Retention deletes whole days that ended before the retention period and
+// Verify then compares counts from the cut, so the chain stays complete.
+func TestRetentionDeletesOldDays(t *testing.T) {
+	ctx := t.Context()
+	node := "0190c0de-0000-7000-8000-0000000000bb"
+	clock := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	opts := sqlitestore.Options{Audit: auditdb.Options{Retention: 48 * time.Hour, Now: func() time.Time { return clock }}}
+	s, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "mcpgw.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var prev [32]byte
+	var batches []auditdb.Batch
+	for i, at := range []time.Time{clock.Add(-47 * time.Hour), clock.Add(-time.Hour)} {
+		e := audit.Event{ID: audit.NewID(at), TS: at, NodeID: node, Principal: "alice", Transport: audit.TransportHTTP,
+			Method: "tools/call", Decision: audit.DecisionAllow, Status: audit.StatusOK}
+		b := auditdb.Batch{Epoch: 1, Seq: int64(i + 1), PrevHash: prev, Count: 1}
+		b.Lines = append(e.AppendJSON(nil), '\n')
+		b.CRC = auditdb.CRC32C(b.Lines)
+		prev = b.Hash()
+		batches = append(batches, b)
+	}
+	if res, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: node, Batches: batches}); err != nil || res.Events != 2 {
+		t.Fatalf("ingest: %+v, %v", res, err)
+	}
+	clock = clock.Add(24 * time.Hour) // the first event's day (the 18th) is now past retention
+	m, err := s.MaintainPartitions(ctx, 7)
+	if err != nil || !m.Locked || len(m.Dropped) != 1 {
+		t.Fatalf("MaintainPartitions: %+v, %v", m, err)
+	}
+	evs, _, err := s.Query(ctx, auditdb.Filter{}, "", 10)
+	if err != nil || len(evs) != 1 || !evs[0].TS.Equal(clock.Add(-25*time.Hour)) {
+		t.Fatalf("events after retention: %d, %v", len(evs), err)
+	}
+	rep, err := s.Verify(ctx, node)
+	if err != nil || !rep.ChainComplete || rep.StoredEvents != 1 || rep.LedgerEvents != 1 || rep.RetainedSince.IsZero() {
+		t.Fatalf("verify after retention: %+v, %v", rep, err)
+	}
+	if _, err := s.MaintainPartitions(ctx, 400); err == nil {
+		t.Fatal("days ahead 400 accepted")
+	}
+}
