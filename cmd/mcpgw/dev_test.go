@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpgw/mcpgw/controlplane"
 	"github.com/mcpgw/mcpgw/internal/devmode"
 	"github.com/mcpgw/mcpgw/internal/pgtest"
 )
@@ -209,7 +210,8 @@ func (p *devProc) stop(t *testing.T, sig syscall.Signal, goRun bool) {
 	select {
 	case <-p.exited:
 		err := p.waitErr
-		if strings.Contains(p.stderrText(), "mcpgw: ") || (err != nil && !goRun) {
+		// An error ends mcpgw with one line "mcpgw: ..." on stderr.
+		if regexp.MustCompile(`(?m)^mcpgw: `).MatchString(p.stderrText()) || (err != nil && !goRun) {
 			t.Fatalf("mcpgw dev exited with %v after %v; stderr:\n%s", err, sig, p.stderrText())
 		}
 		if !strings.Contains(p.stderrText(), "mcpgw dev: stopping") {
@@ -245,14 +247,18 @@ func TestDevQuickstart(t *testing.T) {
 	tsDir := tsClientDir(t)
 	work := t.TempDir()
 	dataDir := filepath.Join(work, "data")
+	// No --database-url: the embedded store, which never opens a Postgres
+	// connection.
 	args := []string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}
-	args = append(args, storeArgs(t)...)
 	env := append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"), "MCPCTL_CONFIG="+filepath.Join(work, "mcpctl.yaml"))
 
 	// The README's first command, with flags so parallel runs do not clash.
 	p, b := startDev(t, append([]string{"go", "run", "./cmd/mcpgw"}, args...))
 	t.Logf("banner:\n%s", b.Text)
 
+	if _, err := os.Stat(filepath.Join(dataDir, controlplane.EmbeddedStoreFile)); err != nil {
+		t.Errorf("the embedded store is not in the data dir: %v", err)
+	}
 	// The credentials file: 0600, and the banner says it is dev mode only.
 	st, err := os.Stat(filepath.Join(dataDir, devmode.CredentialsFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
@@ -377,7 +383,7 @@ func TestDevQuickstart(t *testing.T) {
 
 	// The README's audit query shows the calls: the allowed echo and add,
 	// and the echo the new policy denied.
-	auditDeadline := time.Now().Add(30 * time.Second)
+	auditDeadline := time.Now().Add(60 * time.Second)
 	for {
 		out := mcpctl(t, env, "audit", "query", "--principal", "demo", "--method", "tools/call", "-o", "jsonl")
 		var allowedEcho, deniedEcho, add, wc bool
@@ -401,7 +407,7 @@ func TestDevQuickstart(t *testing.T) {
 			break
 		}
 		if time.Now().After(auditDeadline) {
-			t.Fatalf("audit query after 30s lacks calls (echo allowed %v, echo denied %v, add %v, word_count %v):\n%s", allowedEcho, deniedEcho, add, wc, out)
+			t.Fatalf("audit query after 60s lacks calls (echo allowed %v, echo denied %v, add %v, word_count %v):\n%s", allowedEcho, deniedEcho, add, wc, out)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -481,9 +487,23 @@ func TestDevPortTaken(t *testing.T) {
 	}
 }
 
-// storeArgs selects the control plane's store for the test run.
-func storeArgs(t *testing.T) []string {
-	return []string{"--database-url", pgtest.NewDatabase(t)}
+// TestDevOnPostgres starts mcpgw dev with --database-url: the same
+// installation on Postgres, ready to serve the demo tools, and a clean stop.
+func TestDevOnPostgres(t *testing.T) {
+	tsDir := tsClientDir(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	p, b := startDev(t, []string{filepath.Join(binDir, "mcpgw"), "dev", "--data-dir", dataDir, "--database-url", pgtest.NewDatabase(t),
+		"--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"})
+	res := runTSClient(t.Context(), tsDir, []string{"--url", b.URL, "--key", b.Key}, nil, []map[string]any{
+		{"op": "callTool", "name": "demo__time_now", "arguments": map[string]any{"zone": "Asia/Tokyo"}},
+	})
+	if res.err != nil || !res.results[0].OK || !strings.Contains(textOf(t, res.results[0].Result), "+09:00") {
+		t.Fatalf("demo__time_now on Postgres: %v %+v", res.err, res.results)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, controlplane.EmbeddedStoreFile)); err == nil {
+		t.Error("with --database-url, an embedded store file was created too")
+	}
+	p.stop(t, syscall.SIGTERM, false)
 }
 
 func mcpctl(t *testing.T, env []string, args ...string) string {
