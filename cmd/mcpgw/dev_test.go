@@ -415,6 +415,15 @@ func TestDevQuickstart(t *testing.T) {
 		t.Errorf("the README's audit query (table) does not show the calls:\n%s", out)
 	}
 
+	// On the embedded store nothing in the installation holds a connection
+	// to Postgres (a pgx pool keeps its connections after use), though the
+	// machine runs one.
+	for _, d := range append(processTree(p.cmd.Process.Pid), proc{pid: p.cmd.Process.Pid, comm: "root"}) {
+		if n := postgresConnections(t, d.pid); n > 0 {
+			t.Errorf("process %d (%s) of mcpgw dev holds %d connections to port 5432", d.pid, d.comm, n)
+		}
+	}
+
 	// A second mcpgw dev on the same data dir is refused, clearly.
 	second := exec.Command(filepath.Join(binDir, "mcpgw"), args...)
 	out, err := second.CombinedOutput()
@@ -502,6 +511,11 @@ func TestDevOnPostgres(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, controlplane.EmbeddedStoreFile)); err == nil {
 		t.Error("with --database-url, an embedded store file was created too")
+	}
+	// The control check for the quickstart's "no Postgres connection": here
+	// the control plane's pool must be seen.
+	if n := postgresConnections(t, p.cmd.Process.Pid); n == 0 {
+		t.Error("on Postgres, no connection to port 5432 was found: the embedded test's check for none would prove nothing")
 	}
 	p.stop(t, syscall.SIGTERM, false)
 }
@@ -690,6 +704,38 @@ func allProcs() []proc {
 		}
 	}
 	return ps
+}
+
+// postgresConnections counts the TCP connections of process pid to port
+// 5432, from its socket inodes and the kernel's connection tables.
+func postgresConnections(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0 // the process is gone
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	n := 0
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// f[2] is the remote address as HEX_IP:HEX_PORT; 5432 = 0x1538.
+			if len(f) > 9 && strings.HasSuffix(f[2], ":1538") && inodes[f[9]] {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // processTree returns every descendant of root.
