@@ -43,7 +43,7 @@ func printBanner(w io.Writer, r Ready) error {
 	fmt.Fprintf(&b, "%s\n  %s\n  send the header  Authorization: Bearer <the demo API key>\n", HeadingURL, r.MCPURL)
 	fmt.Fprintf(&b, "  the demo key lists %d tools: %s\n\n", len(r.Tools), strings.Join(r.Tools, ", "))
 	fmt.Fprintf(&b, "%s\n  %s\n\n", HeadingAdminToken, r.AdminToken)
-	fmt.Fprintf(&b, "%s\n  %s\n\n", HeadingMcpctl, McpctlLine(r))
+	fmt.Fprintf(&b, "%s\n  %s\n  (mcpctl itself: go install ./cmd/mcpctl in a checkout of mcpgw)\n\n", HeadingMcpctl, McpctlLine(r))
 	fmt.Fprintf(&b, "%s\n%s\n\n", HeadingHTTPConfig, httpCfg)
 	fmt.Fprintf(&b, "%s\n%s\n", HeadingStdio, stdioCfg)
 	fmt.Fprintf(&b, "  (it runs a local stdio edge that forwards to %s with the demo key; mcpgw dev must be running)\n", r.MCPURL)
