@@ -20,7 +20,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/mcpgw/mcpgw/controlplane"
+	"github.com/mcpgw/mcpgw/controlplane/store/sqlitestore"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/auditdb"
 )
 
 // The whole control plane on the embedded store, no Postgres: admin apply,
@@ -147,7 +150,27 @@ func TestRunOnEmbeddedStore(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
-	// A restart keeps the CA, the token and the config.
+	// With the control plane stopped the file is free: record audit for the
+	// enrolled node straight into the store, as ingest would.
+	st, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatalf("opening the store after the control plane stopped: %v", err)
+	}
+	batch := auditdb.Batch{Epoch: 1, Seq: 1}
+	for i := range 3 {
+		at := time.Now().Add(time.Duration(i-10) * time.Second)
+		e := audit.Event{ID: audit.NewID(at), TS: at, NodeID: enr.GetNodeId(), Principal: "alice", Transport: audit.TransportHTTP,
+			Method: "tools/call", Backend: "github", Name: "github__create_issue", Decision: audit.DecisionAllow, Status: audit.StatusOK}
+		batch.Lines = append(e.AppendJSON(batch.Lines), '\n')
+		batch.Count++
+	}
+	batch.CRC = auditdb.CRC32C(batch.Lines)
+	if res, err := st.IngestAll(ctx, auditdb.NodeBatches{Node: enr.GetNodeId(), Batches: []auditdb.Batch{batch}}); err != nil || res.Events != 3 {
+		t.Fatalf("ingest: %+v %v", res, err)
+	}
+	st.Close()
+
+	// A restart keeps the CA, the token and the config, and serves the audit.
 	r2 := start(t, controlplane.Config{EmbeddedPath: path, DataDir: dataDir})
 	if tokenLine.MatchString(r2.notices.String()) {
 		t.Errorf("restart printed a new admin token:\n%s", r2.notices.String())
@@ -159,6 +182,17 @@ func TestRunOnEmbeddedStore(t *testing.T) {
 	c2 := mcpgwv1.NewAdminServiceClient(dial(t, r2.ready.AdminAddr, tlsCfg, grpc.WithPerRPCCredentials(bearer(token))))
 	if info, err := c2.GetServerInfo(ctx, &mcpgwv1.GetServerInfoRequest{}); err != nil || info.GetRevision() != 2 {
 		t.Fatalf("after restart: %v %v", info, err)
+	}
+	q, err := c2.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{Filter: &mcpgwv1.AuditFilter{NodeId: enr.GetNodeId(), Principal: "alice"}, PageSize: 2})
+	if err != nil || len(q.GetEvents()) != 2 || q.GetNextPageToken() == "" || q.GetEvents()[0].GetName() != "github__create_issue" {
+		t.Fatalf("QueryAudit page 1: %v %v", q, err)
+	}
+	q2, err := c2.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{Filter: &mcpgwv1.AuditFilter{NodeId: enr.GetNodeId()}, PageSize: 2, PageToken: q.GetNextPageToken()})
+	if err != nil || len(q2.GetEvents()) != 1 || q2.GetNextPageToken() != "" {
+		t.Fatalf("QueryAudit page 2: %v %v", q2, err)
+	}
+	if v, err := c2.VerifyAudit(ctx, &mcpgwv1.VerifyAuditRequest{NodeId: enr.GetNodeId()}); err != nil || !v.GetComplete() || v.GetReports()[0].GetEpochs()[0].GetLedgerEvents() != 3 {
+		t.Fatalf("VerifyAudit: %v %v", v, err)
 	}
 }
 
