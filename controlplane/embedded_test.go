@@ -14,13 +14,19 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/mcpgw/mcpgw/controlplane"
+	"github.com/mcpgw/mcpgw/controlplane/store/sqlitestore"
+	"github.com/mcpgw/mcpgw/dataplane/auditlog"
+	"github.com/mcpgw/mcpgw/dataplane/auditship"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/auditdb"
 )
 
 // The whole control plane on the embedded store, no Postgres: admin apply,
@@ -147,7 +153,27 @@ func TestRunOnEmbeddedStore(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
-	// A restart keeps the CA, the token and the config.
+	// With the control plane stopped the file is free: record audit for the
+	// enrolled node straight into the store, as ingest would.
+	st, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatalf("opening the store after the control plane stopped: %v", err)
+	}
+	batch := auditdb.Batch{Epoch: 1, Seq: 1}
+	for i := range 3 {
+		at := time.Now().Add(time.Duration(i-10) * time.Second)
+		e := audit.Event{ID: audit.NewID(at), TS: at, NodeID: enr.GetNodeId(), Principal: "alice", Transport: audit.TransportHTTP,
+			Method: "tools/call", Backend: "github", Name: "github__create_issue", Decision: audit.DecisionAllow, Status: audit.StatusOK}
+		batch.Lines = append(e.AppendJSON(batch.Lines), '\n')
+		batch.Count++
+	}
+	batch.CRC = auditdb.CRC32C(batch.Lines)
+	if res, err := st.IngestAll(ctx, auditdb.NodeBatches{Node: enr.GetNodeId(), Batches: []auditdb.Batch{batch}}); err != nil || res.Events != 3 {
+		t.Fatalf("ingest: %+v %v", res, err)
+	}
+	st.Close()
+
+	// A restart keeps the CA, the token and the config, and serves the audit.
 	r2 := start(t, controlplane.Config{EmbeddedPath: path, DataDir: dataDir})
 	if tokenLine.MatchString(r2.notices.String()) {
 		t.Errorf("restart printed a new admin token:\n%s", r2.notices.String())
@@ -159,6 +185,17 @@ func TestRunOnEmbeddedStore(t *testing.T) {
 	c2 := mcpgwv1.NewAdminServiceClient(dial(t, r2.ready.AdminAddr, tlsCfg, grpc.WithPerRPCCredentials(bearer(token))))
 	if info, err := c2.GetServerInfo(ctx, &mcpgwv1.GetServerInfoRequest{}); err != nil || info.GetRevision() != 2 {
 		t.Fatalf("after restart: %v %v", info, err)
+	}
+	q, err := c2.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{Filter: &mcpgwv1.AuditFilter{NodeId: enr.GetNodeId(), Principal: "alice"}, PageSize: 2})
+	if err != nil || len(q.GetEvents()) != 2 || q.GetNextPageToken() == "" || q.GetEvents()[0].GetName() != "github__create_issue" {
+		t.Fatalf("QueryAudit page 1: %v %v", q, err)
+	}
+	q2, err := c2.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{Filter: &mcpgwv1.AuditFilter{NodeId: enr.GetNodeId()}, PageSize: 2, PageToken: q.GetNextPageToken()})
+	if err != nil || len(q2.GetEvents()) != 1 || q2.GetNextPageToken() != "" {
+		t.Fatalf("QueryAudit page 2: %v %v", q2, err)
+	}
+	if v, err := c2.VerifyAudit(ctx, &mcpgwv1.VerifyAuditRequest{NodeId: enr.GetNodeId()}); err != nil || !v.GetComplete() || v.GetReports()[0].GetEpochs()[0].GetLedgerEvents() != 3 {
+		t.Fatalf("VerifyAudit: %v %v", v, err)
 	}
 }
 
@@ -178,5 +215,100 @@ func TestValidateStoreChoice(t *testing.T) {
 	ok := controlplane.Config{EmbeddedPath: controlplane.EmbeddedStorePath("/d"), DataDir: "/d"}
 	if err := ok.Validate(); err != nil || ok.EmbeddedPath != "/d/mcpgw.db" {
 		t.Errorf("embedded: %+v %v", ok, err)
+	}
+}
+
+// Edges' audit reaches the embedded store through AuditStream: the real
+// spool and shipper of an enrolled edge, ingest committing into SQLite, and
+// QueryAudit and VerifyAudit on the same replica seeing every event once.
+func TestRunOnEmbeddedStoreIngestsAuditStream(t *testing.T) {
+	ctx := t.Context()
+	dataDir := t.TempDir()
+	token := "mcpgwadm_" + strings.Repeat("e", 32)
+	r := start(t, controlplane.Config{EmbeddedPath: controlplane.EmbeddedStorePath(dataDir), DataDir: dataDir, AdminToken: token})
+	caPEM, err := os.ReadFile(r.ready.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	serverTLS := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	adminClient := mcpgwv1.NewAdminServiceClient(dial(t, r.ready.AdminAddr, serverTLS, grpc.WithPerRPCCredentials(bearer(token))))
+	jt, err := adminClient.CreateJoinToken(ctx, &mcpgwv1.CreateJoinTokenRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	enr, err := mcpgwv1.NewNodeServiceClient(dial(t, r.ready.NodeAddr, serverTLS)).Enroll(ctx, &mcpgwv1.EnrollRequest{
+		JoinToken: jt.GetToken(), Csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), Name: "edge-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	cert, err := tls.X509KeyPair(enr.GetCertificateChain(), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeTLS := serverTLS.Clone()
+	nodeTLS.Certificates = []tls.Certificate{cert}
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sh, err := auditship.New(auditship.Config{Conn: dial(t, r.ready.NodeAddr, nodeTLS), BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second, Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := auditlog.Open(auditlog.Config{Dir: t.TempDir(), ShutdownDrain: 100 * time.Millisecond, Logger: discard}, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeCtx, stopEdge := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = sh.Run(edgeCtx) })
+	wg.Go(func() { _ = l.Run(edgeCtx) })
+	t.Cleanup(func() { stopEdge(); wg.Wait() })
+
+	const n = 300
+	for i := range n {
+		now := time.Now()
+		ev := &audit.Event{ID: audit.NewID(now), TS: now, NodeID: enr.GetNodeId(), SessionID: "s1", Principal: []string{"alice", "bob"}[i%2],
+			Transport: audit.TransportHTTP, Method: "tools/call", Backend: "github", Name: "github__create_issue",
+			Decision: audit.DecisionAllow, Status: audit.StatusOK, LatencyUS: 100}
+		if err := l.Record(ctx, ev); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	got := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) < n && time.Now().Before(deadline) {
+		clear(got)
+		for tok := ""; ; {
+			resp, err := adminClient.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{Filter: &mcpgwv1.AuditFilter{NodeId: enr.GetNodeId()}, PageToken: tok, PageSize: 128})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range resp.GetEvents() {
+				got[e.GetId()]++
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for id, c := range got {
+		if c != 1 {
+			t.Errorf("event %s returned %d times", id, c)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("QueryAudit returned %d distinct events, want %d", len(got), n)
+	}
+	bob, err := adminClient.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{Filter: &mcpgwv1.AuditFilter{Principal: "bob"}, PageSize: 1000})
+	if err != nil || len(bob.GetEvents()) != n/2 {
+		t.Fatalf("bob's events: %d, %v", len(bob.GetEvents()), err)
+	}
+	v, err := adminClient.VerifyAudit(ctx, &mcpgwv1.VerifyAuditRequest{NodeId: enr.GetNodeId()})
+	if err != nil || !v.GetComplete() || v.GetReports()[0].GetEpochs()[0].GetLedgerEvents() != n {
+		t.Fatalf("VerifyAudit: %v %v", v, err)
 	}
 }

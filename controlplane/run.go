@@ -43,8 +43,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
 
-	// One audit store serves ingest and the admin API's audit reads; its
-	// retention bounds both what ingest accepts and what maintenance drops.
 	stores, err := openStores(ctx, cfg, auditdb.Options{Retention: cfg.AuditRetention})
 	if err != nil {
 		return err
@@ -110,6 +108,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Help: "Config revision of the snapshots this replica serves to edges (0 before any config).",
 	}, func() float64 { return float64(cache.Revision()) }))
 	builder := snapshot.NewBuilder(nodeStore, cache, snapshot.BuilderConfig{Logger: log.With("component", "snapshot")})
+	// One audit store serves ingest and the admin API's audit reads; its
+	// retention bounds both what ingest accepts and what maintenance drops.
 	auditStore := stores.audit
 	ing, err := ingest.New(ingest.Config{Store: auditStore, Registerer: reg, Logger: log.With("component", "ingest")})
 	if err != nil {

@@ -94,6 +94,30 @@ MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
 	return c
 }
 
+// chooseStore applies --store: Postgres stays the default (production); the
+// embedded store must be asked for by name.
+func chooseStore(kind string, cfg *controlplane.Config) error {
+	switch {
+	case kind == "postgres":
+		return nil
+	case kind == "sqlite" || strings.HasPrefix(kind, "sqlite:"):
+		if cfg.DatabaseURL != "" {
+			return errors.New("--store sqlite and --database-url exclude each other: the embedded store does not use Postgres")
+		}
+		path := strings.TrimPrefix(strings.TrimPrefix(kind, "sqlite"), ":")
+		if path == "" {
+			if cfg.DataDir == "" {
+				return errors.New("--store sqlite keeps its file in --data-dir; give --data-dir (or --store sqlite:PATH)")
+			}
+			path = controlplane.EmbeddedStorePath(cfg.DataDir)
+		}
+		cfg.EmbeddedPath = path
+		return nil
+	default:
+		return fmt.Errorf("--store %q: use postgres, sqlite or sqlite:PATH", kind)
+	}
+}
+
 // daysValue is a duration flag that also takes whole days ("30d"), since
 // retention is thought of, and applied, in days.
 type daysValue time.Duration
@@ -124,27 +148,3 @@ func (d *daysValue) Set(s string) error {
 }
 
 func (*daysValue) Type() string { return "days" }
-
-// chooseStore applies --store: Postgres stays the default (production); the
-// embedded store must be asked for by name.
-func chooseStore(kind string, cfg *controlplane.Config) error {
-	switch {
-	case kind == "postgres":
-		return nil
-	case kind == "sqlite" || strings.HasPrefix(kind, "sqlite:"):
-		if cfg.DatabaseURL != "" {
-			return errors.New("--store sqlite and --database-url exclude each other: the embedded store does not use Postgres")
-		}
-		path := strings.TrimPrefix(strings.TrimPrefix(kind, "sqlite"), ":")
-		if path == "" {
-			if cfg.DataDir == "" {
-				return errors.New("--store sqlite keeps its file in --data-dir; give --data-dir (or --store sqlite:PATH)")
-			}
-			path = controlplane.EmbeddedStorePath(cfg.DataDir)
-		}
-		cfg.EmbeddedPath = path
-		return nil
-	default:
-		return fmt.Errorf("--store %q: use postgres, sqlite or sqlite:PATH", kind)
-	}
-}

@@ -192,19 +192,34 @@ func (s *Store) MaintainPartitions(ctx context.Context, daysAhead int) (auditdb.
 	}
 	lo, _ := auditdb.AcceptWindow(s.audit)
 	cut := lo.UTC().Truncate(24 * time.Hour)
+	// Delete in chunks, each its own transaction, so a day of events going
+	// away never holds the one writer (and with it ingest and admin writes)
+	// for long.
+	var total int64
+	for {
+		var n int64
+		err := s.writeTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE (ts, id) IN
+				(SELECT ts, id FROM audit_events WHERE ts < ? ORDER BY ts LIMIT ?)`, us(cut), retentionChunk)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return auditdb.Maintenance{}, fmt.Errorf("audit retention: %w", err)
+		}
+		total += n
+		if n < retentionChunk {
+			break
+		}
+	}
+	if total > 0 {
+		m.Dropped = append(m.Dropped, fmt.Sprintf("audit_events before %s (%d events)", cut.Format(time.DateOnly), total))
+	}
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE ts < ?`, us(cut))
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			m.Dropped = append(m.Dropped, fmt.Sprintf("audit_events before %s (%d events)", cut.Format(time.DateOnly), n))
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
 			ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))`,
 			retainedSinceKey, us(cut))
 		return err
@@ -214,6 +229,9 @@ func (s *Store) MaintainPartitions(ctx context.Context, daysAhead int) (auditdb.
 	}
 	return m, nil
 }
+
+// retentionChunk is how many events one retention transaction deletes.
+const retentionChunk = 5000
 
 // filterSQL turns f (all but the time range) into conditions and args.
 func filterSQL(f auditdb.Filter, prefix string) ([]string, []any, error) {

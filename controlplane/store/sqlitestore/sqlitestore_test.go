@@ -94,21 +94,32 @@ func TestRetentionDeletesOldDays(t *testing.T) {
 	defer s.Close()
 	var prev [32]byte
 	var batches []auditdb.Batch
+	// 12,001 events on the 18th (more than two retention chunks), one on
+	// the 20th.
+	const old = 12001
 	for i, at := range []time.Time{clock.Add(-47 * time.Hour), clock.Add(-time.Hour)} {
-		e := audit.Event{ID: audit.NewID(at), TS: at, NodeID: node, Principal: "alice", Transport: audit.TransportHTTP,
-			Method: "tools/call", Decision: audit.DecisionAllow, Status: audit.StatusOK}
-		b := auditdb.Batch{Epoch: 1, Seq: int64(i + 1), PrevHash: prev, Count: 1}
-		b.Lines = append(e.AppendJSON(nil), '\n')
+		b := auditdb.Batch{Epoch: 1, Seq: int64(i + 1), PrevHash: prev}
+		n := 1
+		if i == 0 {
+			n = old
+		}
+		for j := range n {
+			ts := at.Add(time.Duration(j) * time.Microsecond)
+			e := audit.Event{ID: audit.NewID(ts), TS: ts, NodeID: node, Principal: "alice", Transport: audit.TransportHTTP,
+				Method: "tools/call", Decision: audit.DecisionAllow, Status: audit.StatusOK}
+			b.Lines = append(e.AppendJSON(b.Lines), '\n')
+			b.Count++
+		}
 		b.CRC = auditdb.CRC32C(b.Lines)
 		prev = b.Hash()
 		batches = append(batches, b)
 	}
-	if res, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: node, Batches: batches}); err != nil || res.Events != 2 {
+	if res, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: node, Batches: batches}); err != nil || res.Events != old+1 {
 		t.Fatalf("ingest: %+v, %v", res, err)
 	}
-	clock = clock.Add(24 * time.Hour) // the first event's day (the 18th) is now past retention
+	clock = clock.Add(24 * time.Hour) // the 18th is now past retention
 	m, err := s.MaintainPartitions(ctx, 7)
-	if err != nil || !m.Locked || len(m.Dropped) != 1 {
+	if err != nil || !m.Locked || len(m.Dropped) != 1 || !strings.Contains(m.Dropped[0], "before 2026-11-19 (12001 events)") {
 		t.Fatalf("MaintainPartitions: %+v, %v", m, err)
 	}
 	evs, _, err := s.Query(ctx, auditdb.Filter{}, "", 10)

@@ -219,8 +219,24 @@ func testAuditVerify(t *testing.T, s Store) {
 	if err != nil || rep.ChainComplete || len(rep.Epochs) != 1 || len(rep.Epochs[0].BrokenLinks) != 1 || rep.Epochs[0].BrokenLinks[0] != 2 {
 		t.Fatalf("verify of a broken link: %+v, %v", rep, err)
 	}
+	// A loss the edge recorded (on_full: drop) is counted, not hidden.
+	lossy := uuid.NewString()
+	before, after := events(start, 2, 0), events(start, 2, 2)
+	for i := range 2 {
+		before[i].NodeID, after[i].NodeID = lossy, lossy
+	}
+	gap := chain(1, 1, [32]byte{}, before, after)
+	gap[1].DroppedBefore = 5 // the last batch: changing its hash breaks no link
+	if _, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: lossy, Batches: gap}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Verify(ctx, lossy)
+	if err != nil || !rep.ChainComplete || rep.Dropped != 5 || len(rep.Epochs) != 1 || rep.Epochs[0].Dropped != 5 || rep.StoredEvents != 4 ||
+		!strings.Contains(strings.Join(rep.Problems, "\n"), "dropped at the edge") {
+		t.Fatalf("verify of a recorded drop: %+v, %v", rep, err)
+	}
 	nodes, err := s.Nodes(ctx)
-	if err != nil || len(nodes) != 2 {
+	if err != nil || len(nodes) != 3 {
 		t.Fatalf("Nodes: %v, %v", nodes, err)
 	}
 	if _, err := s.Verify(ctx, "nope"); err == nil {

@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"NodeRegistry", testNodeRegistry},
 		{"CA", testCA},
 		{"SnapshotResources", testSnapshotResources},
+		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConfigNotifications", testNotifications},
 		{"AuditIngestExactlyOnce", testAuditExactlyOnce},
 		{"AuditQueryFiltersAndPagination", testAuditQuery},
