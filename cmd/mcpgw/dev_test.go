@@ -13,7 +13,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -258,6 +260,11 @@ func TestDevQuickstart(t *testing.T) {
 
 	if _, err := os.Stat(filepath.Join(dataDir, controlplane.EmbeddedStoreFile)); err != nil {
 		t.Errorf("the embedded store is not in the data dir: %v", err)
+	}
+	// The edge's certificate outlives a long pause (it renews only while
+	// running).
+	if left := time.Until(certNotAfter(t, filepath.Join(dataDir, "edge", "node.pem"))); left < 300*24*time.Hour {
+		t.Errorf("the dev edge's certificate expires in %v; want about a year", left)
 	}
 	// The credentials file: 0600, and the banner says it is dev mode only.
 	st, err := os.Stat(filepath.Join(dataDir, devmode.CredentialsFile))
@@ -614,6 +621,24 @@ func toolNames(t *testing.T, raw json.RawMessage) []string {
 		names = append(names, tool.Name)
 	}
 	return names
+}
+
+func certNotAfter(t *testing.T, path string) time.Time {
+	t.Helper()
+	rest := []byte(readFile(t, path))
+	for {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			t.Fatalf("no certificate in %s", path)
+		}
+		if blk.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.NotAfter
+		}
+	}
 }
 
 func readFile(t *testing.T, path string) string {
