@@ -17,7 +17,7 @@ const (
 	HeadingURL        = "MCP URL (Streamable HTTP):"
 	HeadingAdminToken = "Admin token:"
 	HeadingMcpctl     = "mcpctl context (paste to point mcpctl at this control plane):"
-	HeadingHTTPConfig = "MCP client config, HTTP (e.g. .mcp.json of Claude Code, Cursor, VS Code):"
+	HeadingHTTPConfig = `MCP client config, HTTP (e.g. a project's .mcp.json; VS Code's .vscode/mcp.json calls the map "servers"):`
 	HeadingStdio      = "MCP client config, stdio (e.g. Claude Desktop's claude_desktop_config.json):"
 )
 
