@@ -249,12 +249,17 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
+// ErrUnavailable marks a store error the caller may retry later; the
+// embedded store wraps its transient failures (file locked, disk full, I/O
+// error) with it.
+var ErrUnavailable = errors.New("store unavailable")
+
 // IsUnavailable reports whether err means the database could not be
-// reached (connection refused or lost, timeout): the caller may retry
-// later, and the admin API answers UNAVAILABLE.
+// reached (connection refused or lost, timeout, or ErrUnavailable): the
+// caller may retry later, and the admin API answers UNAVAILABLE.
 func IsUnavailable(err error) bool {
 	var ce *pgconn.ConnectError
-	return errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
+	return errors.Is(err, ErrUnavailable) || errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
 }
 
 // IsConstraintViolation reports whether err is a constraint the schema

@@ -1,6 +1,7 @@
 package sqlitestore_test
 
 import (
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -132,5 +133,42 @@ func TestRetentionDeletesOldDays(t *testing.T) {
 	}
 	if _, err := s.MaintainPartitions(ctx, 400); err == nil {
 		t.Fatal("days ahead 400 accepted")
+	}
+}
+
+// A lock held by another program (here a raw connection, as a backup tool
+// would hold one) makes writes fail as store.ErrUnavailable, which the
+// admin API answers with UNAVAILABLE, and they succeed once it is released.
+func TestForeignLockIsUnavailable(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mcpgw.db")
+	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{BusyTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	conn, err := raw.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	b := document.Backend{Name: "search", HTTP: &document.HTTPTransport{URL: "http://127.0.0.1:9000/mcp"}}
+	_, err = s.CreateBackend(ctx, store.Meta{Actor: "test"}, b, store.WriteOptions{})
+	if !errors.Is(err, store.ErrUnavailable) || !store.IsUnavailable(err) {
+		t.Fatalf("write under a foreign lock: %v, want store.ErrUnavailable", err)
+	}
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBackend(ctx, store.Meta{Actor: "test"}, b, store.WriteOptions{}); err != nil {
+		t.Fatalf("write after the lock was released: %v", err)
 	}
 }

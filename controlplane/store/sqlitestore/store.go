@@ -17,7 +17,8 @@ import (
 	"time"
 
 	// The pure-Go SQLite driver, registered as "sqlite".
-	_ "modernc.org/sqlite"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/mcpgw/mcpgw/controlplane/store"
 	"github.com/mcpgw/mcpgw/internal/auditdb"
@@ -30,9 +31,10 @@ var schemaFS embed.FS
 // serves one control plane only.
 var ErrLocked = errors.New("embedded store locked")
 
-// busyTimeout is how long a statement waits for SQLite's own file locks;
-// within one process the writer is a single connection, so waits are short.
-const busyTimeout = 5 * time.Second
+// defaultBusyTimeout is how long a statement waits for SQLite's own file
+// locks; within the process the writer is a single connection, so only
+// another program holding the file (a backup) makes it wait.
+const defaultBusyTimeout = 5 * time.Second
 
 // readConns bounds the read pool; SQLite in WAL mode lets them all read
 // while the writer writes.
@@ -43,6 +45,9 @@ type Options struct {
 	// Audit bounds what audit ingest accepts and how long events are kept
 	// (Retention, MaxFuture and the clock, as in auditdb).
 	Audit auditdb.Options
+	// BusyTimeout is how long a statement waits for a lock held outside
+	// this store (e.g. a backup with the sqlite3 shell). Default 5s.
+	BusyTimeout time.Duration
 }
 
 // Store is the embedded control-plane store on one SQLite file. It is safe
@@ -99,10 +104,14 @@ func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) 
 	if err := os.Chmod(abs, 0o600); err != nil {
 		return nil, fmt.Errorf("embedded store: restricting %s: %w", abs, err)
 	}
-	if s.w, err = openDB(abs, true); err != nil {
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = defaultBusyTimeout
+	}
+	if s.w, err = openDB(abs, true, busy); err != nil {
 		return nil, err
 	}
-	if s.r, err = openDB(abs, false); err != nil {
+	if s.r, err = openDB(abs, false, busy); err != nil {
 		return nil, err
 	}
 	if err := s.migrate(ctx); err != nil {
@@ -113,9 +122,9 @@ func Open(ctx context.Context, path string, opts Options) (_ *Store, err error) 
 
 // openDB opens one pool on path: the writer (one connection, BEGIN
 // IMMEDIATE) or the reader (a few connections).
-func openDB(path string, writer bool) (*sql.DB, error) {
+func openDB(path string, writer bool, busy time.Duration) (*sql.DB, error) {
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(busyTimeout/time.Millisecond))+")")
+	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(busy/time.Millisecond))+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	if writer {
 		q.Add("_pragma", "journal_mode(WAL)")
@@ -218,14 +227,14 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("embedded store: beginning a write: %w", err)
+		return transient(fmt.Errorf("embedded store: beginning a write: %w", err))
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return err
+		return transient(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("embedded store: committing: %w", err)
+		return transient(fmt.Errorf("embedded store: committing: %w", err))
 	}
 	return nil
 }
@@ -234,10 +243,26 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (s *Store) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return fmt.Errorf("embedded store: beginning a read: %w", err)
+		return transient(fmt.Errorf("embedded store: beginning a read: %w", err))
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
-	return fn(tx)
+	return transient(fn(tx))
+}
+
+// transient marks the SQLite failures a caller may retry (a lock held too
+// long by another program, a full disk, an I/O error) as
+// store.ErrUnavailable, so the admin API answers UNAVAILABLE as it does
+// when Postgres is down.
+func transient(err error) error {
+	var se *sqlite.Error
+	if err == nil || errors.Is(err, store.ErrUnavailable) || !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff { // the primary result code
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN:
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
 }
 
 // now is the store's clock: UTC, microseconds (what the columns hold).
