@@ -26,6 +26,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -282,7 +283,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-ctx.Done():
 		return stop(nil)
 	}
-	ready.MCPURL = "http://" + addr.String() + "/mcp"
+	ready.MCPURL = "http://" + dialable(addr) + "/mcp"
 
 	readyCtx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
 	// A part that stops while we wait ends the wait at once; the watcher
@@ -389,6 +390,16 @@ func prepare(ctx context.Context, cfg Config, cp controlplane.Ready, creds *cred
 		}
 	}
 	return ready, edgeCfg, nil
+}
+
+// dialable turns a listener's address into one a client on this machine
+// can use: a wildcard listener (0.0.0.0, ::) is reached on loopback.
+func dialable(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
 }
 
 // lockDataDir makes sure one mcpgw dev at a time uses a data dir: two would

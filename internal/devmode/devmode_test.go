@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,5 +212,17 @@ func TestRetireExpiredEdge(t *testing.T) {
 	// No identity: nothing to do.
 	if err := retireExpiredEdge(filepath.Join(t.TempDir(), "none"), time.Now(), &notices); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestDialable(t *testing.T) {
+	for in, want := range map[string]string{"127.0.0.1:8080": "127.0.0.1:8080", "0.0.0.0:8080": "127.0.0.1:8080", "[::]:9000": "127.0.0.1:9000", "[::1]:7": "[::1]:7"} {
+		a, err := net.ResolveTCPAddr("tcp", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dialable(a); got != want {
+			t.Errorf("dialable(%s) = %s, want %s", in, got, want)
+		}
 	}
 }
