@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mcpgw/mcpgw/dataplane/auditlog"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
@@ -369,6 +370,11 @@ func wireBatch(b *auditlog.SealedBatch) *mcpgwv1.AuditStreamRequest {
 	}
 	if b.HasPrev() {
 		wb.PrevHash = b.PrevHash[:]
+	}
+	// The gap's time span is in the hash when set, so it goes out exactly
+	// as sealed.
+	if !b.GapFirst.IsZero() {
+		wb.GapFirstTime, wb.GapLastTime = timestamppb.New(b.GapFirst), timestamppb.New(b.GapLast)
 	}
 	return &mcpgwv1.AuditStreamRequest{Msg: &mcpgwv1.AuditStreamRequest_Batch{Batch: wb}}
 }

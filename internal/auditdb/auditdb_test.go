@@ -244,6 +244,15 @@ func TestVerifyReportsGaps(t *testing.T) {
 	if !rep.ChainComplete || rep.Dropped != 7 || len(rep.Problems) != 1 {
 		t.Fatalf("verify after the late batch: %+v", rep)
 	}
+	// The drop says when it happened (to the microsecond the edge sent).
+	gaps := rep.Epochs[0].Gaps
+	if len(gaps) != 1 || gaps[0].Seq != 5 || gaps[0].Events != 7 ||
+		!gaps[0].First.Equal(now.Truncate(time.Microsecond)) || !gaps[0].Last.Equal(now.Add(time.Second).Truncate(time.Microsecond)) {
+		t.Fatalf("gaps %+v, want seq 5, 7 events, %v..%v", gaps, now, now.Add(time.Second))
+	}
+	if p := rep.Problems[0]; !strings.Contains(p, "7 events dropped") || !strings.Contains(p, now.Truncate(time.Microsecond).Format(time.RFC3339Nano)) {
+		t.Fatalf("problem line lacks the gap's span: %q", p)
+	}
 }
 
 func TestQueryFiltersAndPaginates(t *testing.T) {

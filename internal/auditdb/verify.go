@@ -27,6 +27,19 @@ type EpochReport struct {
 	// Events in the ledger, events refused at ingest, and events the edge
 	// dropped under on_full: drop (gap records).
 	Events, Rejected, Dropped int64
+	// Gaps lists the drops (at most maxListed), with when they happened.
+	Gaps []Gap
+}
+
+// Gap is one run of events an edge dropped (on_full: drop), recorded by the
+// batch after it.
+type Gap struct {
+	// Seq of the batch that recorded the gap.
+	Seq    int64
+	Events int64
+	// First and Last are the times of the first and last lost event; zero
+	// when the edge did not send them.
+	First, Last time.Time
 }
 
 // Report is the verification of a node's audit chain.
@@ -64,7 +77,7 @@ func (s *Store) Verify(ctx context.Context, node string) (Report, error) {
 	}
 	rep.Node = nodeID.String()
 	rows, err := s.pool.Query(ctx, `
-SELECT epoch, seq, event_count, batch_hash, prev_hash, crc_ok, rejected_count, dropped_before
+SELECT epoch, seq, event_count, batch_hash, prev_hash, crc_ok, rejected_count, dropped_before, gap_first_ts, gap_last_ts
 FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
 	if err != nil {
 		return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
@@ -81,9 +94,11 @@ FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
 		crcOK    bool
 		rejected int32
 		dropped  int64
+		gapFirst *time.Time
+		gapLast  *time.Time
 	)
 	for rows.Next() {
-		if err := rows.Scan(&epoch, &seq, &count, &hash, &prev, &crcOK, &rejected, &dropped); err != nil {
+		if err := rows.Scan(&epoch, &seq, &count, &hash, &prev, &crcOK, &rejected, &dropped, &gapFirst, &gapLast); err != nil {
 			rows.Close()
 			return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
 		}
@@ -111,6 +126,13 @@ FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
 		cur.Events += int64(count)
 		cur.Rejected += int64(rejected)
 		cur.Dropped += dropped
+		if dropped > 0 && len(cur.Gaps) < maxListed {
+			g := Gap{Seq: seq, Events: dropped}
+			if gapFirst != nil && gapLast != nil {
+				g.First, g.Last = gapFirst.UTC(), gapLast.UTC()
+			}
+			cur.Gaps = append(cur.Gaps, g)
+		}
 		prevSeq, prevHash = seq, append(prevHash[:0], hash...)
 	}
 	rows.Close()
@@ -161,8 +183,21 @@ FROM audit_ledger WHERE node_id = $1 AND (first_ts IS NULL OR first_ts >= $2)`,
 		for _, q := range e.CRCFailures {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: batch %d arrived corrupted (CRC mismatch)", e.Epoch, q))
 		}
-		if e.Dropped > 0 {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events dropped at the edge (on_full: drop)", e.Epoch, e.Dropped))
+		for _, g := range e.Gaps {
+			when := "at an unrecorded time"
+			if !g.First.IsZero() {
+				when = "between " + g.First.Format(time.RFC3339Nano) + " and " + g.Last.Format(time.RFC3339Nano)
+			}
+			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events dropped at the edge (on_full: drop) %s, before batch %d",
+				e.Epoch, g.Events, when, g.Seq))
+		}
+		if n := int64(0); len(e.Gaps) == maxListed {
+			for _, g := range e.Gaps {
+				n += g.Events
+			}
+			if e.Dropped > n {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d more events dropped at the edge in later gaps", e.Epoch, e.Dropped-n))
+			}
 		}
 		if e.Rejected > 0 {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events rejected at ingest", e.Epoch, e.Rejected))
