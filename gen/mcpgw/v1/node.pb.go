@@ -1530,7 +1530,9 @@ func (x *AuditAck) GetAckedThroughSeq() uint64 {
 
 // AuditFlowControl bounds the edge's window of unacknowledged batches. Until
 // the first one arrives the edge uses its configured default window
-// (suggested: 8). The latest flow_control replaces any earlier one.
+// (suggested: 64; under sync durability a batch may hold a single event, so
+// a smaller window caps shipping at window batches per commit round trip).
+// The latest flow_control replaces any earlier one.
 type AuditFlowControl struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum batches sent but not yet acknowledged. 0 = pause: send nothing
