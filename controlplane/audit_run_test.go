@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -149,5 +150,15 @@ func TestRunIngestsAuditStream(t *testing.T) {
 	}
 	if sh.Stats().Notices != 0 {
 		t.Errorf("shipper got %d notices", sh.Stats().Notices)
+	}
+	// The ingest's series are on the replica's /metrics.
+	resp, err := http.Get("http://" + r.ready.OpsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "mcpgw_cp_audit_events_ingested_total 250") || !strings.Contains(string(body), "mcpgw_cp_audit_streams 1") {
+		t.Errorf("/metrics lacks the audit ingest series:\n%s", body)
 	}
 }
