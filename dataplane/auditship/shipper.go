@@ -135,10 +135,30 @@ func (s *Shipper) Stats() Stats {
 // Deliver implements auditlog.Sink: it returns nil once the control plane
 // acknowledged every batch (committed in Postgres), or the error that ended
 // the attempt; the Log then redelivers the same batches after a backoff.
+//
+// The batches are handed to the stream in runs of contiguous seqs of one
+// epoch. A spool that skipped a corrupt record delivers across the hole
+// (seq 3 after seq 1); a stream must not carry that (the control plane
+// ends it as a protocol violation, and the redelivery would fail the same
+// way forever), so the run after a hole opens a new stream whose hello
+// names its first seq, and the control plane records the hole as a gap that
+// VerifyAudit reports.
 func (s *Shipper) Deliver(ctx context.Context, batches []auditlog.SealedBatch) error {
-	if len(batches) == 0 {
-		return nil
+	for len(batches) > 0 {
+		n := 1
+		for n < len(batches) && batches[n].Epoch == batches[0].Epoch && batches[n].Seq == batches[n-1].Seq+1 {
+			n++
+		}
+		if err := s.deliver(ctx, batches[:n]); err != nil {
+			return err
+		}
+		batches = batches[n:]
 	}
+	return nil
+}
+
+// deliver hands one contiguous run to Run and waits for its acks.
+func (s *Shipper) deliver(ctx context.Context, batches []auditlog.SealedBatch) error {
 	d := &delivery{batches: batches, done: make(chan error, 1)}
 	select {
 	case s.deliveries <- d:
