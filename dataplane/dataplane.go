@@ -51,6 +51,8 @@ type Config struct {
 	CAFile string
 	// JoinToken enrolls a new edge; later starts use StateDir.
 	JoinToken string
+	// Labels are reported at enrollment (the join token's win on conflict).
+	Labels map[string]string
 	// StateDir holds what the edge keeps between starts: the audit spool
 	// (unless the document's audit section says otherwise), and in fleet
 	// mode the node identity and the last-known-good config. Default:
@@ -138,6 +140,9 @@ func (c *Config) Validate() error {
 		}
 		if c.JoinToken != "" {
 			errs = append(errs, errors.New("--join-token needs --control-plane"))
+		}
+		if len(c.Labels) > 0 {
+			errs = append(errs, errors.New("--label needs --control-plane"))
 		}
 	} else if _, _, err := net.SplitHostPort(c.ControlPlane); err != nil {
 		errs = append(errs, fmt.Errorf("control plane address %q: want HOST:PORT: %w", c.ControlPlane, err))

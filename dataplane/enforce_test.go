@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/dataplane"
 	"github.com/mcpgw/mcpgw/dataplane/enforce"
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/dataplane/state"
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/document"
@@ -374,6 +375,7 @@ func TestFleetFlagsAreExclusive(t *testing.T) {
 		{dataplane.Config{ConfigFile: "x.yaml", ControlPlane: "127.0.0.1:7443"}, "mutually exclusive"},
 		{dataplane.Config{ConfigFile: "x.yaml", JoinToken: "t"}, "--join-token needs --control-plane"},
 		{dataplane.Config{ConfigFile: "x.yaml", CAFile: "ca.crt"}, "--ca-file needs --control-plane"},
+		{dataplane.Config{ConfigFile: "x.yaml", Labels: map[string]string{"a": "b"}}, "--label needs --control-plane"},
 		{dataplane.Config{ControlPlane: "no-port"}, "want HOST:PORT"},
 		{dataplane.Config{ConfigFile: "x.yaml", Principal: "alice"}, "needs --stdio"},
 		{dataplane.Config{ConfigFile: "x.yaml", Stdio: true, Principal: "alice", APIKey: "k"}, "mutually exclusive"},
@@ -382,5 +384,113 @@ func TestFleetFlagsAreExclusive(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: Validate = %v, want %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// The stdio client acts as the edge's configured identity: --principal,
+// or a key (MCPGW_API_KEY) checked against the policy like a bearer key;
+// without either (and no anonymous opt-in) the edge refuses to serve.
+func TestStdioIdentityThroughRun(t *testing.T) {
+	key, err := policy.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := policy.HashKey(key)
+	doc := "backends:\n" + stdioBackend("ev") +
+		"roles:\n  - name: one\n    rules:\n      - {id: one-tool, effect: allow, tools: [ev__test_simple_text]}\n" +
+		"bindings:\n  - {role: one, subjects: [\"user:alice\"]}\n" +
+		"principals:\n  - {name: alice, api_key_sha256: " + hex.EncodeToString(h[:]) + "}\n  - {name: bob}\n"
+	path := filepath.Join(t.TempDir(), "mcpgw.yaml")
+	writeConfig(t, path, doc)
+
+	run := func(t *testing.T, principal, apiKey string) (*mcp.ClientSession, chan error) {
+		inR, inW := io.Pipe()
+		outR, outW := io.Pipe()
+		stateDir := t.TempDir()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 2)
+		var ended error
+		t.Cleanup(func() {
+			// Stop the edge before its state dir is removed.
+			cancel()
+			inW.Close()
+			select {
+			case ended = <-done:
+			case <-time.After(15 * time.Second):
+				t.Error("edge did not stop")
+			}
+			_ = ended
+		})
+		go func() {
+			err := dataplane.Run(ctx, dataplane.Config{ConfigFile: path, StateDir: stateDir, Stdio: true, Stdin: inR, Stdout: outW,
+				Principal: principal, APIKey: apiKey, Logger: testLogger()})
+			outW.Close()
+			done <- err
+			done <- err // for the cleanup after a test read the first
+		}()
+		c := mcp.NewClient(&mcp.Implementation{Name: "stdio-test", Version: "1"}, nil)
+		cs, err := c.Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		if err != nil {
+			return nil, done
+		}
+		t.Cleanup(func() { cs.Close() })
+		return cs, done
+	}
+	for _, tc := range []struct{ name, principal, key string }{{"principal", "alice", ""}, {"api key", "", key}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs, done := run(t, tc.principal, tc.key)
+			if cs == nil {
+				t.Fatalf("connecting: edge ended with %v", <-done)
+			}
+			if got := listTools(t, cs); !slices.Equal(got, []string{"ev__test_simple_text"}) {
+				t.Errorf("alice over stdio lists %v", got)
+			}
+		})
+	}
+	t.Run("bob is bound to nothing", func(t *testing.T) {
+		cs, _ := run(t, "bob", "")
+		if got := listTools(t, cs); len(got) != 0 {
+			t.Errorf("bob over stdio lists %v", got)
+		}
+	})
+	t.Run("no identity", func(t *testing.T) {
+		_, done := run(t, "", "")
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "no stdio identity") {
+				t.Errorf("Run without a stdio identity: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("the edge served a stdio client with no identity")
+		}
+	})
+}
+
+// With its audit database unreachable the edge starts and serves the same
+// way (events wait in the spool) and says so in /readyz.
+func TestAuditDatabaseDownThroughRun(t *testing.T) {
+	closed := mcptest.FreeAddr(t) // nothing listens there
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev")+
+		fmt.Sprintf("audit: {postgres_url: \"postgres://postgres@%s/none?sslmode=disable&connect_timeout=1\"}\n", closed), nil)
+	cs := connect(t, e.URL, nil)
+	waitTools(t, cs, everythingTools)
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__test_simple_text"}); err != nil {
+		t.Fatalf("calling with the audit database down: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(e.Base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(body), "audit degraded (audit sink postgres") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz with the audit database down: %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

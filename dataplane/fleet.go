@@ -58,6 +58,7 @@ func newFleet(ctx context.Context, cfg Config, version string, holder *enforce.H
 		JoinToken:    cfg.JoinToken,
 		StateDir:     cfg.StateDir,
 		Name:         cfg.NodeName,
+		Labels:       cfg.Labels,
 		Version:      version,
 		Applier:      applier,
 		Status:       f.edgeStatus,

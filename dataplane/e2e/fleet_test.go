@@ -409,7 +409,7 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 		e := &edgeProc{name: fmt.Sprintf("edge%d", i+1), listen: mcptest.FreeAddr(t), stateDir: filepath.Join(f.dir, fmt.Sprintf("edge%d", i+1))}
 		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[i].node, "--ca-file", caFile(cps[i]),
-			"--join-token", tok.Token, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name)
+			"--join-token", tok.Token, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name, "--label", "e2e-edge="+e.name)
 		edges[i] = e
 	}
 	sessions := make([]*mcp.ClientSession, 2)
@@ -451,11 +451,24 @@ func TestFleetEndToEnd(t *testing.T) {
 		if r1 == 0 || r1 != r2 {
 			t.Errorf("edges apply revisions %v and %v", r1, r2)
 		}
-		nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
-		for _, e := range edges {
-			if !strings.Contains(nodes, e.name) {
-				t.Errorf("get nodes does not list %s:\n%s", e.name, nodes)
+		// Both are registered, with the status report each edge sends on
+		// its stream (the audit spool; backend health from the next report on).
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
+			// (Reported when the stream opens, which for a new edge is
+			// before its first config and backends, and every 20 s after.)
+			ok := strings.Count(nodes, `"audit_spool"`) == 2 && strings.Count(nodes, `"e2e-edge"`) == 2
+			for _, e := range edges {
+				ok = ok && strings.Contains(nodes, e.name)
 			}
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("get nodes does not show both edges with their status:\n%s", nodes)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 

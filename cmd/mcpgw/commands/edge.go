@@ -42,7 +42,7 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 		Example: `  mcpgw edge --config mcpgw.yaml
   mcpgw edge --config mcpgw.yaml --listen 0.0.0.0:8443 --tls-cert edge.crt --tls-key edge.key --allowed-host mcp.example.com
   mcpgw edge --config mcpgw.yaml --stdio --principal alice
-  mcpgw edge --control-plane cp.example.com:7443 --ca-file ca.crt --join-token mcpgwjt_... --state-dir /var/lib/mcpgw-edge
+  mcpgw edge --control-plane cp.example.com:7443 --ca-file ca.crt --join-token mcpgwjoin_... --state-dir /var/lib/mcpgw-edge
   mcpgw edge --control-plane cp.example.com:7443 --state-dir /var/lib/mcpgw-edge     # later starts`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -72,6 +72,7 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 	f.StringVar(&cfg.CAFile, "ca-file", "", "the control plane's CA bundle (its DATA_DIR/ca.crt); needed until the edge has enrolled")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "single-use token that enrolls this edge (first start only; later starts use --state-dir)")
 	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for the audit spool, node identity and last-known-good config (default $XDG_STATE_HOME/mcpgw/edge or ~/.local/state/mcpgw/edge)")
+	f.StringToStringVar(&cfg.Labels, "label", nil, "labels reported at enrollment, k=v (repeatable; the join token's labels win)")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this edge's name: reported at enrollment; a standalone edge's node id derives from it (default: host name)")
 	f.StringVar(&cfg.Principal, "principal", "", "with --stdio: the principal the stdio client acts as (or set $MCPGW_API_KEY)")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address of the MCP HTTP listener (/mcp)")
