@@ -264,30 +264,26 @@ func (p *preparedBatch) prepare(lo, hi time.Time) {
 }
 
 // insertLedgerSQL inserts every batch's ledger row in one statement. The
-// chain check of a row looks for the batch before it first among the rows
-// already stored (the statement's snapshot) and then among the rows of this
-// same call (input), since a catch-up after an outage ships runs of
-// consecutive batches together; seq 1 must have no prev_hash. Rows whose
-// key is stored (or repeated in the call) are skipped by ON CONFLICT and
-// are absent from RETURNING.
+// chain check of a row compares its prev_hash with the stored batch before
+// it (the statement's snapshot) or, when that batch is not stored yet but
+// travels in the same call (a catch-up ships runs of consecutive batches
+// together), with that batch's hash, which the caller passes as call_prev;
+// seq 1 must have no prev_hash. Rows whose key is stored (or repeated in
+// the call) are skipped by ON CONFLICT and are absent from RETURNING.
 const insertLedgerSQL = `
-WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::integer[], $5::timestamptz[], $6::timestamptz[],
-        $7::bytea[], $8::bytea[], $9::bigint[], $10::boolean[], $11::integer[], $12::text[], $13::bigint[],
-        $14::timestamptz[], $15::timestamptz[])
-    WITH ORDINALITY AS i(node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash, crc, crc_ok,
-        rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, ord)
-)
 INSERT INTO audit_ledger (node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash,
     crc, crc_ok, rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, chain_ok)
 SELECT i.node_id, i.epoch, i.seq, i.event_count, i.first_ts, i.last_ts, i.batch_hash, i.prev_hash,
     i.crc, i.crc_ok, i.rejected_count, i.rejected_reason, i.dropped_before, i.gap_first_ts, i.gap_last_ts,
     coalesce((SELECT l.batch_hash = i.prev_hash FROM audit_ledger l
               WHERE l.node_id = i.node_id AND l.epoch = i.epoch AND l.seq = i.seq - 1),
-             (SELECT p.batch_hash = i.prev_hash FROM input p
-              WHERE p.node_id = i.node_id AND p.epoch = i.epoch AND p.seq = i.seq - 1 ORDER BY p.ord LIMIT 1),
+             CASE WHEN i.call_prev IS NOT NULL THEN i.call_prev = i.prev_hash END,
              i.seq = 1 AND i.prev_hash IS NULL)
-FROM input i ORDER BY i.ord
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::integer[], $5::timestamptz[], $6::timestamptz[],
+    $7::bytea[], $8::bytea[], $9::bigint[], $10::boolean[], $11::integer[], $12::text[], $13::bigint[],
+    $14::timestamptz[], $15::timestamptz[], $16::bytea[])
+    AS i(node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash, crc, crc_ok,
+        rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, call_prev)
 ON CONFLICT (node_id, epoch, seq) DO NOTHING
 RETURNING node_id, epoch, seq, chain_ok`
 
@@ -311,13 +307,23 @@ func insertLedgers(ctx context.Context, tx pgx.Tx, prepared []*preparedBatch) er
 		counts, rejected          = make([]int32, n), make([]int32, n)
 		firsts, lasts             = make([]*time.Time, n), make([]*time.Time, n)
 		gapFirsts, gapLasts       = make([]*time.Time, n), make([]*time.Time, n)
-		hashes, prevs             = make([][]byte, n), make([][]byte, n)
+		hashes, prevs, callPrevs  = make([][]byte, n), make([][]byte, n), make([][]byte, n)
 		crcOK                     = make([]bool, n)
 		reasons                   = make([]*string, n)
 	)
+	// The hash of the first batch of the call under each key, for the
+	// chain check of the batch after it.
+	inCall := make(map[ledgerKey][]byte, n)
+	for _, p := range prepared {
+		k := ledgerKey{p.node, p.b.Epoch, p.b.Seq}
+		if _, ok := inCall[k]; !ok {
+			inCall[k] = p.hash[:]
+		}
+	}
 	for i, p := range prepared {
 		b := p.b
 		nodes[i], epochs[i], seqs[i], counts[i] = p.node, b.Epoch, b.Seq, int32(b.Count)
+		callPrevs[i] = inCall[ledgerKey{p.node, b.Epoch, b.Seq - 1}]
 		firsts[i], lasts[i] = nullTime(p.first), nullTime(p.last)
 		hashes[i] = p.hash[:]
 		if b.HasPrev() {
@@ -330,7 +336,7 @@ func insertLedgers(ctx context.Context, tx pgx.Tx, prepared []*preparedBatch) er
 		drops[i], gapFirsts[i], gapLasts[i] = b.DroppedBefore, nullTime(b.GapFirst), nullTime(b.GapLast)
 	}
 	rows, err := tx.Query(ctx, insertLedgerSQL, nodes, epochs, seqs, counts, firsts, lasts, hashes, prevs,
-		crcs, crcOK, rejected, reasons, drops, gapFirsts, gapLasts)
+		crcs, crcOK, rejected, reasons, drops, gapFirsts, gapLasts, callPrevs)
 	if err != nil {
 		return fmt.Errorf("audit ingest: ledger rows: %w", err)
 	}
