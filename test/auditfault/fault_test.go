@@ -608,5 +608,48 @@ principals:
 			t.Errorf("node %s: chain incomplete", r.NodeID)
 		}
 	}
-	logStep(fmt.Sprintf("VerifyAudit: %d node chains complete; total %v", len(v.Reports), time.Since(begin).Round(time.Millisecond)))
+	logStep(fmt.Sprintf("VerifyAudit: %d node chains complete", len(v.Reports)))
+
+	// The edges' status reports reach the node registry: ListNodes shows
+	// each edge's audit spool, with the epoch its batches are in the
+	// ledger under.
+	epochs := map[string]uint64{}
+	erows, err := conn.Query(ctx, `SELECT DISTINCT node_id::text, epoch FROM audit_ledger`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for erows.Next() {
+		var node string
+		var epoch int64
+		if err := erows.Scan(&node, &epoch); err != nil {
+			t.Fatal(err)
+		}
+		epochs[node] = uint64(epoch)
+	}
+	erows.Close()
+	var listed struct {
+		Nodes []struct {
+			ID     string `json:"id"`
+			Name   string `json:"name"`
+			Status struct {
+				AuditSpool *struct {
+					Epoch      string `json:"epoch"`
+					LimitBytes string `json:"limit_bytes"`
+				} `json:"audit_spool"`
+			} `json:"status"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(ps.mustMcpctl(c, "get", "nodes", "-o", "json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range listed.Nodes {
+		sp := n.Status.AuditSpool
+		if sp == nil || sp.Epoch != strconv.FormatUint(epochs[n.ID], 10) || sp.LimitBytes == "" {
+			t.Errorf("node %s (%s): audit spool in ListNodes %+v, want epoch %d and a limit", n.Name, n.ID, sp, epochs[n.ID])
+		}
+	}
+	if len(listed.Nodes) != 2 {
+		t.Errorf("ListNodes shows %d nodes, want 2", len(listed.Nodes))
+	}
+	logStep(fmt.Sprintf("ListNodes shows both edges' audit spools; total %v", time.Since(begin).Round(time.Millisecond)))
 }
