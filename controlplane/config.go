@@ -86,6 +86,10 @@ type Config struct {
 	// Replica names this replica in the node registry and GetServerInfo.
 	// Default: the host name.
 	Replica string
+	// NodeCertTTL is the lifetime of the certificates issued to edges
+	// (0 = nodeapi's default, 24h); running edges renew them. mcpgw dev
+	// makes it long because its edge is often stopped for days.
+	NodeCertTTL time.Duration
 	// ShutdownGrace bounds graceful shutdown. Default 10s.
 	ShutdownGrace time.Duration
 	// AuditRetention is how long audit events are kept (whole UTC days;

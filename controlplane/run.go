@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	nodeSrv, err := nodeapi.New(nodeapi.Config{
-		Store: nodeStore, Cache: cache, CA: ca, Replica: cfg.Replica,
+		Store: nodeStore, Cache: cache, CA: ca, Replica: cfg.Replica, CertTTL: cfg.NodeCertTTL,
 		Registerer: reg, Logger: log.With("component", "nodeapi"),
 		// nodeapi has refused unknown and revoked nodes already; ingest
 		// takes the node from the same verified certificate.
