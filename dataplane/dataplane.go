@@ -58,6 +58,12 @@ type Config struct {
 	// mode the node identity and the last-known-good config. Default:
 	// DefaultStateDir().
 	StateDir string
+	// FleetAudit sets a fleet edge's audit spool (durability, on_full and
+	// spool_max_bytes; the sink is always the control plane). A standalone
+	// edge takes these from its document's audit section instead, so
+	// setting them without ControlPlane is an error. Zero values mean the
+	// defaults: sync, refuse, 1 GiB.
+	FleetAudit FleetAudit
 	// NodeName names this edge: a standalone edge's node id is derived from
 	// it (default: the host name), a fleet edge reports it at enrollment.
 	NodeName string
@@ -111,6 +117,17 @@ type Config struct {
 	OnListen func(name string, addr net.Addr)
 }
 
+// FleetAudit is the part of a document's audit section that applies to a
+// fleet edge's spool.
+type FleetAudit struct {
+	Durability string // sync (default) or async
+	OnFull     string // refuse (default) or drop
+	// SpoolMaxBytes caps the spool on disk; at the cap OnFull applies.
+	SpoolMaxBytes int64
+}
+
+func (a FleetAudit) isZero() bool { return a == FleetAudit{} }
+
 // DefaultStateDir is where an edge keeps its state when --state-dir is not
 // given: $XDG_STATE_HOME/mcpgw/edge, else ~/.local/state/mcpgw/edge, else
 // ./.mcpgw-edge. Two edges on one host need distinct state dirs (the audit
@@ -144,8 +161,24 @@ func (c *Config) Validate() error {
 		if len(c.Labels) > 0 {
 			errs = append(errs, errors.New("--label needs --control-plane"))
 		}
+		if !c.FleetAudit.isZero() {
+			errs = append(errs, errors.New("--audit-durability, --audit-on-full and --audit-spool-max-bytes need --control-plane: a standalone edge takes them from its document's audit section"))
+		}
 	} else if _, _, err := net.SplitHostPort(c.ControlPlane); err != nil {
 		errs = append(errs, fmt.Errorf("control plane address %q: want HOST:PORT: %w", c.ControlPlane, err))
+	}
+	switch c.FleetAudit.Durability {
+	case "", string(auditlog.DurabilitySync), string(auditlog.DurabilityAsync):
+	default:
+		errs = append(errs, fmt.Errorf("audit durability %q: want sync (default) or async", c.FleetAudit.Durability))
+	}
+	switch c.FleetAudit.OnFull {
+	case "", string(auditlog.OnFullRefuse), string(auditlog.OnFullDrop):
+	default:
+		errs = append(errs, fmt.Errorf("audit on_full %q: want refuse (default) or drop", c.FleetAudit.OnFull))
+	}
+	if c.FleetAudit.SpoolMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("audit spool max bytes %d: must not be negative", c.FleetAudit.SpoolMaxBytes))
 	}
 	if c.Principal != "" && c.APIKey != "" {
 		errs = append(errs, fmt.Errorf("--principal and $%s are mutually exclusive: the stdio client has one identity", enforce.EnvAPIKey))

@@ -377,6 +377,10 @@ func TestFleetFlagsAreExclusive(t *testing.T) {
 		{dataplane.Config{ConfigFile: "x.yaml", CAFile: "ca.crt"}, "--ca-file needs --control-plane"},
 		{dataplane.Config{ConfigFile: "x.yaml", Labels: map[string]string{"a": "b"}}, "--label needs --control-plane"},
 		{dataplane.Config{ControlPlane: "no-port"}, "want HOST:PORT"},
+		{dataplane.Config{ConfigFile: "x.yaml", FleetAudit: dataplane.FleetAudit{OnFull: "drop"}}, "need --control-plane"},
+		{dataplane.Config{ControlPlane: "cp:7443", FleetAudit: dataplane.FleetAudit{Durability: "eventually"}}, "want sync (default) or async"},
+		{dataplane.Config{ControlPlane: "cp:7443", FleetAudit: dataplane.FleetAudit{OnFull: "block"}}, "want refuse (default) or drop"},
+		{dataplane.Config{ControlPlane: "cp:7443", FleetAudit: dataplane.FleetAudit{SpoolMaxBytes: -1}}, "must not be negative"},
 		{dataplane.Config{ConfigFile: "x.yaml", Principal: "alice"}, "needs --stdio"},
 		{dataplane.Config{ConfigFile: "x.yaml", Stdio: true, Principal: "alice", APIKey: "k"}, "mutually exclusive"},
 	} {

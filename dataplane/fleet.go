@@ -26,7 +26,9 @@ type fleet struct {
 	client  *cpclient.Client
 	shipper *auditship.Shipper
 	log     *auditlog.Log
-	mgr     *state.Manager
+	// spoolMax is the spool's cap, reported with its depth.
+	spoolMax int64
+	mgr      *state.Manager
 	// applied counts snapshots made live (LKG included), for the metric
 	// that shows a reconnect re-sent nothing.
 	applied prometheus.Counter
@@ -79,18 +81,30 @@ func newFleet(ctx context.Context, cfg Config, version string, holder *enforce.H
 }
 
 // openAudit opens the spool in the state dir with the shipper as its only
-// sink. Durability and limits are the defaults (sync, refuse): a fleet
-// document carries no audit section.
+// sink. Durability and limits come from the edge's own flags
+// (cfg.FleetAudit), not from the pushed document: how much an edge may
+// spool is a property of its disk, and a fleet document carries no audit
+// section.
 func (f *fleet) openAudit(cfg Config) (*auditlog.Log, error) {
 	sh, err := auditship.New(auditship.Config{Connect: f.client.Conn, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
-	l, err := auditlog.Open(auditlog.Config{Dir: filepath.Join(cfg.StateDir, "audit-spool"), Logger: cfg.Logger}, sh)
+	l, err := auditlog.Open(auditlog.Config{
+		Dir:        filepath.Join(cfg.StateDir, "audit-spool"),
+		MaxBytes:   cfg.FleetAudit.SpoolMaxBytes,
+		Durability: auditlog.Durability(cfg.FleetAudit.Durability),
+		OnFull:     auditlog.OnFull(cfg.FleetAudit.OnFull),
+		Logger:     cfg.Logger,
+	}, sh)
 	if err != nil {
 		return nil, fmt.Errorf("opening the audit spool: %w", err)
 	}
 	f.shipper, f.log = sh, l
+	f.spoolMax = cfg.FleetAudit.SpoolMaxBytes
+	if f.spoolMax == 0 {
+		f.spoolMax = auditlog.DefaultMaxBytes
+	}
 	return l, nil
 }
 
@@ -140,7 +154,7 @@ func (f *fleet) edgeStatus() *mcpgwv1.EdgeStatus {
 	}
 	if f.log != nil {
 		as := f.log.Stats()
-		spool := &mcpgwv1.AuditSpoolStatus{DepthBytes: as.SpoolBytes, DepthBatches: as.UnackedBatches, LimitBytes: auditlog.DefaultMaxBytes, Epoch: uint64(f.log.Epoch())}
+		spool := &mcpgwv1.AuditSpoolStatus{DepthBytes: as.SpoolBytes, DepthBatches: as.UnackedBatches, LimitBytes: f.spoolMax, Epoch: uint64(f.log.Epoch())}
 		if as.OldestUnacked > 0 {
 			spool.OldestUnackedAge = durationpb.New(as.OldestUnacked)
 		}

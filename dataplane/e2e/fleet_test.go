@@ -553,7 +553,10 @@ func TestFleetEndToEnd(t *testing.T) {
 	t.Run("an edge restarted while the control plane is down serves its last-known-good config within 1s", func(t *testing.T) {
 		e := edges[0]
 		e.proc.kill(syscall.SIGTERM)
-		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name)
+		// Restarted with its own spool cap, which its status reports must
+		// carry (checked once the control plane is back).
+		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name,
+			"--audit-spool-max-bytes", "268435456", "--audit-durability", "sync", "--audit-on-full", "refuse")
 		ready := waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 10*time.Second)
 		if ready > time.Second {
 			t.Errorf("serving from the last-known-good config took %v", ready)
@@ -595,6 +598,19 @@ func TestFleetEndToEnd(t *testing.T) {
 			if r := readyz(t, e); !strings.Contains(r, "control plane connected") {
 				t.Errorf("%s readyz after the reconnect: %s", e.name, r)
 			}
+		}
+		// The restarted edge reports the spool cap its flags set; the other
+		// keeps the default.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			nodes := f.mcpctl(cps[0].admin, caFile(cps[0]), "get", "nodes", "-o", "json")
+			if strings.Contains(nodes, `"limit_bytes": "268435456"`) && strings.Contains(nodes, `"limit_bytes": "1073741824"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("get nodes does not show the restarted edge's --audit-spool-max-bytes:\n%s", nodes)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		// And it still follows changes.
 		if err := os.WriteFile(policyFile, []byte(policyDoc(true)), 0o600); err != nil {
