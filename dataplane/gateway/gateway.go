@@ -86,6 +86,10 @@ type Gateway struct {
 	// listeners holds the open 2026-07-28 subscriptions/listen streams
 	// (*listener → struct{}).
 	listeners sync.Map
+
+	// bridge holds modern clients' calls parked on legacy backends between
+	// input rounds (era bridging, bridge_modern.go).
+	bridge *bridge
 }
 
 type subKey struct{ backend, uri string }
@@ -128,6 +132,7 @@ func New(src StateSource, opts Options) *Gateway {
 		opts:     opts,
 		log:      opts.Logger,
 		subs:     make(map[subKey]int),
+		bridge:   newBridge(),
 	}
 	g.sessions.OnClose = g.sessionClosed
 	if opts.Metrics != nil {
@@ -139,6 +144,7 @@ func New(src StateSource, opts Options) *Gateway {
 
 // Run expires idle sessions until ctx ends, then closes all sessions.
 func (g *Gateway) Run(ctx context.Context) error {
+	defer g.bridge.stop()
 	return g.sessions.Run(ctx, g.opts.SessionIdle)
 }
 
@@ -168,6 +174,7 @@ func negotiate(requested string) string {
 func (g *Gateway) initialize(st *state.State, sess *session.Session, params json.RawMessage) json.RawMessage {
 	sess.Version = negotiate(rpc.StringField(params, "protocolVersion"))
 	caps := rpc.Field(params, "capabilities")
+	sess.CapsJSON = caps
 	sess.Caps = session.ClientCaps{
 		Sampling:    len(rpc.Field(caps, "sampling")) > 0,
 		Elicitation: len(rpc.Field(caps, "elicitation")) > 0,
@@ -593,7 +600,16 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	t0 := time.Now()
 	var resp upstream.Response
 	var err error
-	if mo, ok := ctx.Value(modernKey{}).(*modernCall); ok {
+	mo, modernClient := ctx.Value(modernKey{}).(*modernCall)
+	switch {
+	case modernClient && b.ModernVersion() == "":
+		// Era bridge: a modern client, a legacy backend (bridge_modern.go).
+		mout, _ := out.(*modernOut)
+		resp, err = g.callLegacy(ctx, b.Backend, method, params, mout, mo, rq)
+	case !modernClient && sess != nil && bridgedMethod(method) && b.ModernVersion() != "":
+		// Era bridge: a legacy client, a modern backend (bridge_legacy.go).
+		resp, err = g.callModernBackend(ctx, b.Backend, sess, method, params, sink)
+	case modernClient:
 		var name string
 		switch method {
 		case "tools/call", "prompts/get":
@@ -602,7 +618,7 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 			name = mo.m.uri()
 		}
 		resp, err = b.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name, Params: mo.params})
-	} else {
+	default:
 		resp, err = b.Call(ctx, method, params, sink)
 	}
 	rq.UpstreamLatency = time.Since(t0)

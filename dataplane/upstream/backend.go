@@ -183,6 +183,12 @@ type Backend struct {
 	// so callers can wait for a reconnect.
 	mu      sync.Mutex
 	changed chan struct{}
+
+	// Era bridging (era.go): watchMu guards watched, the resources clients
+	// subscribed to on a modern backend; rewatch wakes its listen stream.
+	watchMu sync.Mutex
+	watched map[string]int
+	rewatch chan struct{}
 }
 
 // New validates cfg and returns a backend that does nothing until Run.
@@ -226,6 +232,7 @@ func New(cfg Config, opts Options) (*Backend, error) {
 		opts:    opts,
 		log:     opts.Logger.With("backend", cfg.Name),
 		changed: make(chan struct{}),
+		rewatch: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -350,6 +357,12 @@ func (b *Backend) call(ctx context.Context, method string, params json.RawMessag
 		if c == nil {
 			if c = b.awaitConn(ctx); c == nil {
 				return Response{}, fmt.Errorf("calling %s on backend %q: %w", method, b.cfg.Name, ErrUnavailable)
+			}
+		}
+		if c.modern != "" && modern == nil {
+			// Era bridge: a modern backend has no resources/subscribe.
+			if r, ok := b.callWatch(method, params); ok {
+				return r, nil
 			}
 		}
 		resp, err := c.call(ctx, method, params, sink, modern)

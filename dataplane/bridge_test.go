@@ -1,0 +1,273 @@
+package dataplane_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
+)
+
+// Era bridging (issue 4, DESIGN §4.1): a client of one era reaches a
+// backend of the other through the edge. The stateful everything-server is
+// legacy (its server/discover lists no 2026-07-28); the stateless one is
+// modern.
+
+const modernMeta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"},"io.modelcontextprotocol/clientCapabilities":%s}`
+
+func modernHeaders(method, name string) map[string]string {
+	h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": method}
+	if name != "" {
+		h["Mcp-Name"] = name
+	}
+	return h
+}
+
+// sseResult returns the JSON-RPC response in a reply body (JSON or SSE).
+func sseResult(t *testing.T, body string) map[string]any {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		line = strings.TrimPrefix(line, "data: ")
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["id"] != nil {
+			return m
+		}
+	}
+	t.Fatalf("no JSON-RPC response in %q", body)
+	return nil
+}
+
+// normalizeEra is normalize without resultType, which only 2026-07-28
+// results carry.
+func normalizeEra(t *testing.T, v any, err error) string {
+	t.Helper()
+	s := normalize(t, v, err)
+	var m map[string]any
+	if err != nil || json.Unmarshal([]byte(s), &m) != nil {
+		return s
+	}
+	delete(m, "resultType")
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// A modern client (Go SDK, 2026-07-28) against a legacy backend (the
+// stateful everything-server over HTTP): the backend's server→client
+// requests come back to the client as input_required rounds (spec
+// 2026-07-28 basic/patterns/mrtr), and every feature gives what a legacy
+// client gets direct.
+func TestBridgeModernClientLegacyBackend(t *testing.T) {
+	srv := mcptest.StartHTTP(t, serverBin, "", true)
+	e := startEdge(t, "backends:\n"+httpBackend("ev", srv.URL(), "-"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rec := &clientRecorder{}
+	via := connectModern(t, e.URL, rec)
+	if v := via.InitializeResult().ProtocolVersion; v != "2026-07-28" {
+		t.Fatalf("the edge negotiated %q with the modern client", v)
+	}
+	direct := connect(t, srv.URL(), &clientRecorder{})
+	n := len(waitTools(t, direct, everythingTools))
+	waitTools(t, via, n)
+
+	tools := []struct {
+		name string
+		args map[string]any
+	}{
+		{"test_simple_text", nil},
+		{"test_sampling", map[string]any{"prompt": "bridged"}},
+		{"test_elicitation", map[string]any{"message": "bridged"}},
+		{"test_elicitation_sep1034_defaults", nil},
+		// go-sdk turns these into server→client requests for a legacy
+		// session; the edge turns those back into input_required.
+		{"test_input_required_result_elicitation", nil},
+		{"test_input_required_result_sampling", nil},
+		{"test_input_required_result_list_roots", nil},
+		{"test_input_required_result_multiple_inputs", nil},
+	}
+	for _, tc := range tools {
+		// Fresh params per call: the SDK client (v1.8.0) leaves an empty
+		// arguments map it sent as null, which the edge refuses.
+		params := func(name string) *mcp.CallToolParams {
+			p := &mcp.CallToolParams{Name: name, Arguments: map[string]any{}}
+			if tc.args != nil {
+				p.Arguments = tc.args
+			}
+			return p
+		}
+		dr, derr := direct.CallTool(ctx, params(tc.name))
+		vr, verr := via.CallTool(ctx, params("ev__"+tc.name))
+		if verr != nil || vr.IsError {
+			t.Errorf("%s failed across the bridge: %v %s", tc.name, verr, normalizeEra(t, vr, verr))
+			continue
+		}
+		if got, want := normalizeEra(t, vr, verr), normalizeEra(t, dr, derr); got != want {
+			t.Errorf("%s across the bridge:\n got %s\nwant %s", tc.name, got, want)
+		}
+	}
+
+	// Progress reaches the modern client on the call's own stream.
+	p := &mcp.CallToolParams{Name: "ev__test_tool_with_progress", Arguments: map[string]any{}}
+	p.SetProgressToken("bridge-progress")
+	if r, err := via.CallTool(ctx, p); err != nil || r.IsError {
+		t.Fatalf("progress tool: %v %+v", err, r)
+	}
+	waitFor(t, "progress across the bridge", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.progress) == 3
+	})
+
+	// Prompts (one that asks for input), resources and completion.
+	for _, name := range []string{"test_simple_prompt", "test_input_required_result_prompt"} {
+		dp, derr := direct.GetPrompt(ctx, &mcp.GetPromptParams{Name: name})
+		vp, verr := via.GetPrompt(ctx, &mcp.GetPromptParams{Name: "ev__" + name})
+		if verr != nil {
+			t.Errorf("prompt %s across the bridge: %v", name, verr)
+		} else if got, want := normalizeEra(t, vp, verr), normalizeEra(t, dp, derr); got != want {
+			t.Errorf("prompt %s across the bridge:\n got %s\nwant %s", name, got, want)
+		}
+	}
+	dres, derr := direct.ReadResource(ctx, &mcp.ReadResourceParams{URI: "test://static-text"})
+	vres, verr := via.ReadResource(ctx, &mcp.ReadResourceParams{URI: "test://static-text"})
+	if verr != nil || normalizeEra(t, vres, verr) != normalizeEra(t, dres, derr) {
+		t.Errorf("resources/read across the bridge: %v\n got %s\nwant %s", verr, normalizeEra(t, vres, verr), normalizeEra(t, dres, derr))
+	}
+	cp := &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "test_prompt_with_arguments"}, Argument: mcp.CompleteParamsArgument{Name: "arg1", Value: "a"}}
+	dc, derr := direct.Complete(ctx, cp)
+	cp.Ref.Name = "ev__test_prompt_with_arguments"
+	vc, verr := via.Complete(ctx, cp)
+	if verr != nil || normalizeEra(t, vc, verr) != normalizeEra(t, dc, derr) {
+		t.Errorf("completion across the bridge: %v\n got %s\nwant %s", verr, normalizeEra(t, vc, verr), normalizeEra(t, dc, derr))
+	}
+}
+
+// askTwiceServer is a legacy Go SDK server whose tool elicits twice in one
+// call, on its session, one question after the other.
+func askTwiceServer(t *testing.T) string {
+	t.Helper()
+	s := mcp.NewServer(&mcp.Implementation{Name: "ask-twice", Version: "1"}, nil)
+	schema := func(prop string) *jsonschema.Schema {
+		return &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{prop: {Type: "string"}}, Required: []string{prop}}
+	}
+	mcp.AddTool(s, &mcp.Tool{Name: "ask_twice", Description: "asks two questions in one call"}, func(ctx context.Context, req *mcp.CallToolRequest, _ any) (*mcp.CallToolResult, any, error) {
+		a, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "first?", RequestedSchema: schema("first")})
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "second?", RequestedSchema: schema("second")})
+		if err != nil {
+			return nil, nil, err
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("%v then %v", a.Content["first"], b.Content["second"])}}}, nil, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// A legacy tool that asks twice in one call: two input_required rounds for
+// the modern client, one upstream call (the tool runs once).
+func TestBridgeModernClientAskTwice(t *testing.T) {
+	url := askTwiceServer(t)
+	e := startEdge(t, "backends:\n"+httpBackend("two", url, "-"), nil)
+	var asked atomic.Int32
+	opts := (&clientRecorder{}).options()
+	opts.ElicitationHandler = func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		asked.Add(1)
+		prop := strings.TrimSuffix(req.Params.Message, "?")
+		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{prop: "answer-" + prop}}, nil
+	}
+	c := mcp.NewClient(&mcp.Implementation{Name: "modern-ask-twice", Version: "1"}, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	waitTools(t, cs, 1)
+	r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "two__ask_twice", Arguments: map[string]any{}})
+	if err != nil || r.IsError {
+		t.Fatalf("ask_twice across the bridge: %v %+v", err, r)
+	}
+	if got := text(r); got != "answer-first then answer-second" {
+		t.Errorf("ask_twice gave %q", got)
+	}
+	if n := asked.Load(); n != 2 {
+		t.Errorf("the client answered %d elicitations, want 2", n)
+	}
+}
+
+// The sealed requestState: a tampered one, one replayed, and one sent with
+// another request are refused with a clear error; a client without the
+// capability the backend needs gets an error at once, not a hang
+// (2026-07-28 basic/patterns/mrtr: servers must validate requestState).
+func TestBridgeRequestState(t *testing.T) {
+	url := askTwiceServer(t)
+	e := startEdge(t, "backends:\n"+httpBackend("two", url, "-"), nil)
+	waitTools(t, connectModern(t, e.URL, &clientRecorder{}), 1)
+	call := func(args, extra, caps string) map[string]any {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"two__ask_twice","arguments":%s%s,`+modernMeta+`}}`, args, extra, caps)
+		_, b := post(t, e, body, modernHeaders("tools/call", "two__ask_twice"))
+		return sseResult(t, b)
+	}
+	errMsg := func(m map[string]any) string {
+		if e, ok := m["error"].(map[string]any); ok {
+			return fmt.Sprint(e["code"], " ", e["message"])
+		}
+		return ""
+	}
+	first := call(`{"x":1}`, "", `{"elicitation":{}}`)
+	res, _ := first["result"].(map[string]any)
+	if res["resultType"] != "input_required" {
+		t.Fatalf("first round: %v", first)
+	}
+	state, _ := res["requestState"].(string)
+	var key string
+	for k := range res["inputRequests"].(map[string]any) {
+		key = k
+	}
+	answer := `,"inputResponses":{"` + key + `":{"action":"accept","content":{"first":"a"}}},"requestState":`
+
+	// Tampered: one character changed.
+	bad := []byte(state)
+	bad[len(bad)/2] ^= 1
+	if m := errMsg(call(`{"x":1}`, answer+`"`+string(bad)+`"`, `{"elicitation":{}}`)); !strings.Contains(m, "-32602") || !strings.Contains(m, "requestState is invalid") {
+		t.Errorf("tampered requestState: %q", m)
+	}
+	// Bound to the request: other arguments, same state.
+	if m := errMsg(call(`{"x":2}`, answer+`"`+state+`"`, `{"elicitation":{}}`)); !strings.Contains(m, "requestState is invalid") {
+		t.Errorf("requestState with other arguments: %q", m)
+	}
+	// The genuine retry moves on to the second question (arguments
+	// re-encoded with other spacing still match).
+	second := call(`{ "x" : 1 }`, answer+`"`+state+`"`, `{"elicitation":{}}`)
+	if r, _ := second["result"].(map[string]any); r["resultType"] != "input_required" {
+		t.Fatalf("second round: %v", second)
+	}
+	// Replayed: the first state again.
+	if m := errMsg(call(`{"x":1}`, answer+`"`+state+`"`, `{"elicitation":{}}`)); !strings.Contains(m, "already used") {
+		t.Errorf("replayed requestState: %q", m)
+	}
+
+	// No elicitation capability: a clear error, well within the timeout.
+	start := time.Now()
+	m := errMsg(call(`{}`, "", `{}`))
+	if !strings.Contains(m, "elicitation") || !strings.Contains(m, "clientCapabilities") {
+		t.Errorf("client without the capability: %q", m)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the capability error took %s", d)
+	}
+}
