@@ -271,3 +271,73 @@ func TestBridgeRequestState(t *testing.T) {
 		t.Errorf("the capability error took %s", d)
 	}
 }
+
+// legacyOnlyTools make a server→client request from inside a tools/call,
+// which a 2026-07-28 server may not do (spec 2026-07-28 basic/patterns/mrtr:
+// the old pattern is no longer supported): behind a modern backend they
+// fail, with the backend's own words, whoever the client is.
+var legacyOnlyTools = map[string]bool{
+	"test_sampling":                     true,
+	"test_elicitation":                  true,
+	"test_elicitation_sep1034_defaults": true,
+	"test_elicitation_sep1330_enums":    true,
+}
+
+// A legacy client (the TypeScript SDK, 2025-11-25) against a modern backend
+// (the stateless everything-server): the edge answers initialize, sends
+// every request with the per-request _meta (and the Mcp-Param-* headers a
+// tool's schema asks for), turns input_required rounds into server→client
+// requests on the client's session and feeds list_changed and resource
+// updates from a subscriptions/listen stream upstream. Compared op by op
+// with the same client direct against the stateful (legacy)
+// everything-server, where go-sdk bridges the same tools inside the server.
+func TestBridgeTSLegacyClientModernBackend(t *testing.T) {
+	dir := tsClientDir(t)
+	var ops []tsOp
+	for _, o := range everythingOps(t) {
+		if legacyOnlyTools[o.Name] || o.Name == "test_input_required_result_multi_round" || o.Name == "test_reconnection" {
+			continue
+		}
+		ops = append(ops, o)
+	}
+	direct := mcptest.StartHTTP(t, serverBin, "", true)
+	backend := mcptest.StartHTTP(t, serverBin, "", false)
+	e := startEdge(t, "backends:\n"+httpBackend("ev", backend.URL(), "-"), nil)
+	waitTools(t, connect(t, e.URL, nil), everythingTools)
+	compareTS(t, dir, ops, tsComparison{
+		direct:          []string{"--url", direct.URL()},
+		edges:           [][]string{{"--url", e.URL}},
+		withdrawalsLost: true,
+	})
+
+	// What differs from direct, on purpose.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	extra := []tsOp{
+		// Two rounds, both bridged: go-sdk direct fulfils only the first
+		// for a legacy client and returns the second's inputRequests.
+		{Op: "callTool", Name: "ev__test_input_required_result_multi_round", Arguments: map[string]any{}},
+		// The client gives up while the edge holds its question: the edge
+		// withdraws it (notifications/cancelled) and the call ends.
+		{Op: "callToolCancelled", Name: "ev__test_input_required_result_elicitation", Arguments: map[string]any{}, TimeoutMs: 5000},
+		{Op: "callTool", Name: "ev__test_sampling", Arguments: map[string]any{"prompt": "x"}},
+	}
+	run, err := runTS(ctx, dir, []string{"--url", e.URL}, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := run.Results[0]
+	if !mr.OK || len(mr.Requests) != 2 || !strings.Contains(string(mr.Result), "Multi-round complete: tsclient likes tsclient") {
+		t.Errorf("a tool asking twice, bridged: ok=%v, %d server→client requests, %s", mr.OK, len(mr.Requests), mr.Result)
+	}
+	var cr map[string]any
+	_ = json.Unmarshal(run.Results[1].Result, &cr)
+	for _, k := range []string{"serverRequestArrived", "callRejected", "serverRequestCancelled"} {
+		if cr[k] != true {
+			t.Errorf("cancelling a bridged call while its question is open: %s is %v (%s)", k, cr[k], run.Results[1].Result)
+		}
+	}
+	if s := string(run.Results[2].Result); !strings.Contains(s, `"isError":true`) || !strings.Contains(s, "2026-07-28") {
+		t.Errorf("a legacy-only tool behind a modern backend: %s %+v", s, run.Results[2].Error)
+	}
+}

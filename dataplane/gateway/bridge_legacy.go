@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
+	"github.com/mcpgw/mcpgw/dataplane/catalog"
 	"github.com/mcpgw/mcpgw/dataplane/rpc"
 	"github.com/mcpgw/mcpgw/dataplane/session"
+	"github.com/mcpgw/mcpgw/dataplane/state"
 	"github.com/mcpgw/mcpgw/dataplane/upstream"
 	"github.com/mcpgw/mcpgw/internal/mcpwire"
 )
@@ -42,7 +45,9 @@ func bridgedMethod(method string) bool {
 }
 
 // callModernBackend sends a legacy client's request to a modern backend.
-func (g *Gateway) callModernBackend(ctx context.Context, b *upstream.Backend, sess *session.Session, method string, params json.RawMessage, sink upstream.Sink) (upstream.Response, error) {
+// exposed is the tool's name in the catalog, whose input schema says which
+// arguments to mirror in Mcp-Param-* headers.
+func (g *Gateway) callModernBackend(ctx context.Context, st *state.State, b *upstream.Backend, sess *session.Session, exposed, method string, params json.RawMessage, sink upstream.Sink) (upstream.Response, error) {
 	version := b.ModernVersion()
 	info, _ := json.Marshal(map[string]string{"name": sess.ClientName, "version": sess.ClientVersion})
 	p, err := upstream.ModernMeta(params, version, legacyCaps(sess), info)
@@ -54,25 +59,25 @@ func (g *Gateway) callModernBackend(ctx context.Context, b *upstream.Backend, se
 		return upstream.Response{Error: rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: %v", err).Raw()}, nil
 	}
 	var name string
+	var hdrs map[string]string
 	switch method {
-	case "tools/call", "prompts/get":
+	case "tools/call":
+		name = rpc.StringField(params, "name")
+		if it, ok := st.Catalog.Lookup(catalog.Tools, exposed); ok {
+			hdrs = paramHeaders(it.JSON, rpc.Field(params, "arguments"))
+		}
+	case "prompts/get":
 		name = rpc.StringField(params, "name")
 	case "resources/read":
 		name = rpc.StringField(params, "uri")
 	}
 	for round := 1; ; round++ {
-		resp, err := b.CallModern(ctx, method, p, sink, upstream.Modern{Version: version, Name: name})
+		resp, err := b.CallModern(ctx, method, p, sink, upstream.Modern{Version: version, Name: name, Params: hdrs})
 		if err != nil || len(resp.Error) > 0 {
 			return resp, err
 		}
-		if !bytes.Contains(resp.Result, []byte(`"resultType"`)) {
-			return resp, nil
-		}
-		if rpc.StringField(resp.Result, "resultType") != "input_required" {
-			// A legacy client has no use for the field.
-			if r, err := rpc.SetField(resp.Result, "resultType", nil); err == nil {
-				resp.Result = r
-			}
+		if !bytes.Contains(resp.Result, []byte(`"input_required"`)) || rpc.StringField(resp.Result, "resultType") != "input_required" {
+			resp.Result = legacyResult(resp.Result)
 			return resp, nil
 		}
 		if round > maxInputRounds {
@@ -93,6 +98,40 @@ func (g *Gateway) callModernBackend(ctx context.Context, b *upstream.Backend, se
 			return upstream.Response{}, fmt.Errorf("building the retry: %w", err)
 		}
 	}
+}
+
+// legacyResult drops from a modern result what only the 2026-07-28 era
+// defines: resultType and the io.modelcontextprotocol/ keys of _meta
+// (serverInfo: the client met the edge, not this backend).
+func legacyResult(result json.RawMessage) json.RawMessage {
+	if !bytes.Contains(result, []byte(`"resultType"`)) && !bytes.Contains(result, []byte(`"io.modelcontextprotocol/`)) {
+		return result
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(result, &m) != nil {
+		return result
+	}
+	delete(m, "resultType")
+	if meta := m["_meta"]; bytes.Contains(meta, []byte(`"io.modelcontextprotocol/`)) {
+		var mm map[string]json.RawMessage
+		if json.Unmarshal(meta, &mm) == nil {
+			for k := range mm {
+				if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+					delete(mm, k)
+				}
+			}
+			if len(mm) == 0 {
+				delete(m, "_meta")
+			} else if b, err := json.Marshal(mm); err == nil {
+				m["_meta"] = b
+			}
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return result
+	}
+	return out
 }
 
 // askClient puts a round's input requests to the legacy client, at once,

@@ -608,7 +608,7 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 		resp, err = g.callLegacy(ctx, b.Backend, method, params, mout, mo, rq)
 	case !modernClient && sess != nil && bridgedMethod(method) && b.ModernVersion() != "":
 		// Era bridge: a legacy client, a modern backend (bridge_legacy.go).
-		resp, err = g.callModernBackend(ctx, b.Backend, sess, method, params, sink)
+		resp, err = g.callModernBackend(ctx, st, b.Backend, sess, rq.Name, method, params, sink)
 	case modernClient:
 		var name string
 		switch method {

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -141,47 +142,72 @@ func (b *Backend) callWatch(method string, params json.RawMessage) (Response, bo
 }
 
 // listenModern keeps a subscriptions/listen stream open to a modern
-// backend until ctx ends, reopening it when it drops or when the set of
-// watched resources changes.
+// backend until ctx ends, reopening it when it drops. When the set of
+// watched resources changes, the new stream is opened before the old one
+// is closed, so no notification falls into the gap (a duplicate may not).
 func (t *httpTransport) listenModern(ctx context.Context, c *conn) {
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		uris := t.b.watchedURIs()
+	type stream struct {
+		cancel context.CancelFunc
+		errc   chan error // buffered 1: the stream's end
+	}
+	open := func() (stream, <-chan struct{}) {
 		sctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			// Reopen when the watched set changes; ends with the stream.
-			defer close(done)
-			select {
-			case <-t.b.rewatch:
-				cancel()
-			case <-sctx.Done():
+		s := stream{cancel: cancel, errc: make(chan error, 1)}
+		acked := make(chan struct{})
+		uris := t.b.watchedURIs()
+		go func() { s.errc <- t.listenOnce(sctx, c, uris, acked) }()
+		return s, acked
+	}
+	stop := func(s stream) {
+		s.cancel()
+		<-s.errc
+	}
+	var cur *stream
+	defer func() {
+		if cur != nil {
+			stop(*cur)
+		}
+	}()
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		next, acked := open()
+		select {
+		case <-acked:
+			attempt = 0
+			if cur != nil {
+				stop(*cur)
 			}
-		}()
-		opened, err := t.listenOnce(sctx, c, uris)
-		cancel()
-		<-done
-		if ctx.Err() != nil {
+			cur = &next
+		case err := <-next.errc:
+			next.cancel()
+			t.b.log.Debug("backend refused subscriptions/listen; retrying", "err", err)
+			if cur == nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff(t.b.opts.MinBackoff, 5*time.Second, attempt)):
+				}
+			}
+			continue
+		case <-ctx.Done():
+			stop(next)
 			return
 		}
-		if opened {
-			attempt = 0
-		}
-		if sctx.Err() != nil && err == nil {
-			continue // the watched set changed: reopen at once
-		}
-		t.b.log.Debug("backend subscriptions/listen stream ended; reopening", "err", err)
 		select {
+		case <-t.b.rewatch:
+			// Keep cur until the next stream is acknowledged.
+		case err := <-cur.errc:
+			cur.cancel()
+			cur = nil
+			t.b.log.Debug("backend subscriptions/listen stream ended; reopening", "err", err)
 		case <-ctx.Done():
 			return
-		case <-t.b.rewatch:
-		case <-time.After(backoff(t.b.opts.MinBackoff, 5*time.Second, attempt)):
 		}
 	}
 }
 
-// listenOnce runs one subscriptions/listen request and reports whether the
-// backend accepted it.
-func (t *httpTransport) listenOnce(ctx context.Context, c *conn, uris []string) (bool, error) {
+// listenOnce runs one subscriptions/listen request until it ends, closing
+// acked once the backend acknowledged it.
+func (t *httpTransport) listenOnce(ctx context.Context, c *conn, uris []string, acked chan struct{}) error {
 	subs := map[string]any{"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true}
 	if len(uris) > 0 {
 		subs["resourceSubscriptions"] = uris
@@ -189,11 +215,11 @@ func (t *httpTransport) listenOnce(ctx context.Context, c *conn, uris []string) 
 	p, _ := json.Marshal(map[string]any{"notifications": subs})
 	params, err := ModernMeta(p, c.modern, t.b.opts.ClientCapabilities, t.b.opts.ClientInfo)
 	if err != nil {
-		return false, err
+		return err
 	}
 	req, err := t.newRequest(ctx, http.MethodPost, rpc.AppendRequest(nil, -c.nextID.Add(1), "subscriptions/listen", params))
 	if err != nil {
-		return false, err
+		return err
 	}
 	delete(req.Header, "Mcp-Session-Id")
 	req.Header["Mcp-Protocol-Version"] = []string{c.modern}
@@ -201,16 +227,24 @@ func (t *httpTransport) listenOnce(ctx context.Context, c *conn, uris []string) 
 	req.Header["Accept"] = hdrAccept
 	resp, err := t.b.opts.Client.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("subscriptions/listen: %w", err)
+		return fmt.Errorf("subscriptions/listen: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || mediaType(resp.Header.Get("Content-Type")) != "text/event-stream" {
-		return false, fmt.Errorf("subscriptions/listen: HTTP %d (%s): %s", resp.StatusCode, resp.Header.Get("Content-Type"), snippet(resp.Body))
+		return fmt.Errorf("subscriptions/listen: HTTP %d (%s): %s", resp.StatusCode, resp.Header.Get("Content-Type"), snippet(resp.Body))
 	}
 	var last string
 	err = readSSE(resp.Body, &last, func(ev sseEvent) bool {
 		m, perr := parseBackendMessage(ev.data)
-		if perr != nil || !m.IsNotification() || m.Method == "notifications/subscriptions/acknowledged" {
+		if perr != nil || !m.IsNotification() {
+			return true
+		}
+		if m.Method == "notifications/subscriptions/acknowledged" {
+			select {
+			case <-acked:
+			default:
+				close(acked)
+			}
 			return true
 		}
 		// The subscription id is this stream's, not the edge's clients'.
@@ -223,5 +257,8 @@ func (t *httpTransport) listenOnce(ctx context.Context, c *conn, uris []string) 
 		t.b.opts.Observer.BackendNotify(t.b, m.Method, params)
 		return true
 	})
-	return true, err
+	if err == nil {
+		err = errors.New("stream ended")
+	}
+	return err
 }
