@@ -100,6 +100,10 @@ type Catalog struct {
 	// Conflicts explains every item dropped because another backend already
 	// exposes the same name or URI.
 	Conflicts []string
+	// unlisted are the sources whose lists are not in (starting or down),
+	// with their prefixes, so a request for an item they may serve can
+	// wait for them instead of being refused as unknown.
+	unlisted []Source
 }
 
 // Build merges sources in order; on a name collision the earlier source
@@ -112,6 +116,7 @@ func Build(sources []Source) *Catalog {
 	templates := make(map[string]*Item)
 	for _, s := range sources {
 		if s.Lists == nil {
+			c.unlisted = append(c.unlisted, Source{Backend: s.Backend, Prefix: s.Prefix})
 			continue
 		}
 		for k := range numKinds {
@@ -239,6 +244,22 @@ func (c *Catalog) Lookup(k Kind, name string) (*Item, bool) {
 	}
 	it, ok := c.byName[k][name]
 	return it, ok
+}
+
+// Unlisted returns the backends whose lists are not in the catalog (still
+// starting, or down) that could expose an item of kind k called name: for
+// tools and prompts a backend whose prefix the name carries, or an
+// unprefixed one; for resources any. The result is empty once every
+// backend that could serve it has been listed.
+func (c *Catalog) Unlisted(k Kind, name string) []string {
+	var out []string
+	for _, s := range c.unlisted {
+		if (k == Tools || k == Prompts) && s.Prefix != "" && !strings.HasPrefix(name, s.Prefix+"__") {
+			continue
+		}
+		out = append(out, s.Backend)
+	}
+	return out
 }
 
 // Resource finds the backend serving uri: a listed resource first, then a

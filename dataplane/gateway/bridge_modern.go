@@ -130,7 +130,10 @@ func (p *parked) signal() {
 }
 
 // bridgeSink receives what the legacy backend sends during a parked call.
-type bridgeSink struct{ p *parked }
+type bridgeSink struct {
+	g *Gateway
+	p *parked
+}
 
 func (s bridgeSink) Notify(method string, params json.RawMessage) {
 	s.p.mu.Lock()
@@ -139,7 +142,7 @@ func (s bridgeSink) Notify(method string, params json.RawMessage) {
 	if out == nil {
 		return // between rounds nobody listens; progress resumes with the next
 	}
-	(&modernSink{out: out, level: out.level}).Notify(method, params)
+	(&modernSink{out: out, level: out.level, g: s.g, backend: s.p.bind.backend}).Notify(method, params)
 }
 
 // capabilityFor names the client capability a server→client request needs.
@@ -289,7 +292,7 @@ func (g *Gateway) callLegacy(ctx context.Context, b *upstream.Backend, method st
 	go func() {
 		defer br.wg.Done()
 		defer cancel()
-		p.resp, p.err = b.Call(cctx, method, params, bridgeSink{p})
+		p.resp, p.err = b.Call(cctx, method, params, bridgeSink{g: g, p: p})
 		close(p.done)
 	}()
 	return br.await(ctx, p, out)

@@ -64,6 +64,11 @@ type Options struct {
 	KeepAlive time.Duration
 	// SessionIdle expires sessions unused this long (default 30m).
 	SessionIdle time.Duration
+	// ListWait bounds how long a request for an item nobody lists waits
+	// for a backend that could serve it and has not been listed yet (it is
+	// starting or reconnecting) before the item is reported unknown or
+	// the backend unavailable (default 5s).
+	ListWait time.Duration
 }
 
 // Gateway serves MCP clients from the live state.
@@ -86,6 +91,9 @@ type Gateway struct {
 	// listeners holds the open 2026-07-28 subscriptions/listen streams
 	// (*listener → struct{}).
 	listeners sync.Map
+
+	// tasks maps the task ids clients see to backends' tasks.
+	tasks taskTable
 
 	// bridge holds modern clients' calls parked on legacy backends between
 	// input rounds (era bridging, bridge_modern.go).
@@ -125,6 +133,9 @@ func New(src StateSource, opts Options) *Gateway {
 	}
 	if opts.SessionIdle <= 0 {
 		opts.SessionIdle = 30 * time.Minute
+	}
+	if opts.ListWait <= 0 {
+		opts.ListWait = 5 * time.Second
 	}
 	g := &Gateway{
 		state:    src,
@@ -217,6 +228,12 @@ func (g *Gateway) serverCapabilities(st *state.State) json.RawMessage {
 		sb.WriteString(`,"subscribe":true`)
 	}
 	sb.WriteString(`}`)
+	if st != nil {
+		if tasks := taskCapabilities(st); tasks != nil {
+			sb.WriteString(`,"tasks":`)
+			sb.Write(tasks)
+		}
+	}
 	if completions {
 		sb.WriteString(`,"completions":{}`)
 	}
@@ -326,6 +343,10 @@ func (g *Gateway) dispatch(ctx context.Context, st *state.State, sess *session.S
 		return g.complete(ctx, st, sess, m, out, rq)
 	case "logging/setLevel":
 		return g.setLevel(ctx, st, sess, m, rq)
+	case "tasks/get", "tasks/result", "tasks/cancel":
+		return g.taskRequest(ctx, st, sess, m, out, rq)
+	case "tasks/list":
+		return g.taskList(ctx, st, rq)
 	case "initialize":
 		return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: the session is already initialized"))
 	default:
@@ -395,8 +416,11 @@ func (g *Gateway) callNamed(ctx context.Context, st *state.State, sess *session.
 	rq.Arguments = m.env.Arguments
 	it, ok := st.Catalog.Lookup(k, name)
 	if !ok {
-		kind := strings.TrimSuffix(k.ResultField(), "s")
-		return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: unknown %s %q", kind, name))
+		var waiting []string
+		if st, it, waiting = g.awaitListed(ctx, st, k, name); it == nil {
+			kind := strings.TrimSuffix(k.ResultField(), "s")
+			return nil, g.unlisted(rq, waiting, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: unknown %s %q", kind, name))
+		}
 	}
 	rq.Backend = it.Backend
 	if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: name}) {
@@ -417,15 +441,73 @@ func (g *Gateway) callResource(ctx context.Context, st *state.State, sess *sessi
 	rq.Name = uri
 	it, ok := st.Catalog.Resource(uri)
 	if !ok {
-		// Resource not found is -32602 with the URI in data (SEP-2164;
-		// older servers used -32002).
-		return nil, g.fail(rq, &rpc.Error{Code: rpc.CodeInvalidParams, Message: "mcpgw: no backend serves resource " + uri, Data: json.RawMessage(`{"uri":` + string(rpc.Quote(uri)) + `}`)})
+		var waiting []string
+		if st, it, waiting = g.awaitListed(ctx, st, catalog.Resources, uri); it == nil {
+			// Resource not found is -32602 with the URI in data (SEP-2164;
+			// older servers used -32002).
+			return nil, g.unlisted(rq, waiting, &rpc.Error{Code: rpc.CodeInvalidParams, Message: "mcpgw: no backend serves resource " + uri, Data: json.RawMessage(`{"uri":` + string(rpc.Quote(uri)) + `}`)})
+		}
 	}
 	rq.Backend = it.Backend
 	if !g.allowed(ctx, st, rq, Action{Method: m.Method, Backend: it.Backend, Name: uri}) {
 		return nil, g.denied(rq)
 	}
 	return g.forward(ctx, st, sess, it.Backend, m.Method, m.Params, out, rq)
+}
+
+// awaitListed looks an item up again while a backend that could serve it
+// has not been listed yet: right after the edge starts (or a backend
+// reconnects) a client may call a tool it knows before the backend's lists
+// are in, and deserves the call, not "unknown tool". It waits at most
+// Options.ListWait and returns the state it found the item in, or nil and
+// the backends still not listed.
+func (g *Gateway) awaitListed(ctx context.Context, st *state.State, k catalog.Kind, name string) (*state.State, *catalog.Item, []string) {
+	waiting := st.Catalog.Unlisted(k, name)
+	if len(waiting) == 0 {
+		return st, nil, nil
+	}
+	deadline := time.NewTimer(g.opts.ListWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return st, nil, waiting
+		case <-deadline.C:
+			return st, nil, waiting
+		case <-tick.C:
+		}
+		next := g.state.Load()
+		if next == nil || next == st {
+			continue
+		}
+		st = next
+		var it *catalog.Item
+		var ok bool
+		if k == catalog.Resources {
+			it, ok = st.Catalog.Resource(name)
+		} else {
+			it, ok = st.Catalog.Lookup(k, name)
+		}
+		if ok {
+			return st, it, nil
+		}
+		if waiting = st.Catalog.Unlisted(k, name); len(waiting) == 0 {
+			return st, nil, nil
+		}
+	}
+}
+
+// unlisted answers a request for an item no listed backend serves: unknown
+// when every backend that could serve it is listed, else unavailable,
+// naming the backends that are not (yet) up.
+func (g *Gateway) unlisted(rq *Request, waiting []string, unknown *rpc.Error) json.RawMessage {
+	if len(waiting) == 0 {
+		return g.fail(rq, unknown)
+	}
+	rq.Status = StatusUnavailable
+	return g.fail(rq, rpc.Errorf(rpc.CodeBackendUnavailable, "mcpgw: %s (backend %s not available yet)", strings.TrimPrefix(unknown.Message, "mcpgw: "), strings.Join(waiting, ", ")))
 }
 
 // subscription forwards resources/subscribe and unsubscribe, counting
@@ -590,25 +672,34 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	var sink upstream.Sink
 	switch o := out.(type) {
 	case *modernOut:
-		sink = &modernSink{out: o, level: o.level}
+		sink = &modernSink{out: o, level: o.level, g: g, backend: backend}
 	case nil:
 	default:
 		if sess != nil {
-			sink = &callSink{sess: sess, out: out}
+			sink = &callSink{sess: sess, out: out, g: g, backend: backend}
 		}
+	}
+	ub := b.Backend
+	if method != "resources/subscribe" && method != "resources/unsubscribe" {
+		// A per_principal backend carries each principal's calls on its
+		// own session; subscriptions stay on the shared one, which
+		// delivers the updates.
+		ub = ub.For(rq.Principal.Name)
 	}
 	t0 := time.Now()
 	var resp upstream.Response
 	var err error
 	mo, modernClient := ctx.Value(modernKey{}).(*modernCall)
 	switch {
+	// The era is the server's, so the shared connection says it even when a
+	// principal's own session is still opening.
 	case modernClient && b.ModernVersion() == "":
 		// Era bridge: a modern client, a legacy backend (bridge_modern.go).
 		mout, _ := out.(*modernOut)
-		resp, err = g.callLegacy(ctx, b.Backend, method, params, mout, mo, rq)
+		resp, err = g.callLegacy(ctx, ub, method, params, mout, mo, rq)
 	case !modernClient && sess != nil && bridgedMethod(method) && b.ModernVersion() != "":
 		// Era bridge: a legacy client, a modern backend (bridge_legacy.go).
-		resp, err = g.callModernBackend(ctx, st, b.Backend, sess, rq.Name, method, params, sink)
+		resp, err = g.callModernBackend(ctx, st, ub, sess, rq.Name, method, params, sink)
 	case modernClient:
 		var name string
 		switch method {
@@ -617,9 +708,9 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 		case "resources/read":
 			name = mo.m.uri()
 		}
-		resp, err = b.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name, Params: mo.params})
+		resp, err = ub.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name, Params: mo.params})
 	default:
-		resp, err = b.Call(ctx, method, params, sink)
+		resp, err = ub.Call(ctx, method, params, sink)
 	}
 	rq.UpstreamLatency = time.Since(t0)
 	if err != nil {
@@ -641,6 +732,10 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	if method == "resources/read" {
 		return privateScope(resp.Result), nil
 	}
+	if method == "tools/call" {
+		// A task-augmented call answers with the task it created.
+		resp.Result = g.adoptCreated(backend, rq, resp.Result)
+	}
 	// Only a result that mentions isError is decoded to check it.
 	if method == "tools/call" && bytes.Contains(resp.Result, []byte(`"isError"`)) && string(rpc.Field(resp.Result, "isError")) == "true" {
 		rq.Status = StatusError
@@ -652,13 +747,22 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 // callSink relays what a backend sends during one call to the client that
 // made it.
 type callSink struct {
-	sess *session.Session
-	out  Outbound
+	sess    *session.Session
+	out     Outbound
+	g       *Gateway
+	backend string
 }
 
 func (s *callSink) Notify(method string, params json.RawMessage) {
 	if method == "notifications/message" && !s.sess.WantsLog(rpc.StringField(params, "level")) {
 		return
+	}
+	if method == "notifications/tasks/status" {
+		mapped, _, ok := s.g.taskStatus(s.backend, params)
+		if !ok {
+			return
+		}
+		params = mapped
 	}
 	_ = s.out.Send(rpc.AppendNotification(nil, method, params))
 }
@@ -680,6 +784,9 @@ func (s *callSink) Request(ctx context.Context, method string, params json.RawMe
 		// of all its clients; this client lacks it, so refuse per call.
 		return upstream.Response{}, rpc.Errorf(rpc.CodeMethodNotFound, "mcpgw: the client did not declare the capability %s needs", method)
 	}
+	// A request made for a task (while the client waits in tasks/result)
+	// names it in _meta with the backend's id.
+	params = s.g.mapRelated(s.backend, params)
 	m, err := s.sess.Request(ctx, method, params, s.out.Send)
 	if err != nil {
 		return upstream.Response{}, err
@@ -733,6 +840,8 @@ func (g *Gateway) BackendNotification(backend, method string, params json.RawMes
 			return true
 		})
 		g.notifyListeners(method, params, func(l *listener) bool { return l.uris[uri] })
+	case "notifications/tasks/status":
+		g.taskStatusNotification(backend, params)
 	case "notifications/message":
 		level := rpc.StringField(params, "level")
 		msg := rpc.AppendNotification(nil, method, params)

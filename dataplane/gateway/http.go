@@ -293,7 +293,9 @@ func acceptsSSE(r *http.Request) bool {
 // too slow to drain the queue loses notifications, not other callers'
 // responses.
 type replyWriter struct {
-	w      http.ResponseWriter
+	w http.ResponseWriter
+	// rc flushes an SSE reply; it is made by upgrade, since a JSON reply
+	// (the common case) never flushes.
 	rc     *http.ResponseController
 	canSSE bool
 	every  time.Duration
@@ -317,7 +319,7 @@ type replyWriter struct {
 const replyQueue = 256
 
 func newReplyWriter(w http.ResponseWriter, canSSE bool, keepAlive time.Duration) *replyWriter {
-	rw := &replyWriter{w: w, rc: http.NewResponseController(w), canSSE: canSSE, every: keepAlive}
+	rw := &replyWriter{w: w, canSSE: canSSE, every: keepAlive}
 	if canSSE {
 		rw.keepAlive = time.AfterFunc(keepAlive, rw.ping)
 	}
@@ -338,6 +340,7 @@ func (rw *replyWriter) upgrade() {
 	h["X-Content-Type-Options"] = hdrNoSniff
 	rw.w.WriteHeader(http.StatusOK)
 	rw.sse = true
+	rw.rc = http.NewResponseController(rw.w)
 	if rw.sess != nil {
 		// Prime the client with an event id, so a dropped connection can
 		// be resumed even before the first message (2025-11-25).

@@ -251,9 +251,32 @@ type listener struct {
 	outbox *session.Outbox
 }
 
+// listenStream carries one subscriptions/listen: an SSE reply on HTTP, the
+// stdio pipe (where the notifications carry the subscription id so the
+// client can tell them apart).
+type listenStream interface {
+	Send(msg []byte) error
+	// finish ends the stream with resp (nil: no response, the client
+	// cancelled).
+	finish(resp []byte, auditID string)
+}
+
+// stdioListen is a listen on the stdio front door: it ends when the
+// client sends notifications/cancelled for it (2026-07-28 stdio), and a
+// cancelled request gets no response.
+type stdioListen struct{ out Outbound }
+
+func (s stdioListen) Send(msg []byte) error { return s.out.Send(msg) }
+
+func (s stdioListen) finish(resp []byte, _ string) {
+	if resp != nil {
+		_ = s.out.Send(resp)
+	}
+}
+
 // listen serves subscriptions/listen: acknowledge what the edge honours,
 // then stream the matching notifications until the client goes away.
-func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw *replyWriter, rq *Request) {
+func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw listenStream, rq *Request) {
 	subs := rpc.Field(m.Params, "notifications")
 	if len(subs) == 0 {
 		rq.Status = StatusError
@@ -374,8 +397,10 @@ func (g *Gateway) notifyListeners(method string, params json.RawMessage, want fu
 
 // modernSink relays what a backend sends during a stateless call.
 type modernSink struct {
-	out   *modernOut
-	level string
+	out     *modernOut
+	level   string
+	g       *Gateway
+	backend string
 }
 
 func (s *modernSink) Notify(method string, params json.RawMessage) {
@@ -384,18 +409,25 @@ func (s *modernSink) Notify(method string, params json.RawMessage) {
 			return
 		}
 	}
+	if method == "notifications/tasks/status" {
+		mapped, _, ok := s.g.taskStatus(s.backend, params)
+		if !ok {
+			return
+		}
+		params = mapped
+	}
 	_ = s.out.Send(rpc.AppendNotification(nil, method, params))
 }
 
 func (s *modernSink) Request(_ context.Context, method string, _ json.RawMessage) (upstream.Response, error) {
 	return upstream.Response{}, rpc.Errorf(rpc.CodeInternalError,
-		"mcpgw: the backend sent %s, but the client speaks 2026-07-28, which has no server-to-client requests; bridging a legacy backend session to a modern client is not supported yet", method)
+		"mcpgw: the backend sent %s in the course of a 2026-07-28 request, which has no server-to-client requests (the backend should answer input_required)", method)
 }
 
 // serveStdioModern serves a 2026-07-28 request arriving on the stdio front
 // door (a modern client probes with server/discover first and falls back
 // to initialize on an error, spec 2026-07-28 stdio backward compatibility).
-func (g *Gateway) serveStdioModern(ctx context.Context, st *state.State, m *message, out Outbound, rq *Request) []byte {
+func (g *Gateway) serveStdioModern(ctx context.Context, st *state.State, sess *session.Session, m *message, out Outbound, rq *Request) []byte {
 	version := m.env.ProtocolVersion.String()
 	rq.Method, rq.ID, rq.ProtocolVersion = m.Method, m.ID, version
 	rq.ClientName = rpc.StringField(m.env.ClientInfo, "name")
@@ -415,8 +447,13 @@ func (g *Gateway) serveStdioModern(ctx context.Context, st *state.State, m *mess
 		rq.Status = StatusOK
 		return g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, g.discover(st), nil))
 	case m.Method == "subscriptions/listen":
-		rq.Status = StatusError
-		return g.finish(ctx, m.ID, rq, rpc.AppendErrorResponse(nil, m.ID, rpc.Errorf(rpc.CodeMethodNotFound, "mcpgw: subscriptions/listen is not served on stdio yet")))
+		// The stream is the pipe; the client ends it with
+		// notifications/cancelled naming this request.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer sess.Track(m.ID, cancel)()
+		g.listen(ctx, st, m, stdioListen{out: out}, rq)
+		return nil
 	}
 	return g.serveStateless(ctx, st, m, &modernOut{out: out, caps: m.env.ClientCapabilities, level: m.env.LogLevel.String()}, rq, version, nil)
 }

@@ -154,7 +154,9 @@ func (g *Gateway) serveStdioLine(ctx context.Context, sess *session.Session, p P
 	}
 	if m.env.ProtocolVersion.IsSet() {
 		wg.Go(func() {
-			_ = out.Send(g.serveStdioModern(ctx, st, m, out, rq))
+			if resp := g.serveStdioModern(ctx, st, sess, m, out, rq); resp != nil {
+				_ = out.Send(resp)
+			}
 		})
 		return
 	}

@@ -35,7 +35,7 @@ func parse(body []byte) (*message, json.RawMessage, *rpc.Error) {
 	m.Params = e.Params
 	switch e.Kind {
 	case mcpwire.KindRequest, mcpwire.KindNotification:
-		m.Method = e.MethodString()
+		m.Method = methodString(e.Method)
 	case mcpwire.KindResult:
 		m.Result = e.Result
 	case mcpwire.KindError:
@@ -58,4 +58,32 @@ func (m *message) paramsWithName(name string) json.RawMessage {
 	out = append(out, p[:off]...)
 	out = mcpwire.AppendString(out, name)
 	return append(out, p[off+len(n):]...)
+}
+
+// methodString returns the method name, without allocating for the
+// methods every client sends (a switch on string(b) does not copy).
+func methodString(s mcpwire.Str) string {
+	if b, ok := s.Unquoted(); ok {
+		switch string(b) {
+		case "tools/call":
+			return "tools/call"
+		case "tools/list":
+			return "tools/list"
+		case "notifications/initialized":
+			return "notifications/initialized"
+		case "initialize":
+			return "initialize"
+		case "ping":
+			return "ping"
+		case "resources/read":
+			return "resources/read"
+		case "prompts/get":
+			return "prompts/get"
+		case "notifications/cancelled":
+			return "notifications/cancelled"
+		case "notifications/progress":
+			return "notifications/progress"
+		}
+	}
+	return s.String()
 }

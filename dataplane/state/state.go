@@ -517,7 +517,7 @@ func Specs(doc *document.Document, lookup func(string) (string, bool)) ([]Spec, 
 		default:
 			errs = append(errs, fmt.Errorf("%s: sessions must be \"shared\" or \"per_principal\", got %q", where, b.Sessions))
 		}
-		cfg := upstream.Config{Name: b.Name, Timeout: b.Timeout.D()}
+		cfg := upstream.Config{Name: b.Name, Timeout: b.Timeout.D(), PerPrincipal: b.Sessions == "per_principal"}
 		switch {
 		case (b.Stdio == nil) == (b.HTTP == nil):
 			errs = append(errs, fmt.Errorf("%s: exactly one of stdio and http must be set", where))

@@ -70,6 +70,10 @@ type Config struct {
 	HTTP  *HTTPConfig
 	// Timeout bounds one call (default 60s).
 	Timeout time.Duration
+	// PerPrincipal gives every principal its own upstream session (or
+	// process) for its calls, for backends that keep per-caller state
+	// (`sessions: per_principal`); see For.
+	PerPrincipal bool
 }
 
 // StdioConfig runs the backend as a child process.
@@ -112,7 +116,7 @@ func (c Config) withDefaults() Config {
 // can keep a running one.
 func (c Config) Equal(o Config) bool {
 	c, o = c.withDefaults(), o.withDefaults()
-	if c.Name != o.Name || c.Timeout != o.Timeout || (c.Stdio == nil) != (o.Stdio == nil) || (c.HTTP == nil) != (o.HTTP == nil) {
+	if c.Name != o.Name || c.Timeout != o.Timeout || c.PerPrincipal != o.PerPrincipal || (c.Stdio == nil) != (o.Stdio == nil) || (c.HTTP == nil) != (o.HTTP == nil) {
 		return false
 	}
 	if c.Stdio != nil {
@@ -164,6 +168,9 @@ type Options struct {
 	ConnectWait time.Duration
 	// Backoff bounds restart delays (defaults 100ms and 30s).
 	MinBackoff, MaxBackoff time.Duration
+	// PrincipalIdle closes a per-principal connection unused this long
+	// (default 30m).
+	PrincipalIdle time.Duration
 }
 
 // Backend is one upstream MCP server. Create it with New, run it with Run,
@@ -189,6 +196,12 @@ type Backend struct {
 	watchMu sync.Mutex
 	watched map[string]int
 	rewatch chan struct{}
+
+	// principalsMu guards principals: the per-principal connections of a
+	// PerPrincipal backend, by principal. spawn hands new ones to Run.
+	principalsMu sync.Mutex
+	principals   map[string]*principalConn
+	spawn        chan *principalConn
 }
 
 // New validates cfg and returns a backend that does nothing until Run.
@@ -221,6 +234,9 @@ func New(cfg Config, opts Options) (*Backend, error) {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 30 * time.Second
 	}
+	if opts.PrincipalIdle <= 0 {
+		opts.PrincipalIdle = 30 * time.Minute
+	}
 	if len(opts.ClientInfo) == 0 {
 		opts.ClientInfo = json.RawMessage(`{"name":"mcpgw","version":"dev"}`)
 	}
@@ -233,6 +249,7 @@ func New(cfg Config, opts Options) (*Backend, error) {
 		log:     opts.Logger.With("backend", cfg.Name),
 		changed: make(chan struct{}),
 		rewatch: make(chan struct{}, 1),
+		spawn:   make(chan *principalConn, 64),
 	}, nil
 }
 
@@ -261,6 +278,11 @@ func (b *Backend) InitializeResult() json.RawMessage {
 // cleanly. It returns nil on shutdown; it never gives up on a failing
 // backend, it backs off.
 func (b *Backend) Run(ctx context.Context) error {
+	if b.cfg.PerPrincipal {
+		var wg sync.WaitGroup
+		wg.Go(func() { b.runPrincipals(ctx) })
+		defer wg.Wait()
+	}
 	attempt := 0
 	for {
 		start := time.Now()

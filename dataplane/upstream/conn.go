@@ -198,8 +198,7 @@ func (c *conn) initialize(ctx context.Context) error {
 	}
 	c.initResult = resp.Result
 	if ht, ok := c.t.(*httpTransport); ok {
-		v := rpc.StringField(resp.Result, "protocolVersion")
-		ht.version.Store(&v)
+		ht.setVersion(rpc.StringField(resp.Result, "protocolVersion"))
 	}
 	if err := c.t.send(ctx, rpc.AppendNotification(nil, "notifications/initialized", nil)); err != nil {
 		return fmt.Errorf("sending notifications/initialized: %w", err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,33 +47,54 @@ const maxJSONBody = 64 << 20
 type httpTransport struct {
 	b   *Backend
 	url string
+	// u is url parsed once, and headers the configured headers with
+	// canonical keys: every request shares them (net/http only reads a
+	// request's URL and header values), instead of parsing and
+	// canonicalizing per call.
+	u       *url.URL
+	headers http.Header
 	// sessionID and version are set by initialize before the conn is
-	// published and read by every request after.
-	sessionID atomic.Pointer[string]
-	version   atomic.Pointer[string]
+	// published and read by every request after, as ready header values.
+	sessionID atomic.Pointer[[]string]
+	version   atomic.Pointer[[]string]
+}
+
+func newHTTPTransport(b *Backend) (*httpTransport, error) {
+	u, err := url.Parse(b.cfg.HTTP.URL)
+	if err != nil {
+		return nil, fmt.Errorf("backend %q: http.url: %w", b.cfg.Name, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("backend %q: http.url %q is not an http(s) URL", b.cfg.Name, b.cfg.HTTP.URL)
+	}
+	h := make(http.Header, len(b.cfg.HTTP.Headers))
+	for k, v := range b.cfg.HTTP.Headers {
+		h.Set(k, v)
+	}
+	return &httpTransport{b: b, url: b.cfg.HTTP.URL, u: u, headers: h}, nil
 }
 
 func (t *httpTransport) session() string {
 	if p := t.sessionID.Load(); p != nil {
-		return *p
+		return (*p)[0]
 	}
 	return ""
 }
 
+func (t *httpTransport) setSession(id string) { t.sessionID.Store(&[]string{id}) }
+
+func (t *httpTransport) setVersion(v string) {
+	if v == "" {
+		t.version.Store(nil)
+		return
+	}
+	t.version.Store(&[]string{v})
+}
+
 func (t *httpTransport) newRequest(ctx context.Context, method string, body []byte) (*http.Request, error) {
-	var rd io.Reader
-	if body != nil {
-		// bytes.Reader lets net/http set Content-Length and write headers
-		// and body in one go.
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, t.url, rd)
-	if err != nil {
-		return nil, fmt.Errorf("building request to %s: %w", t.url, err)
-	}
-	h := make(http.Header, 6+len(t.b.cfg.HTTP.Headers))
-	for k, v := range t.b.cfg.HTTP.Headers {
-		h.Set(k, v)
+	h := make(http.Header, 6+len(t.headers))
+	for k, v := range t.headers {
+		h[k] = v
 	}
 	if body != nil {
 		h["Content-Type"] = hdrJSON
@@ -80,13 +102,29 @@ func (t *httpTransport) newRequest(ctx context.Context, method string, body []by
 	} else {
 		h["Accept"] = hdrAcceptEv
 	}
-	if v := t.version.Load(); v != nil && *v != "" {
-		h["Mcp-Protocol-Version"] = []string{*v}
+	if v := t.version.Load(); v != nil {
+		h["Mcp-Protocol-Version"] = *v
 	}
-	if s := t.session(); s != "" {
-		h["Mcp-Session-Id"] = []string{s}
+	if s := t.sessionID.Load(); s != nil {
+		h["Mcp-Session-Id"] = *s
 	}
-	req.Header = h
+	req := (&http.Request{
+		Method:     method,
+		URL:        t.u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       t.u.Host,
+	}).WithContext(ctx)
+	if body != nil {
+		// An in-memory body with its length lets net/http write headers
+		// and body in one go; GetBody lets it retry on a stale
+		// keep-alive connection.
+		req.ContentLength = int64(len(body))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
 	return req, nil
 }
 
@@ -148,7 +186,7 @@ func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []by
 	// and reading on would block.
 	defer resp.Body.Close()
 	if s := resp.Header.Get("Mcp-Session-Id"); s != "" && t.session() == "" {
-		t.sessionID.Store(&s)
+		t.setSession(s)
 	}
 	ct := mediaType(resp.Header.Get("Content-Type"))
 	switch {
@@ -158,7 +196,7 @@ func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []by
 		return t.readStream(ctx, c, cl, resp.Body)
 	case ct == "application/json":
 		// Also taken for 4xx replies that carry a JSON-RPC error.
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONBody))
+		body, err := readReply(resp)
 		if err != nil {
 			return fmt.Errorf("reading reply from %s: %w", t.url, err)
 		}
@@ -261,7 +299,10 @@ func (t *httpTransport) listen(ctx context.Context, c *conn, wg *sync.WaitGroup)
 // runHTTP initializes one upstream session and keeps it until it fails or
 // ctx ends; on shutdown it deletes the session on the server.
 func (b *Backend) runHTTP(ctx context.Context) error {
-	t := &httpTransport{b: b, url: b.cfg.HTTP.URL}
+	t, err := newHTTPTransport(b)
+	if err != nil {
+		return err
+	}
 	c := newConn(b, t, false)
 	if err := c.initialize(ctx); err != nil {
 		c.close(err)
@@ -277,7 +318,9 @@ func (b *Backend) runHTTP(ctx context.Context) error {
 	if t.session() != "" {
 		wg.Go(func() { t.listen(listenCtx, c, &inbound) })
 	}
-	if c.modern != "" {
+	if _, perPrincipal := b.opts.Observer.(principalObserver); c.modern != "" && !perPrincipal {
+		// A principal's own connection has nothing to deliver outside
+		// calls; the shared one listens.
 		wg.Go(func() { t.listenModern(listenCtx, c) })
 	}
 	select {
@@ -313,6 +356,19 @@ func (t *httpTransport) deleteSession(ctx context.Context) {
 		return
 	}
 	drain(resp.Body)
+}
+
+// readReply reads a JSON reply: into a buffer of exactly its size when the
+// server declared one (the common case), instead of growing one.
+func readReply(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= maxJSONBody {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, maxJSONBody))
 }
 
 func drain(r io.ReadCloser) {
