@@ -46,8 +46,8 @@ func sseResult(t *testing.T, body string) map[string]any {
 	return nil
 }
 
-// normalizeEra is normalize without resultType, which only 2026-07-28
-// results carry.
+// normalizeEra is normalize without what only 2026-07-28 results carry:
+// resultType and the serverInfo _meta.
 func normalizeEra(t *testing.T, v any, err error) string {
 	t.Helper()
 	s := normalize(t, v, err)
@@ -56,6 +56,14 @@ func normalizeEra(t *testing.T, v any, err error) string {
 		return s
 	}
 	delete(m, "resultType")
+	// A modern backend names itself in each result's _meta; passed through
+	// to a modern client as is (docs/edge.md), dropped for a legacy one.
+	if meta, ok := m["_meta"].(map[string]any); ok {
+		delete(meta, "io.modelcontextprotocol/serverInfo")
+		if len(meta) == 0 {
+			delete(m, "_meta")
+		}
+	}
 	b, _ := json.Marshal(m)
 	return string(b)
 }
@@ -339,5 +347,112 @@ func TestBridgeTSLegacyClientModernBackend(t *testing.T) {
 	}
 	if s := string(run.Results[2].Result); !strings.Contains(s, `"isError":true`) || !strings.Contains(s, "2026-07-28") {
 		t.Errorf("a legacy-only tool behind a modern backend: %s %+v", s, run.Results[2].Error)
+	}
+}
+
+// One edge, a modern backend and a legacy one, a legacy client and a
+// modern client at the same time: both clients see one catalog, and every
+// pairing of client and backend era works, the bridged ones included,
+// with the same results.
+func TestBridgeMixedFleet(t *testing.T) {
+	modern := mcptest.StartHTTP(t, serverBin, "", false)
+	legacy := mcptest.StartHTTP(t, serverBin, "", true)
+	e := startEdge(t, "backends:\n"+httpBackend("new", modern.URL(), "-")+httpBackend("old", legacy.URL(), "-"), nil)
+	lc := connect(t, e.URL, &clientRecorder{})
+	mc := connectModern(t, e.URL, &clientRecorder{})
+	lt := waitTools(t, lc, 2*everythingTools)
+	mt := waitTools(t, mc, 2*everythingTools)
+	if strings.Join(lt, ",") != strings.Join(mt, ",") {
+		t.Fatalf("the two clients see different catalogs:\nlegacy %v\nmodern %v", lt, mt)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type outcome struct {
+		who, tool, got string
+	}
+	tools := []string{"test_input_required_result_elicitation", "test_input_required_result_multiple_inputs", "test_tool_with_progress", "test_simple_text"}
+	results := make(chan outcome, 2*2*len(tools))
+	for _, c := range []struct {
+		who string
+		cs  *mcp.ClientSession
+	}{{"legacy", lc}, {"modern", mc}} {
+		for _, backend := range []string{"new", "old"} {
+			go func() {
+				for _, tool := range tools {
+					r, err := c.cs.CallTool(ctx, &mcp.CallToolParams{Name: backend + "__" + tool, Arguments: map[string]any{}})
+					if err == nil && r.IsError {
+						err = fmt.Errorf("isError: %s", text(r))
+					}
+					results <- outcome{c.who + "→" + backend, tool, normalizeEra(t, r, err)}
+				}
+			}()
+		}
+	}
+	byTool := map[string]map[string]string{}
+	for range 2 * 2 * len(tools) {
+		o := <-results
+		if strings.HasPrefix(o.got, "error") {
+			t.Errorf("%s %s: %s", o.who, o.tool, o.got)
+		}
+		if byTool[o.tool] == nil {
+			byTool[o.tool] = map[string]string{}
+		}
+		byTool[o.tool][o.who] = o.got
+	}
+	for tool, got := range byTool {
+		// test_tool_with_progress echoes the progress token it saw: none.
+		ref := got["legacy→old"]
+		for who, g := range got {
+			if g != ref {
+				t.Errorf("%s: %s gives\n %s\nlegacy→old gives\n %s", tool, who, g, ref)
+			}
+		}
+	}
+}
+
+// Resource updates from a legacy backend reach a modern client on its
+// subscriptions/listen stream (spec 2026-07-28: listen replaces the GET
+// stream and resources/subscribe).
+func TestBridgeListenLegacyUpdates(t *testing.T) {
+	legacy := mcptest.StartHTTP(t, serverBin, "", true)
+	e := startEdge(t, "backends:\n"+httpBackend("old", legacy.URL(), "-"), nil)
+	waitTools(t, connectModern(t, e.URL, &clientRecorder{}), everythingTools)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body := `{"jsonrpc":"2.0","id":"l1","method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["test://watched-resource"]},` + fmt.Sprintf(modernMeta, "{}") + `}}`
+	req, err := http.NewRequestWithContext(ctx, "POST", e.URL, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range modernHeaders("subscriptions/listen", "") {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen []string
+	buf := make([]byte, 64<<10)
+	var acc strings.Builder
+	for !strings.Contains(acc.String(), "notifications/resources/updated") {
+		n, err := resp.Body.Read(buf)
+		acc.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("listen stream ended before a resources/updated (the server sends one every 3s): %v\n%s", err, acc.String())
+		}
+	}
+	for _, line := range strings.Split(acc.String(), "\n") {
+		if strings.HasPrefix(line, "data: ") {
+			seen = append(seen, line)
+		}
+	}
+	if !strings.Contains(acc.String(), `"acknowledged"`) && !strings.Contains(acc.String(), "subscriptions/acknowledged") {
+		t.Errorf("no acknowledgement first: %v", seen)
+	}
+	if !strings.Contains(acc.String(), `"uri":"test://watched-resource"`) || !strings.Contains(acc.String(), `"io.modelcontextprotocol/subscriptionId":"l1"`) {
+		t.Errorf("the update is not for the watched resource on this subscription: %v", seen)
 	}
 }
