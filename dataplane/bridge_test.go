@@ -14,6 +14,7 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgw/mcpgw/dataplane"
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 )
 
@@ -454,5 +455,54 @@ func TestBridgeListenLegacyUpdates(t *testing.T) {
 	}
 	if !strings.Contains(acc.String(), `"uri":"test://watched-resource"`) || !strings.Contains(acc.String(), `"io.modelcontextprotocol/subscriptionId":"l1"`) {
 		t.Errorf("the update is not for the watched resource on this subscription: %v", seen)
+	}
+}
+
+// A per_principal legacy backend: a modern client's bridged call, parked
+// between rounds, runs on its principal's own upstream session; and a
+// requestState is the principal's: another principal presenting it for
+// the same request is refused.
+func TestBridgePerPrincipal(t *testing.T) {
+	srv := mcptest.StartHTTP(t, serverBin, "", true)
+	tapURL, tap := startSessionTap(t, srv.URL())
+	e := startEdge(t, "backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: per_principal\n",
+		func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range []string{"alice", "bob"} {
+		c := mcp.NewClient(&mcp.Implementation{Name: "modern-" + p, Version: "1"}, (&clientRecorder{}).options())
+		cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL, HTTPClient: &http.Client{Transport: bearerTransport{p}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		waitTools(t, cs, everythingTools)
+		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_input_required_result_elicitation", Arguments: map[string]any{}})
+		if err != nil || r.IsError || !strings.HasPrefix(text(r), "Hello, ") {
+			t.Fatalf("bridged call as %s: %v %+v", p, err, r)
+		}
+	}
+	listed := tap.sessions("tools/list ")
+	called := tap.sessions("tools/call test_input_required_result_elicitation")
+	if len(listed) == 0 || len(called) != 2 || called[0] == called[1] || called[0] == listed[0] || called[1] == listed[0] {
+		t.Errorf("shared session %v; the bridged calls went on %v: want one per principal, neither the shared one", listed, called)
+	}
+
+	// alice's state, presented by bob.
+	as := func(p, extra string) map[string]any {
+		body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ev__test_elicitation","arguments":{"message":"m"}` + extra + `,` + fmt.Sprintf(modernMeta, `{"elicitation":{}}`) + `}}`
+		h := modernHeaders("tools/call", "ev__test_elicitation")
+		h["Authorization"] = "Bearer " + p
+		_, b := post(t, e, body, h)
+		return sseResult(t, b)
+	}
+	first, _ := as("alice", "")["result"].(map[string]any)
+	state, _ := first["requestState"].(string)
+	if state == "" {
+		t.Fatalf("no input_required round for alice: %v", first)
+	}
+	res := as("bob", `,"inputResponses":{},"requestState":"`+state+`"`)
+	if e, _ := res["error"].(map[string]any); e == nil || !strings.Contains(fmt.Sprint(e["message"]), "requestState is invalid") {
+		t.Errorf("bob presenting alice's requestState: %v", res)
 	}
 }
