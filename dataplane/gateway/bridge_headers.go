@@ -7,6 +7,8 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+
+	"github.com/mcpgw/mcpgw/dataplane/rpc"
 )
 
 // paramHeaders computes the Mcp-Param-* headers a 2026-07-28 client sends
@@ -14,8 +16,12 @@ import (
 // x-mcp-header mirrors its argument value in a header, which a modern
 // server checks against the body. A legacy client knows nothing of them, so
 // the edge adds them when it bridges the call to a modern backend.
-func paramHeaders(tool, args json.RawMessage) map[string]string {
-	if !bytes.Contains(tool, []byte(`"x-mcp-header"`)) || len(args) == 0 {
+func paramHeaders(tool, params json.RawMessage) map[string]string {
+	if !bytes.Contains(tool, []byte(`"x-mcp-header"`)) {
+		return nil
+	}
+	args := rpc.Field(params, "arguments")
+	if len(args) == 0 {
 		return nil
 	}
 	var def struct {

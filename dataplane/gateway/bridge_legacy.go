@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/mcpgw/mcpgw/dataplane/catalog"
@@ -49,27 +48,44 @@ func bridgedMethod(method string) bool {
 // arguments to mirror in Mcp-Param-* headers.
 func (g *Gateway) callModernBackend(ctx context.Context, st *state.State, b *upstream.Backend, sess *session.Session, exposed, method string, params json.RawMessage, sink upstream.Sink) (upstream.Response, error) {
 	version := b.ModernVersion()
-	info, _ := json.Marshal(map[string]string{"name": sess.ClientName, "version": sess.ClientVersion})
-	p, err := upstream.ModernMeta(params, version, legacyCaps(sess), info)
-	if lvl := sess.LogLevel(); err == nil && lvl != "" {
+	info := make([]byte, 0, 64)
+	info = append(info, `{"name":`...)
+	info = mcpwire.AppendString(info, sess.ClientName)
+	info = append(info, `,"version":`...)
+	info = mcpwire.AppendString(info, sess.ClientVersion)
+	info = append(info, '}')
+	var lvl []byte
+	if l := sess.LogLevel(); l != "" {
 		// The session's logging/setLevel, per request in this era.
-		p, err = rpc.SetMetaField(p, mcpwire.MetaLogLevel, rpc.Quote(lvl))
+		lvl = rpc.Quote(l)
 	}
+	p, err := modernParams(params,
+		[]byte(`"`+mcpwire.MetaProtocolVersion+`"`), rpc.Quote(version),
+		[]byte(`"`+mcpwire.MetaClientCapabilities+`"`), legacyCaps(sess),
+		[]byte(`"`+mcpwire.MetaClientInfo+`"`), info,
+		[]byte(`"`+mcpwire.MetaLogLevel+`"`), lvl)
 	if err != nil {
 		return upstream.Response{Error: rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: %v", err).Raw()}, nil
 	}
 	var name string
 	var hdrs map[string]string
 	switch method {
-	case "tools/call":
-		name = rpc.StringField(params, "name")
-		if it, ok := st.Catalog.Lookup(catalog.Tools, exposed); ok {
-			hdrs = paramHeaders(it.JSON, rpc.Field(params, "arguments"))
+	case "tools/call", "prompts/get":
+		// The backend's own name, from the catalog the call was routed by.
+		k := catalog.Tools
+		if method == "prompts/get" {
+			k = catalog.Prompts
 		}
-	case "prompts/get":
-		name = rpc.StringField(params, "name")
+		if it, ok := st.Catalog.Lookup(k, exposed); ok {
+			name = it.Original
+			if k == catalog.Tools {
+				hdrs = paramHeaders(it.JSON, params)
+			}
+		} else {
+			name = rpc.StringField(params, "name")
+		}
 	case "resources/read":
-		name = rpc.StringField(params, "uri")
+		name = exposed
 	}
 	for round := 1; ; round++ {
 		resp, err := b.CallModern(ctx, method, p, sink, upstream.Modern{Version: version, Name: name, Params: hdrs})
@@ -104,34 +120,29 @@ func (g *Gateway) callModernBackend(ctx context.Context, st *state.State, b *ups
 // defines: resultType and the io.modelcontextprotocol/ keys of _meta
 // (serverInfo: the client met the edge, not this backend).
 func legacyResult(result json.RawMessage) json.RawMessage {
-	if !bytes.Contains(result, []byte(`"resultType"`)) && !bytes.Contains(result, []byte(`"io.modelcontextprotocol/`)) {
+	if !bytes.Contains(result, []byte(`"resultType"`)) && !bytes.Contains(result, []byte(modernMetaPrefix)) {
 		return result
 	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(result, &m) != nil {
-		return result
-	}
-	delete(m, "resultType")
-	if meta := m["_meta"]; bytes.Contains(meta, []byte(`"io.modelcontextprotocol/`)) {
-		var mm map[string]json.RawMessage
-		if json.Unmarshal(meta, &mm) == nil {
-			for k := range mm {
-				if strings.HasPrefix(k, "io.modelcontextprotocol/") {
-					delete(mm, k)
-				}
-			}
-			if len(mm) == 0 {
-				delete(m, "_meta")
-			} else if b, err := json.Marshal(mm); err == nil {
-				m["_meta"] = b
-			}
-		}
-	}
-	out, err := json.Marshal(m)
+	ms, err := members(result)
 	if err != nil {
 		return result
 	}
-	return out
+	keep := ms[:0]
+	for _, m := range ms {
+		switch string(m.key) {
+		case `"resultType"`:
+			continue
+		case `"_meta"`:
+			if m.val, err = withoutModernMeta(m.val); err != nil {
+				return result
+			}
+			if m.val == nil {
+				continue
+			}
+		}
+		keep = append(keep, m)
+	}
+	return appendObject(make([]byte, 0, len(result)), keep)
 }
 
 // askClient puts a round's input requests to the legacy client, at once,

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -201,34 +200,31 @@ func (s bridgeSink) Request(ctx context.Context, method string, params json.RawM
 // another), and inputResponses without a requestState, which answer nothing
 // a legacy backend asked.
 func legacyParams(params json.RawMessage, hasResponses bool) (json.RawMessage, error) {
-	if hasResponses {
-		var err error
-		if params, err = rpc.SetField(params, "inputResponses", nil); err != nil {
-			return nil, err
-		}
-	}
-	meta := rpc.Field(params, "_meta")
-	if !bytes.Contains(meta, []byte(`"io.modelcontextprotocol/`)) {
+	if !hasResponses && !bytes.Contains(params, []byte(modernMetaPrefix)) {
 		return params, nil
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(meta, &m); err != nil {
-		return nil, fmt.Errorf("params._meta must be an object: %w", err)
+	ms, err := members(params)
+	if err != nil {
+		return nil, fmt.Errorf("params: %w", err)
 	}
-	for k := range m {
-		if strings.HasPrefix(k, "io.modelcontextprotocol/") {
-			delete(m, k)
+	keep := ms[:0]
+	for _, m := range ms {
+		switch string(m.key) {
+		case `"inputResponses"`:
+			if hasResponses {
+				continue
+			}
+		case `"_meta"`:
+			if m.val, err = withoutModernMeta(m.val); err != nil {
+				return nil, fmt.Errorf("params._meta: %w", err)
+			}
+			if m.val == nil {
+				continue
+			}
 		}
+		keep = append(keep, m)
 	}
-	var nm json.RawMessage
-	if len(m) > 0 {
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, err
-		}
-		nm = b
-	}
-	return rpc.SetField(params, "_meta", nm)
+	return appendObject(make([]byte, 0, len(params)), keep), nil
 }
 
 // argsDigest condenses a request's arguments for the state binding. The
