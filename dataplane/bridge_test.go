@@ -506,3 +506,36 @@ func TestBridgePerPrincipal(t *testing.T) {
 		t.Errorf("bob presenting alice's requestState: %v", res)
 	}
 }
+
+// A legacy client that did not declare elicitation, against a modern
+// backend that needs it: the backend is told the client's capabilities in
+// _meta; the everything-server asks anyway, and the edge refuses to put the
+// question to the client, so the call ends in a clear error at once.
+func TestBridgeLegacyClientWithoutCapability(t *testing.T) {
+	backend := mcptest.StartHTTP(t, serverBin, "", false)
+	e := startEdge(t, "backends:\n"+httpBackend("ev", backend.URL(), "-"), nil)
+	c := mcp.NewClient(&mcp.Implementation{Name: "no-caps", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	waitTools(t, cs, everythingTools)
+	start := time.Now()
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_input_required_result_elicitation", Arguments: map[string]any{}})
+	if err == nil || !strings.Contains(err.Error(), "did not declare the capability") {
+		t.Errorf("call needing elicitation from a client without it: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the error took %s", d)
+	}
+	// The capability-aware tool asks only for what the _meta the edge sent
+	// declares: roots (the SDK client's default), not elicitation or
+	// sampling, which the edge would refuse as above.
+	r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_input_required_result_capabilities", Arguments: map[string]any{}})
+	if err != nil || r.IsError || text(r) != "Capability-aware input requests fulfilled" {
+		t.Errorf("capability-aware tool: %v %q", err, text(r))
+	}
+}

@@ -290,6 +290,10 @@ func (g *Gateway) callLegacy(ctx context.Context, b *upstream.Backend, method st
 		defer cancel()
 		p.resp, p.err = b.Call(cctx, method, params, bridgeSink{g: g, p: p})
 		close(p.done)
+		// A call that ends between rounds (the backend withdrew its
+		// question and finished) waits for the client's retry, but no
+		// longer than its state is valid.
+		time.AfterFunc(max(time.Until(p.deadline), 0), func() { br.remove(p) })
 	}()
 	return br.await(ctx, p, out)
 }
