@@ -159,3 +159,31 @@ func (l *lineTap) saw(s string) bool {
 	defer l.mu.Unlock()
 	return strings.Contains(string(l.buf), s)
 }
+
+// JSON replies carry Content-Length, never chunked encoding, small ones
+// (net/http counts them) and large ones (the edge sets it) alike
+// (DESIGN §4.3).
+func TestJSONRepliesHaveContentLength(t *testing.T) {
+	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	cs := connect(t, e.URL, nil)
+	waitTools(t, cs, everythingTools)
+	resp, _ := post(t, e, initBody, nil)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		t.Fatal("no session")
+	}
+	hdr := map[string]string{"Mcp-Session-Id": sid, "Accept": "application/json"}
+	for _, tc := range []struct{ name, body string }{
+		{"small", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ev__test_simple_text","arguments":{}}}`},
+		{"large", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}`},
+	} {
+		resp, body := post(t, e, tc.body, hdr)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("%s: %d %s %s", tc.name, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) > 0 {
+			t.Errorf("%s reply (%d bytes): Content-Length %d, Transfer-Encoding %v", tc.name, len(body), resp.ContentLength, resp.TransferEncoding)
+		}
+		t.Logf("%s: %d bytes, Content-Length %d", tc.name, len(body), resp.ContentLength)
+	}
+}

@@ -272,10 +272,14 @@ func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Sess
 		rq.ProtocolVersion = sess.Version
 		rq.ClientName, rq.ClientVersion = sess.ClientName, sess.ClientVersion
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// The client's notifications/cancelled cancels the upstream call
+	// through the call's own context (one context per call, not one per
+	// layer).
+	var cc *upstream.Canceler
 	if sess != nil {
-		defer sess.Track(m.ID, func() { cancel(errClientCancelled) })()
+		cc = &upstream.Canceler{}
+		ctx = upstream.WithCanceler(ctx, cc)
+		defer sess.Track(m.ID, func() { cc.Cancel(errClientCancelled) })()
 	}
 
 	var result, rerr json.RawMessage
@@ -289,7 +293,7 @@ func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Sess
 		rq.Status = StatusOK
 	}
 	resp := rpc.AppendResponse(make([]byte, 0, len(result)+len(rerr)+64), m.ID, result, rerr)
-	if errors.Is(context.Cause(ctx), errClientCancelled) {
+	if cc != nil && cc.Cause() != nil {
 		rq.Status = StatusCancelled
 		g.finish(ctx, m.ID, rq, nil)
 		return nil
@@ -301,7 +305,11 @@ func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Sess
 func (g *Gateway) finish(ctx context.Context, id json.RawMessage, rq *Request, resp []byte) []byte {
 	rq.Latency = time.Since(rq.Start)
 	rq.ResponseBytes = len(resp)
-	if err := g.opts.Record.Record(context.WithoutCancel(ctx), rq); err != nil {
+	if ctx.Done() != nil {
+		// Recording must finish even if the client went away.
+		ctx = context.WithoutCancel(ctx)
+	}
+	if err := g.opts.Record.Record(ctx, rq); err != nil {
 		g.log.Error("recording request failed; withholding the result", "method", rq.Method, "err", err)
 		rq.unrecorded = true
 		resp = rpc.AppendErrorResponse(nil, id, errAuditUnavailable)
@@ -717,7 +725,7 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 		switch {
 		case errors.Is(err, upstream.ErrTimeout):
 			rq.Status = StatusTimeout
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || errors.Is(err, errClientCancelled):
 			rq.Status = StatusCancelled
 		default:
 			rq.Status = StatusUnavailable

@@ -108,12 +108,21 @@ func (s *Session) Touch() { s.lastUsed.Store(time.Now().UnixNano()) }
 
 // Acquire holds the session open (not idle) until the returned func runs.
 func (s *Session) Acquire() func() {
+	s.Hold()
+	return s.Release
+}
+
+// Hold holds the session open (not idle) until Release; on the hot path
+// it saves the closure Acquire returns.
+func (s *Session) Hold() {
 	s.active.Add(1)
 	s.Touch()
-	return func() {
-		s.Touch()
-		s.active.Add(-1)
-	}
+}
+
+// Release ends a Hold.
+func (s *Session) Release() {
+	s.Touch()
+	s.active.Add(-1)
 }
 
 // ClaimStream makes the caller the session's one GET stream (a message

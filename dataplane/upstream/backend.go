@@ -372,8 +372,8 @@ func (b *Backend) CallModern(ctx context.Context, method string, params json.Raw
 func (b *Backend) call(ctx context.Context, method string, params json.RawMessage, sink Sink, modern *Modern) (Response, error) {
 	b.inflight.Add(1)
 	defer b.inflight.Add(-1)
-	ctx, cancel := context.WithTimeoutCause(ctx, b.cfg.Timeout, ErrTimeout)
-	defer cancel()
+	ctx, done := callContext(ctx, b.cfg.Timeout)
+	defer done()
 	for attempt := 0; ; attempt++ {
 		c := b.cur.Load()
 		if c == nil {

@@ -131,7 +131,7 @@ func (c *conn) call(ctx context.Context, method string, params json.RawMessage, 
 		c.mu.Unlock()
 	}()
 
-	err := c.t.request(ctx, c, cl, rpc.AppendRequest(nil, cl.id, method, params))
+	err := c.t.request(ctx, c, cl, rpc.AppendRequest(make([]byte, 0, len(params)+len(method)+64), cl.id, method, params))
 	// A response may have arrived even if the stream then failed.
 	select {
 	case r := <-cl.resp:
@@ -361,13 +361,21 @@ func (c *conn) serveInbound(ctx context.Context, m *rpc.Message, target *call, i
 	}
 }
 
+var envelopes = sync.Pool{New: func() any { return new(mcpwire.Envelope) }}
+
 // parseBackendMessage reads a backend's message with the zero-allocation
 // envelope scanner (result and error bytes alias raw, which the caller
 // owns); a message the strict scanner refuses is read leniently, since a
 // backend's odd-but-valid JSON is not an attack on the edge's own checks.
 func parseBackendMessage(raw []byte) (*rpc.Message, error) {
-	var env mcpwire.Envelope
-	if err := mcpwire.Scan(raw, &env); err != nil {
+	// The envelope is only needed here, but Scan makes it escape (and it
+	// is ~850 bytes): reuse them.
+	env := envelopes.Get().(*mcpwire.Envelope)
+	defer func() {
+		*env = mcpwire.Envelope{} // drop the references into raw
+		envelopes.Put(env)
+	}()
+	if err := mcpwire.Scan(raw, env); err != nil {
 		return rpc.Parse(raw)
 	}
 	m := &rpc.Message{JSONRPC: "2.0", ID: env.ID, Params: env.Params}

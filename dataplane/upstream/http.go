@@ -74,6 +74,18 @@ func newHTTPTransport(b *Backend) (*httpTransport, error) {
 	return &httpTransport{b: b, url: b.cfg.HTTP.URL, u: u, headers: h}, nil
 }
 
+// roundTrip sends req on the edge's Transport directly, as a reverse
+// proxy does: an MCP backend's reply is never a redirect to follow (a
+// gateway must not be silently rerouted), and http.Client's redirect
+// bookkeeping copies every request's headers.
+func (t *httpTransport) roundTrip(req *http.Request) (*http.Response, error) {
+	rt := t.b.opts.Client.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	return rt.RoundTrip(req)
+}
+
 func (t *httpTransport) session() string {
 	if p := t.sessionID.Load(); p != nil {
 		return (*p)[0]
@@ -131,7 +143,7 @@ func (t *httpTransport) newRequest(ctx context.Context, method string, body []by
 // do sends req; a network failure (not our own cancellation) closes the
 // conn so Run reconnects and the backend shows as down meanwhile.
 func (t *httpTransport) do(ctx context.Context, c *conn, req *http.Request) (*http.Response, error) {
-	resp, err := t.b.opts.Client.Do(req)
+	resp, err := t.roundTrip(req)
 	if err != nil {
 		if ctx.Err() == nil && c != nil {
 			c.close(fmt.Errorf("HTTP backend unreachable: %w", err))
@@ -146,7 +158,7 @@ func (t *httpTransport) send(ctx context.Context, msg []byte) error {
 	if err != nil {
 		return err
 	}
-	resp, err := t.b.opts.Client.Do(req)
+	resp, err := t.roundTrip(req)
 	if err != nil {
 		return fmt.Errorf("POST %s: %w", t.url, err)
 	}
@@ -351,7 +363,7 @@ func (t *httpTransport) deleteSession(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	resp, err := t.b.opts.Client.Do(req)
+	resp, err := t.roundTrip(req)
 	if err != nil {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -68,6 +69,11 @@ type runResult struct {
 	// CPUus is the CPU time the hop process spent per successful call, in
 	// µs; zero when the target runs in-process.
 	CPUus float64
+	// Allocs and Bytes are heap allocations per call of this whole process
+	// (client, backend and any in-process hop) during the run; minus the
+	// direct run's they are the hop's own, a figure the machine's load
+	// does not move.
+	Allocs, Bytes float64
 }
 
 // BenchmarkToolsCall measures closed-loop tools/call at 1, 16 and 64
@@ -135,7 +141,14 @@ func benchInterleaved(b *testing.B, targets []benchTarget, sessions int, client 
 			if t.proc != nil {
 				c0 = t.proc.cpu(b)
 			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
 			r := runResult{Summary: loadRun(b, Config{URL: t.url, Tool: t.tool, Key: benchKey, Sessions: sessions, Calls: int64(per), Client: client})}
+			runtime.ReadMemStats(&m1)
+			if r.OK > 0 {
+				r.Allocs = float64(m1.Mallocs-m0.Mallocs) / float64(r.OK)
+				r.Bytes = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(r.OK)
+			}
 			if t.proc != nil && r.OK > 0 {
 				r.CPUus = float64((t.proc.cpu(b) - c0).Microseconds()) / float64(r.OK)
 			}
@@ -182,6 +195,15 @@ func benchInterleaved(b *testing.B, targets []benchTarget, sessions int, client 
 	}
 	if v, ok := paired("edge", "direct", added); ok {
 		b.ReportMetric(v, "edge-added-p50-us")
+	}
+	// The hops' own allocations, when they run in this process.
+	for _, hop := range []string{"proxy", "edge"} {
+		if v, ok := paired(hop, "direct", func(a, b runResult) float64 { return a.Allocs - b.Allocs }); ok && res[hop][0].CPUus == 0 {
+			b.ReportMetric(v, hop+"-allocs/call")
+		}
+		if v, ok := paired(hop, "direct", func(a, b runResult) float64 { return a.Bytes - b.Bytes }); ok && res[hop][0].CPUus == 0 {
+			b.ReportMetric(v, hop+"-B/call")
+		}
 	}
 }
 
