@@ -99,7 +99,19 @@ func (g *Gateway) callModernBackend(ctx context.Context, st *state.State, b *ups
 		if round > maxInputRounds {
 			return upstream.Response{Error: rpc.Errorf(rpc.CodeInternalError, "mcpgw: backend %q still needed input after %d rounds; giving up", b.Name(), maxInputRounds).Raw()}, nil
 		}
-		answers, rerr := askClient(ctx, b.Name(), rpc.Field(resp.Result, "inputRequests"), sink)
+		actx := ctx
+		release := func() {}
+		if cc := upstream.CancelerFrom(ctx); cc != nil {
+			// The client's notifications/cancelled reaches a call through
+			// its Canceler, which only a running Call holds; between
+			// calls the questions hold it.
+			actx, release = cc.Bound(ctx)
+		}
+		answers, rerr := askClient(actx, b.Name(), rpc.Field(resp.Result, "inputRequests"), sink)
+		release()
+		if cc := upstream.CancelerFrom(ctx); cc != nil && cc.Cause() != nil {
+			return upstream.Response{}, cc.Cause()
+		}
 		if rerr != nil {
 			return upstream.Response{Error: rerr.Raw()}, nil
 		}

@@ -274,7 +274,9 @@ func (g *Gateway) callLegacy(ctx context.Context, b *upstream.Backend, method st
 	}
 	// The call outlives this HTTP request when the backend asks for input,
 	// so it runs on its own context, bounded by the backend's timeout.
-	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), p.deadline)
+	// Nor may the first request's Canceler (a legacy session's
+	// notifications/cancelled) reach into it.
+	cctx, cancel := context.WithDeadline(upstream.WithCanceler(context.WithoutCancel(ctx), nil), p.deadline)
 	p.cancel = cancel
 	br.mu.Lock()
 	if br.stopped {

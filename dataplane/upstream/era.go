@@ -262,3 +262,16 @@ func (t *httpTransport) listenOnce(ctx context.Context, c *conn, uris []string, 
 	}
 	return err
 }
+
+// Bound returns a context that c cancels until release runs: for the era
+// bridge's waits between calls (asking a legacy client for a modern
+// backend's input), when no Call holds c. A Cancel that came earlier
+// cancels it at once.
+func (c *Canceler) Bound(ctx context.Context) (bound context.Context, release func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	c.bind(cancel)
+	return ctx, func() {
+		c.unbind()
+		cancel(nil)
+	}
+}
