@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -537,5 +540,58 @@ func TestBridgeLegacyClientWithoutCapability(t *testing.T) {
 	r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_input_required_result_capabilities", Arguments: map[string]any{}})
 	if err != nil || r.IsError || text(r) != "Capability-aware input requests fulfilled" {
 		t.Errorf("capability-aware tool: %v %q", err, text(r))
+	}
+}
+
+// The legacy backend forgets the edge's session (404, 2025-11-25
+// basic/transports "Session Management"): the edge initializes a new one
+// and a modern client's bridged call, input round included, goes through
+// on it; nothing reaches the client as a failure.
+func TestBridgeLegacySessionExpired(t *testing.T) {
+	srv := mcptest.StartHTTP(t, serverBin, "", true)
+	u, err := neturl.Parse(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex // guards forgotten
+	forgotten := map[string]bool{}
+	var forgetNext atomic.Bool
+	rp := httputil.NewSingleHostReverseProxy(u)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sid := r.Header.Get("Mcp-Session-Id")
+		mu.Lock()
+		if sid != "" && forgetNext.Load() {
+			forgotten[sid] = true
+			forgetNext.Store(false)
+		}
+		gone := forgotten[sid]
+		mu.Unlock()
+		if gone {
+			http.Error(w, "session not found", http.StatusNotFound)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	e := startEdge(t, "backends:\n"+httpBackend("ev", front.URL+u.Path, "-"), nil)
+	cs := connectModern(t, e.URL, &clientRecorder{})
+	waitTools(t, cs, everythingTools)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call := func() {
+		t.Helper()
+		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_input_required_result_elicitation", Arguments: map[string]any{}})
+		if err != nil || r.IsError || !strings.HasPrefix(text(r), "Hello, ") {
+			t.Fatalf("bridged call: %v %+v", err, r)
+		}
+	}
+	call()
+	forgetNext.Store(true)
+	call()
+	mu.Lock()
+	n := len(forgotten)
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d upstream sessions forgotten, want 1 (the test did not expire the session)", n)
 	}
 }
