@@ -595,3 +595,25 @@ func TestBridgeLegacySessionExpired(t *testing.T) {
 		t.Errorf("%d upstream sessions forgotten, want 1 (the test did not expire the session)", n)
 	}
 }
+
+// A modern client that asks for logs in its request's _meta gets a legacy
+// backend's log messages of that call, at its level and above.
+func TestBridgeModernClientLogs(t *testing.T) {
+	srv := mcptest.StartHTTP(t, serverBin, "", true)
+	e := startEdge(t, "backends:\n"+httpBackend("old", srv.URL(), "-"), nil)
+	rec := &clientRecorder{}
+	cs := connectModern(t, e.URL, rec)
+	waitTools(t, cs, everythingTools)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := &mcp.CallToolParams{Name: "old__test_tool_with_logging", Arguments: map[string]any{}}
+	p.Meta = mcp.Meta{"io.modelcontextprotocol/logLevel": "info"}
+	if r, err := cs.CallTool(ctx, p); err != nil || r.IsError {
+		t.Fatalf("logging tool: %v %+v", err, r)
+	}
+	waitFor(t, "the call's 3 log messages", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.logs) == 3
+	})
+}
