@@ -43,10 +43,12 @@ const gatherWindow = 10 * time.Millisecond
 // bridge holds the calls parked between rounds.
 type bridge struct {
 	seal *sealer
-
-	// mu guards calls and stopped.
+	// calls holds the parked calls by id (*parked); a sync.Map so bridged
+	// requests share no lock to find or drop theirs.
+	calls sync.Map
+	// mu guards stopped and the wg.Add of a new call, so stop's Wait never
+	// races a call starting.
 	mu      sync.Mutex
-	calls   map[string]*parked
 	stopped bool
 	// wg counts the goroutines running parked calls.
 	wg sync.WaitGroup
@@ -58,31 +60,29 @@ func newBridge() *bridge {
 		// crypto/rand does not fail on the platforms the edge runs on.
 		panic(err)
 	}
-	return &bridge{seal: s, calls: map[string]*parked{}}
+	return &bridge{seal: s}
 }
 
 // stop cancels every parked call and waits for them to end.
 func (br *bridge) stop() {
 	br.mu.Lock()
 	br.stopped = true
-	for _, p := range br.calls {
-		p.cancel()
-	}
 	br.mu.Unlock()
+	br.calls.Range(func(_, v any) bool {
+		v.(*parked).cancel()
+		return true
+	})
 	br.wg.Wait()
 }
 
 func (br *bridge) get(id string) *parked {
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	return br.calls[id]
+	if v, ok := br.calls.Load(id); ok {
+		return v.(*parked)
+	}
+	return nil
 }
 
-func (br *bridge) remove(p *parked) {
-	br.mu.Lock()
-	delete(br.calls, p.id)
-	br.mu.Unlock()
-}
+func (br *bridge) remove(p *parked) { br.calls.Delete(p.id) }
 
 // parked is one call on a legacy backend made for a modern client.
 type parked struct {
@@ -291,7 +291,7 @@ func (g *Gateway) callLegacy(ctx context.Context, b *upstream.Backend, method st
 		cancel()
 		return upstream.Response{}, errors.New("the edge is shutting down")
 	}
-	br.calls[p.id] = p
+	br.calls.Store(p.id, p)
 	br.wg.Add(1)
 	br.mu.Unlock()
 	go func() {
