@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpgw/mcpgw/controlplane/admin"
+	"github.com/mcpgw/mcpgw/internal/auditdb"
 )
 
 // Environment variables read by the command (cmd/mcpgw) into Config.
@@ -33,6 +34,13 @@ const (
 	// DefaultShutdownGrace bounds draining in-flight RPCs on shutdown;
 	// streams still open afterwards are cut (edges reconnect elsewhere).
 	DefaultShutdownGrace = 10 * time.Second
+	// DefaultAuditRetention is how long audit events are kept: whole day
+	// partitions of audit_events are dropped once they ended this long ago,
+	// and ingest rejects (with a reason, counted) events already that old.
+	DefaultAuditRetention = auditdb.DefaultRetention
+	// MinAuditRetention: audit_events is partitioned by day, so anything
+	// shorter would drop today's partition while it is being written.
+	MinAuditRetention = 48 * time.Hour
 )
 
 // Config is everything one replica needs. Validate before Run.
@@ -70,6 +78,10 @@ type Config struct {
 	Replica string
 	// ShutdownGrace bounds graceful shutdown. Default 10s.
 	ShutdownGrace time.Duration
+	// AuditRetention is how long audit events are kept (whole UTC days;
+	// one replica at a time drops expired days under an advisory lock).
+	// Default 30 days; at least 2 days.
+	AuditRetention time.Duration
 	// Logger receives structured logs; never secrets. Default slog.Default().
 	Logger *slog.Logger
 	// Notices receives the one-time messages meant for the operator's eyes:
@@ -132,6 +144,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	switch {
+	case c.AuditRetention == 0:
+		c.AuditRetention = DefaultAuditRetention
+	case c.AuditRetention < MinAuditRetention:
+		errs = append(errs, fmt.Errorf("audit retention %v is too short: audit is kept in whole days, so it must be at least 2 days (e.g. 30d)", c.AuditRetention))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

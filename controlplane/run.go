@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/mcpgw/mcpgw/controlplane/admin"
+	"github.com/mcpgw/mcpgw/controlplane/ingest"
 	"github.com/mcpgw/mcpgw/controlplane/nodeapi"
 	"github.com/mcpgw/mcpgw/controlplane/pki"
 	"github.com/mcpgw/mcpgw/controlplane/snapshot"
@@ -110,9 +112,19 @@ func Run(ctx context.Context, cfg Config) error {
 		Help: "Config revision of the snapshots this replica serves to edges (0 before any config).",
 	}, func() float64 { return float64(cache.Revision()) }))
 	builder := snapshot.NewBuilder(nodeStore, cache, snapshot.BuilderConfig{Logger: log.With("component", "snapshot")})
+	// One audit store serves ingest and the admin API's audit reads; its
+	// retention bounds both what ingest accepts and what maintenance drops.
+	auditStore := auditdb.New(pool, auditdb.Options{Retention: cfg.AuditRetention})
+	ing, err := ingest.New(ingest.Config{Store: auditStore, Registerer: reg, Logger: log.With("component", "ingest")})
+	if err != nil {
+		return err
+	}
 	nodeSrv, err := nodeapi.New(nodeapi.Config{
 		Store: nodeStore, Cache: cache, CA: ca, Replica: cfg.Replica,
 		Registerer: reg, Logger: log.With("component", "nodeapi"),
+		// nodeapi has refused unknown and revoked nodes already; ingest
+		// takes the node from the same verified certificate.
+		AuditStream: func(_ uuid.UUID, s ingest.AuditStreamServer) error { return ing.AuditStream(s) },
 	})
 	if err != nil {
 		return err
@@ -136,7 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 	adminLog := log.With("component", "admin")
 	adminGRPC := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(adminTLS))},
 		admin.Interceptors(admin.NewAuthenticator(st), adminLog)...)...)
-	admin.New(admin.Options{Store: st, Audit: auditdb.New(pool, auditdb.Options{}), Replica: cfg.Replica, Logger: adminLog}).Register(adminGRPC)
+	admin.New(admin.Options{Store: st, Audit: auditStore, Replica: cfg.Replica, Logger: adminLog}).Register(adminGRPC)
 	grpc_health_v1.RegisterHealthServer(adminGRPC, healthSrv)
 
 	var opsSrv *http.Server
@@ -147,6 +159,9 @@ func Run(ctx context.Context, cfg Config) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return builder.Run(gctx) })
 	g.Go(func() error { return nodeSrv.Run(gctx) })
+	// Audit committers, and partition maintenance: every replica runs it,
+	// the advisory lock lets one at a time do the work.
+	g.Go(func() error { return ing.Run(gctx) })
 	g.Go(func() error { return serveGRPC(nodeGRPC, nodeLn, "node") })
 	g.Go(func() error { return serveGRPC(adminGRPC, adminLn, "admin") })
 	if opsSrv != nil {

@@ -292,6 +292,7 @@ func TestValidate(t *testing.T) {
 		"short token": {controlplane.Config{DatabaseURL: "postgres://x/y", DataDir: "/d", AdminToken: "mcpgwadm_x"}, "MCPGW_ADMIN_TOKEN"},
 		"api key tok": {controlplane.Config{DatabaseURL: "postgres://x/y", DataDir: "/d", AdminToken: "mcpgw_" + strings.Repeat("a", 40)}, "mcpgwadm_"},
 		"bad tls san": {controlplane.Config{DatabaseURL: "postgres://x/y", DataDir: "/d", TLSSANs: []string{"a b"}}, "TLS SAN"},
+		"retention":   {controlplane.Config{DatabaseURL: "postgres://x/y", DataDir: "/d", AuditRetention: time.Hour}, "at least 2 days"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -299,7 +300,8 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	ok := controlplane.Config{DatabaseURL: "postgres://x/y", DataDir: "/d"}
-	if err := ok.Validate(); err != nil || ok.NodeListen != controlplane.DefaultNodeListen || ok.AdminListen != controlplane.DefaultAdminListen || ok.Replica == "" {
+	if err := ok.Validate(); err != nil || ok.NodeListen != controlplane.DefaultNodeListen || ok.AdminListen != controlplane.DefaultAdminListen || ok.Replica == "" ||
+		ok.AuditRetention != controlplane.DefaultAuditRetention {
 		t.Errorf("defaults: %+v %v", ok, err)
 	}
 }

@@ -1,8 +1,9 @@
 // Package dataplane is the edge: it wires the front doors (gateway), the
-// live state and its backends (state, upstream), the config source (a
-// watched local file today; the control-plane client later) and the ops
-// endpoints under one errgroup. Run is the whole edge; `mcpgw edge` only
-// turns flags into a Config.
+// live state and its backends (state, upstream), identity, policy and audit
+// (enforce, auditlog), the config source (a watched local file, or the
+// control-plane client in fleet mode, with audit shipped over the same
+// connection by auditship) and the ops endpoints under one errgroup. Run is
+// the whole edge; `mcpgw edge` only turns flags into a Config.
 package dataplane
 
 import (
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,18 +24,47 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
+	"github.com/mcpgw/mcpgw/dataplane/auditlog"
+	"github.com/mcpgw/mcpgw/dataplane/enforce"
 	"github.com/mcpgw/mcpgw/dataplane/gateway"
 	"github.com/mcpgw/mcpgw/dataplane/rpc"
 	"github.com/mcpgw/mcpgw/dataplane/state"
 	"github.com/mcpgw/mcpgw/dataplane/upstream"
 	"github.com/mcpgw/mcpgw/internal/buildinfo"
+	"github.com/mcpgw/mcpgw/internal/document"
 )
 
 // Config is everything an edge needs. Zero values take the defaults noted.
 type Config struct {
-	// ConfigFile is the declarative document (DESIGN §5.1). Required.
+	// ConfigFile is the declarative document (DESIGN §5.1): a file, or a
+	// directory of *.yaml files. Exactly one of ConfigFile and
+	// ControlPlane is required.
 	ConfigFile string
+	// ControlPlane is a control plane's node listener (HOST:PORT): the edge
+	// enrolls with JoinToken the first time, then takes its config from the
+	// control plane and ships its audit there (fleet mode).
+	ControlPlane string
+	// CAFile is the control plane's CA bundle (its DATA_DIR/ca.crt); needed
+	// until enrollment stored it in StateDir.
+	CAFile string
+	// JoinToken enrolls a new edge; later starts use StateDir.
+	JoinToken string
+	// Labels are reported at enrollment (the join token's win on conflict).
+	Labels map[string]string
+	// StateDir holds what the edge keeps between starts: the audit spool
+	// (unless the document's audit section says otherwise), and in fleet
+	// mode the node identity and the last-known-good config. Default:
+	// DefaultStateDir().
+	StateDir string
+	// NodeName names this edge: a standalone edge's node id is derived from
+	// it (default: the host name), a fleet edge reports it at enrollment.
+	NodeName string
+	// Principal and APIKey are the stdio client's identity (--principal, or
+	// a key from $MCPGW_API_KEY checked like a bearer key); at most one,
+	// and only with Stdio.
+	Principal, APIKey string
 	// Listen is the MCP HTTP listener (default 127.0.0.1:8080); it also
 	// serves /healthz, /readyz and /metrics unless OpsListen is set.
 	Listen string
@@ -51,7 +82,7 @@ type Config struct {
 	AllowedHosts, AllowedOrigins []string
 	// MaxBodyBytes bounds a request body (default 4 MiB).
 	MaxBodyBytes int64
-	// ReloadInterval is how often the config file is checked (default 1s).
+	// ReloadInterval is how often the config file is checked (default 500ms).
 	ReloadInterval time.Duration
 	// PageSize bounds list pages (default 100).
 	PageSize int
@@ -60,10 +91,17 @@ type Config struct {
 	// ShutdownGrace bounds draining in-flight HTTP requests (default 10s).
 	ShutdownGrace time.Duration
 
-	// The request chain's seams (defaults: anonymous, allow all, discard).
+	// The request chain's seams. The defaults are package enforce's, over
+	// the live document's policy: API keys (and the document's anonymous
+	// opt-in), deny by default, one audit event per request to the audit
+	// log. Tests may replace them.
 	Auth    gateway.Authenticator
 	Decider gateway.Decider
 	Record  gateway.Recorder
+
+	// CPDialOptions are added to the control-plane client's gRPC dial
+	// options (tests).
+	CPDialOptions []grpc.DialOption
 
 	Logger *slog.Logger
 	// Registry receives the metrics (default: a fresh registry).
@@ -73,11 +111,50 @@ type Config struct {
 	OnListen func(name string, addr net.Addr)
 }
 
+// DefaultStateDir is where an edge keeps its state when --state-dir is not
+// given: $XDG_STATE_HOME/mcpgw/edge, else ~/.local/state/mcpgw/edge, else
+// ./.mcpgw-edge. Two edges on one host need distinct state dirs (the audit
+// spool is locked by the edge using it).
+func DefaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "mcpgw", "edge")
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "" {
+		return filepath.Join(home, ".local", "state", "mcpgw", "edge")
+	}
+	return ".mcpgw-edge"
+}
+
 // Validate checks the config and fills defaults.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.ConfigFile == "" {
-		errs = append(errs, errors.New("a config file is required (--config)"))
+	switch {
+	case c.ConfigFile == "" && c.ControlPlane == "":
+		errs = append(errs, errors.New("give --config FILE (standalone) or --control-plane HOST:PORT (fleet)"))
+	case c.ConfigFile != "" && c.ControlPlane != "":
+		errs = append(errs, errors.New("--config and --control-plane are mutually exclusive: a fleet edge takes its config from the control plane"))
+	}
+	if c.ControlPlane == "" {
+		if c.CAFile != "" {
+			errs = append(errs, errors.New("--ca-file needs --control-plane"))
+		}
+		if c.JoinToken != "" {
+			errs = append(errs, errors.New("--join-token needs --control-plane"))
+		}
+		if len(c.Labels) > 0 {
+			errs = append(errs, errors.New("--label needs --control-plane"))
+		}
+	} else if _, _, err := net.SplitHostPort(c.ControlPlane); err != nil {
+		errs = append(errs, fmt.Errorf("control plane address %q: want HOST:PORT: %w", c.ControlPlane, err))
+	}
+	if c.Principal != "" && c.APIKey != "" {
+		errs = append(errs, fmt.Errorf("--principal and $%s are mutually exclusive: the stdio client has one identity", enforce.EnvAPIKey))
+	}
+	if !c.Stdio && (c.Principal != "" || c.APIKey != "") {
+		errs = append(errs, errors.New("--principal (or an API key for the stdio client) needs --stdio: HTTP clients present their own keys"))
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir()
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
@@ -97,7 +174,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.ReloadInterval <= 0 {
-		c.ReloadInterval = time.Second
+		c.ReloadInterval = 500 * time.Millisecond
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 256
@@ -137,23 +214,125 @@ func isLoopback(hostport string) bool {
 }
 
 // Run runs the edge until ctx ends or a part fails, then shuts down: stop
-// accepting, drain in-flight requests, stop backends.
+// accepting, drain in-flight requests, flush the audit log, stop the
+// control-plane client and the backends, in that order.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("edge config: %w", err)
 	}
 	log := cfg.Logger
 	version := buildinfo.Get()
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating the state dir: %w", err)
+	}
 	mgr := state.NewManager(upstream.Options{
 		Logger:     log,
 		Client:     &http.Client{Transport: upstream.NewTransport(cfg.Concurrency)},
 		ClientInfo: []byte(`{"name":"mcpgw","version":` + string(rpc.Quote(version)) + `}`),
 	}, nil)
+	holder := enforce.NewHolder(log, nil)
+
+	// Where config comes from decides the node id and the audit sink, which
+	// the recorder needs before anything is served.
+	var (
+		src    configSource
+		nodeID string
+		alog   *auditlog.Log
+		closeA func()
+	)
+	if cfg.ControlPlane != "" {
+		f, err := newFleet(ctx, cfg, version, holder, mgr)
+		if err != nil {
+			return err
+		}
+		if f == nil { // ctx ended while enrolling
+			return nil
+		}
+		src, nodeID = f, f.client.NodeID()
+		if alog, err = f.openAudit(cfg); err != nil {
+			return err
+		}
+		closeA = func() {}
+	} else {
+		// Stamped before it is read, so an edit racing the start is seen.
+		stamp, err := fileStamp(cfg.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", cfg.ConfigFile, err)
+		}
+		doc, err := loadDocument(cfg.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("loading %s: %w", cfg.ConfigFile, err)
+		}
+		if nodeID, err = enforce.StandaloneNodeID(cfg.NodeName); err != nil {
+			return err
+		}
+		a := defaultAudit(doc, cfg.StateDir, log)
+		if alog, closeA, err = auditlog.OpenDocument(ctx, a, cfg.StateDir, nodeID, log); err != nil {
+			return err
+		}
+		src = &fileSource{doc: doc, interval: cfg.ReloadInterval, w: &watcher{path: cfg.ConfigFile, mgr: mgr, holder: holder, log: log, audit: doc.Audit, stamp: stamp}}
+	}
+	// The audit log runs from here on; everything below that can fail
+	// returns through its shutdown, so the spool lock is always released.
+	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	auditDone := make(chan struct{})
+	var auditErr error
+	go func() {
+		defer close(auditDone)
+		defer closeA()
+		auditErr = alog.Run(auditCtx)
+	}()
+	// Backends outlive the front doors so in-flight calls can finish.
+	backendCtx, stopBackends := context.WithCancel(context.WithoutCancel(ctx))
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Run(backendCtx) }()
+	// The config source (the control-plane client) outlives the front doors
+	// too: the audit shipper uses its connection while the log flushes.
+	srcCtx, stopSource := context.WithCancel(context.WithoutCancel(ctx))
+	srcDone := make(chan struct{})
+	var srcErr error
+	srcStarted := false
+	defer func() {
+		// Order matters: the front doors have drained (g.Wait returned),
+		// so the last events are queued; flush them to the spool and give
+		// sinks their drain time, then stop the config source and its
+		// connection, then the backends.
+		stopAudit()
+		<-auditDone
+		stopSource()
+		if srcStarted {
+			<-srcDone
+		}
+		stopBackends()
+		<-mgrDone
+		log.Info("edge stopped")
+	}()
+
+	auth := cfg.Auth
+	if auth == nil {
+		a, err := enforce.NewAuthenticator(holder, enforce.AuthOptions{StdioPrincipal: cfg.Principal, StdioKey: cfg.APIKey})
+		if err != nil {
+			return err
+		}
+		auth = a
+	}
+	decider := cfg.Decider
+	if decider == nil {
+		decider = enforce.NewDecider(holder)
+	}
+	record := cfg.Record
+	if record == nil {
+		r, err := enforce.NewRecorder(enforce.RecorderOptions{Log: alog, NodeID: nodeID, Holder: holder})
+		if err != nil {
+			return err
+		}
+		record = r
+	}
 	gw := gateway.New(mgr, gateway.Options{
 		Logger:         log,
-		Auth:           cfg.Auth,
-		Decider:        cfg.Decider,
-		Record:         cfg.Record,
+		Auth:           auth,
+		Decider:        decider,
+		Record:         record,
 		Metrics:        gateway.NewMetrics(cfg.Registry),
 		ServerName:     "mcpgw",
 		ServerVersion:  version,
@@ -163,47 +342,51 @@ func Run(ctx context.Context, cfg Config) error {
 		AllowedOrigins: cfg.AllowedOrigins,
 	})
 	mgr.SetNotifier(gw)
-	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mcpgw_edge_config_reloads_total",
-		Help: "Config file loads, by result (applied, rejected).",
-	}, []string{"result"})
-	cfg.Registry.MustRegister(reloads)
+	// A policy change that alters what sessions may see sends them
+	// list_changed, as a catalog change does.
+	holder.SetNotifier(gw)
+	cfg.Registry.MustRegister(alog.Metrics())
+	src.register(cfg.Registry)
 
 	g, ctx := errgroup.WithContext(ctx)
-	// Backends outlive the front doors so in-flight calls can finish.
-	backendCtx, stopBackends := context.WithCancel(context.WithoutCancel(ctx))
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Run(backendCtx) }()
-	defer func() {
-		stopBackends()
-		<-mgrDone
-		log.Info("edge stopped")
-	}()
-
-	w := &watcher{path: cfg.ConfigFile, mgr: mgr, log: log, reloads: reloads}
-	if err := w.load(ctx); err != nil {
-		return fmt.Errorf("loading %s: %w", cfg.ConfigFile, err)
+	if err := src.start(ctx); err != nil {
+		return err
 	}
-	g.Go(func() error { return w.run(ctx, cfg.ReloadInterval) })
+	srcStarted = true
+	go func() {
+		defer close(srcDone)
+		srcErr = src.run(srcCtx)
+	}()
+	// The parts that outlive the front doors still fail the edge when they
+	// stop on their own.
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-auditDone:
+			return fmt.Errorf("audit log stopped: %w", errors.Join(auditErr, errors.New("no further events could be recorded")))
+		}
+	})
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-srcDone:
+			if srcErr != nil {
+				return srcErr
+			}
+			if ctx.Err() == nil {
+				return errors.New("config source stopped")
+			}
+			return nil
+		}
+	})
 	g.Go(func() error { return gw.Run(ctx) })
 
 	ops := http.NewServeMux()
 	ops.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	ops.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		st := mgr.Load()
-		if st == nil {
-			http.Error(w, "no config yet", http.StatusServiceUnavailable)
-			return
-		}
-		var down []string
-		for _, b := range st.Backends {
-			if !b.Healthy() {
-				down = append(down, b.Name())
-			}
-		}
-		// Ready means "has a config" (DESIGN §9); down backends are reported,
-		// not fatal, because the others keep serving.
-		fmt.Fprintf(w, "ready: %d backends, %d down %s\n", len(st.Backends), len(down), strings.Join(down, ","))
+		serveReady(w, mgr.Load(), src, alog)
 	})
 	ops.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 
@@ -241,6 +424,92 @@ func Run(ctx context.Context, cfg Config) error {
 		err = nil
 	}
 	return err
+}
+
+// serveReady answers /readyz. Ready means "has a config" (DESIGN §9) and
+// can record what it serves: a full audit spool under on_full: refuse turns
+// calls away, so it is not ready. Down backends and a degraded audit sink
+// (a database that is away while events wait in the spool) are reported,
+// not fatal, because the edge keeps serving.
+func serveReady(w http.ResponseWriter, st *state.State, src configSource, alog *auditlog.Log) {
+	if st == nil {
+		http.Error(w, "not ready: no config yet ("+src.status()+")", http.StatusServiceUnavailable)
+		return
+	}
+	if err := alog.Available(); err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	var down []string
+	for _, b := range st.Backends {
+		if !b.Healthy() {
+			down = append(down, b.Name())
+		}
+	}
+	auditState := "ok"
+	if ok, msg := alog.Healthy(); !ok {
+		auditState = "degraded (" + msg + "; events wait in the spool)"
+	}
+	fmt.Fprintf(w, "ready: %s; %d backends, %d down %s; audit %s\n",
+		src.status(), len(st.Backends), len(down), strings.Join(down, ","), auditState)
+}
+
+// configSource is where the edge's config comes from: a watched file or
+// the control plane.
+type configSource interface {
+	// start applies the first config where that must happen before the
+	// front doors open (a local file); a failure ends Run.
+	start(ctx context.Context) error
+	// run follows changes until ctx ends.
+	run(ctx context.Context) error
+	// status says, for /readyz, what is applied and from where.
+	status() string
+	register(reg prometheus.Registerer)
+}
+
+// fileSource is a standalone edge's config: one file (or directory),
+// polled for changes.
+type fileSource struct {
+	doc      *document.Document
+	w        *watcher
+	interval time.Duration
+}
+
+func (f *fileSource) start(ctx context.Context) error {
+	if _, err := f.w.apply(ctx, f.doc); err != nil {
+		return fmt.Errorf("applying %s: %w", f.w.path, err)
+	}
+	f.doc = nil
+	return nil
+}
+
+func (f *fileSource) run(ctx context.Context) error { return f.w.run(ctx, f.interval) }
+
+func (f *fileSource) status() string {
+	if g := f.w.holder.Load(); g != nil {
+		return fmt.Sprintf("config file %s, policy revision %d", f.w.path, g.Revision)
+	}
+	return "config file " + f.w.path
+}
+
+func (f *fileSource) register(reg prometheus.Registerer) {
+	f.w.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcpgw_edge_config_reloads_total",
+		Help: "Config file loads, by result (applied, rejected).",
+	}, []string{"result"})
+	reg.MustRegister(f.w.reloads)
+}
+
+// defaultAudit is the document's audit section, or, when it has none, a
+// JSON-lines file in the state dir: an edge never serves without
+// recording what it served.
+func defaultAudit(doc *document.Document, stateDir string, log *slog.Logger) document.Audit {
+	if doc.Audit != nil {
+		return *doc.Audit
+	}
+	file := filepath.Join(stateDir, "audit.jsonl")
+	log.Info("config has no audit section; writing audit events to the state dir", "file", file)
+	return document.Audit{File: file}
 }
 
 var errStdinClosed = errors.New("stdin closed")

@@ -25,7 +25,7 @@ import (
 // own and cross the boundary between backends.
 func TestTwoBackendsPagination(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", false) // stateless
-	e := startEdge(t, "backends:\n"+stdioBackend("one")+httpBackend("two", srv.URL(), "bee"), func(c *dataplane.Config) { c.PageSize = 7 })
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("one")+httpBackend("two", srv.URL(), "bee"), func(c *dataplane.Config) { c.PageSize = 7 })
 	cs := connect(t, e.URL, nil)
 	ctx := context.Background()
 	names := waitTools(t, cs, 2*everythingTools)
@@ -72,10 +72,10 @@ func TestTwoBackendsPagination(t *testing.T) {
 // Two backends that would expose the same names are rejected at load time
 // with a message naming both.
 func TestCollisionRejected(t *testing.T) {
-	cfg := "backends:\n" + stdioBackend("alpha") + "    prefix: shared\n" + stdioBackend("beta") + "    prefix: shared\n"
+	cfg := openPolicy + "backends:\n" + stdioBackend("alpha") + "    prefix: shared\n" + stdioBackend("beta") + "    prefix: shared\n"
 	path := filepath.Join(t.TempDir(), "mcpgw.yaml")
 	writeConfig(t, path, cfg)
-	err := dataplane.Run(context.Background(), dataplane.Config{ConfigFile: path, Listen: "127.0.0.1:0", Logger: testLogger()})
+	err := dataplane.Run(context.Background(), dataplane.Config{ConfigFile: path, StateDir: t.TempDir(), Listen: "127.0.0.1:0", Logger: testLogger()})
 	if err == nil || !strings.Contains(err.Error(), `"alpha"`) || !strings.Contains(err.Error(), `"beta"`) {
 		t.Fatalf("Run = %v, want a collision error naming alpha and beta", err)
 	}
@@ -110,7 +110,7 @@ const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"proto
 // Transport security basics (2025-11-25 basic/transports: security
 // warning, session management, protocol version header).
 func TestHTTPSecurity(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), func(c *dataplane.Config) { c.MaxBodyBytes = 1 << 10 })
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), func(c *dataplane.Config) { c.MaxBodyBytes = 1 << 10 })
 	resp, body := post(t, e, initBody, nil)
 	sid := resp.Header.Get("Mcp-Session-Id")
 	if resp.StatusCode != 200 || len(sid) < 32 || !strings.Contains(body, `"protocolVersion":"2025-06-18"`) {
@@ -196,7 +196,7 @@ func childPIDs(t *testing.T, bin string) []int {
 // no child is left after the edge exits.
 func TestKillStdioBackendMidCall(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", true)
-	e := startEdge(t, "backends:\n"+stdioBackend("ev")+httpBackend("other", srv.URL(), "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev")+httpBackend("other", srv.URL(), "-"), nil)
 	rec := &clientRecorder{}
 	cs := connect(t, e.URL, rec)
 	waitTools(t, cs, 2*everythingTools)
@@ -259,13 +259,13 @@ func TestKillStdioBackendMidCall(t *testing.T) {
 // list_changed), an unchanged one keeps its process, a broken file is
 // rejected and the previous config keeps serving.
 func TestReload(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("one"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("one"), nil)
 	rec := &clientRecorder{}
 	cs := connect(t, e.URL, rec)
 	n := len(waitTools(t, cs, everythingTools))
 	before := childPIDs(t, serverBin)
 
-	writeConfig(t, e.CfgPath, "backends:\n"+stdioBackend("one")+stdioBackend("two"))
+	writeConfig(t, e.CfgPath, openPolicy+"backends:\n"+stdioBackend("one")+stdioBackend("two"))
 	waitTools(t, cs, 2*n)
 	waitFor(t, "tools/list_changed", func() bool {
 		rec.mu.Lock()
@@ -283,7 +283,7 @@ func TestReload(t *testing.T) {
 		t.Fatalf("after a rejected reload: %v %+v", err, res)
 	}
 
-	writeConfig(t, e.CfgPath, "backends:\n"+stdioBackend("two"))
+	writeConfig(t, e.CfgPath, openPolicy+"backends:\n"+stdioBackend("two"))
 	waitFor(t, "backend one to leave", func() bool {
 		return !contains(toolNames(t, cs), "one__test_simple_text")
 	})
@@ -306,14 +306,14 @@ func containsInt(xs []int, x int) bool {
 func TestStdioFrontDoor(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mcpgw.yaml")
-	writeConfig(t, path, "backends:\n"+stdioBackend("ev"))
+	writeConfig(t, path, openPolicy+"backends:\n"+stdioBackend("ev"))
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger()})
+		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, StateDir: t.TempDir(), Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger()})
 		outW.Close()
 	}()
 	rec := &clientRecorder{}
@@ -350,7 +350,7 @@ func TestStdioFrontDoor(t *testing.T) {
 
 // Metrics and health on the MCP listener.
 func TestOpsEndpoints(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), nil)
 	cs := connect(t, e.URL, nil)
 	waitTools(t, cs, everythingTools)
 	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__test_simple_text"}); err != nil {
@@ -386,12 +386,12 @@ const everythingTools = 28
 // replays them after Last-Event-ID (2025-11-25 basic/transports,
 // resumability and redelivery).
 func TestGetStreamResumes(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("one"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("one"), nil)
 	resp, _ := post(t, e, initBody, nil)
 	sid := resp.Header.Get("Mcp-Session-Id")
 	post(t, e, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"Mcp-Session-Id": sid})
 	// Adding a backend changes the lists: a list_changed goes to the outbox.
-	writeConfig(t, e.CfgPath, "backends:\n"+stdioBackend("one")+stdioBackend("two"))
+	writeConfig(t, e.CfgPath, openPolicy+"backends:\n"+stdioBackend("one")+stdioBackend("two"))
 	read := func(lastID string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -447,7 +447,7 @@ func httpDo(req *http.Request) (*http.Response, error) {
 // call, the backend withdraws its elicitation request, and the edge
 // withdraws it at the client (2025-11-25 utilities/cancellation).
 func TestCancellationBothWays(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), nil)
 	asked := make(chan struct{}, 1)
 	withdrawn := make(chan struct{}, 1)
 	stop := make(chan struct{})
@@ -503,7 +503,7 @@ func TestCancellationBothWays(t *testing.T) {
 // response included (2025-11-25 basic/transports, resumability). The call
 // is not cancelled by the drop.
 func TestPostStreamResumes(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), nil)
 	waitTools(t, connect(t, e.URL, nil), everythingTools)
 	resp, _ := post(t, e, initBody, nil)
 	sid := resp.Header.Get("Mcp-Session-Id")
@@ -556,7 +556,7 @@ func TestPostStreamResumes(t *testing.T) {
 // A backend removed by a reload is drained: a call in flight on it
 // finishes with its real result, then the process stops.
 func TestReloadDrainsRemovedBackend(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("one")+stdioBackend("two"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("one")+stdioBackend("two"), nil)
 	asked := make(chan struct{}, 1)
 	release := make(chan struct{})
 	c := mcp.NewClient(&mcp.Implementation{Name: "drain-test", Version: "1"}, &mcp.ClientOptions{
@@ -590,7 +590,7 @@ func TestReloadDrainsRemovedBackend(t *testing.T) {
 		done <- result{res, err}
 	}()
 	<-asked
-	writeConfig(t, e.CfgPath, "backends:\n"+stdioBackend("two"))
+	writeConfig(t, e.CfgPath, openPolicy+"backends:\n"+stdioBackend("two"))
 	waitFor(t, "backend one to leave the lists", func() bool {
 		return !contains(toolNames(t, cs), "one__test_simple_text")
 	})

@@ -55,6 +55,19 @@ func (e *edge) Stop() error {
 	return err
 }
 
+// openPolicy is how these protocol tests opt out of enforcement, explicitly:
+// callers without a key act as "anonymous", bound to a role whose one rule
+// allows every method on every item. Enforcement itself (keys, deny by
+// default, filtered lists, audit) is tested in enforce_test.go through the
+// same Run.
+const openPolicy = `auth: {anonymous: {principal: anonymous}}
+roles:
+  - name: everything
+    rules: [{effect: allow}]
+bindings:
+  - {role: everything, subjects: ["user:anonymous"]}
+`
+
 func writeConfig(t *testing.T, path, yaml string) {
 	t.Helper()
 	tmp := path + ".tmp"
@@ -82,6 +95,7 @@ func startEdge(t *testing.T, yaml string, tweak func(*dataplane.Config)) *edge {
 	addrc := make(chan net.Addr, 1)
 	cfg := dataplane.Config{
 		ConfigFile:     e.CfgPath,
+		StateDir:       filepath.Join(dir, "state"),
 		Listen:         "127.0.0.1:0",
 		ReloadInterval: 50 * time.Millisecond,
 		Logger:         testLogger(),
@@ -230,7 +244,7 @@ func text(r *mcp.CallToolResult) string {
 }
 
 func TestEdgeSmoke(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), nil)
 	cs := connect(t, e.URL, nil)
 	names := waitTools(t, cs, everythingTools)
 	if !contains(names, "ev__test_simple_text") {

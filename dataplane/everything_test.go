@@ -73,7 +73,7 @@ func TestEverythingThroughEdge(t *testing.T) {
 		{"http", httpBackend("ev", srv.URL(), "-"), func() mcp.Transport { return &mcp.StreamableClientTransport{Endpoint: srv.URL()} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startEdge(t, "backends:\n"+tc.backend, nil)
+			e := startEdge(t, openPolicy+"backends:\n"+tc.backend, nil)
 			rec := &clientRecorder{}
 			via := connect(t, e.URL, rec)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

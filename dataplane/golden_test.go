@@ -76,7 +76,7 @@ func TestGolden(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no golden files")
 	}
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), nil)
 	waitTools(t, connect(t, e.URL, nil), everythingTools)
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {

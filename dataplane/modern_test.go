@@ -34,7 +34,7 @@ func connectModern(t *testing.T, url string, rec *clientRecorder) *mcp.ClientSes
 // (spec 2026-07-28, basic/patterns/mrtr) exactly as direct.
 func TestModernClientModernBackend(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", false)
-	e := startEdge(t, "backends:\n"+httpBackend("ev", srv.URL(), "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("ev", srv.URL(), "-"), nil)
 	rec := &clientRecorder{}
 	via := connectModern(t, e.URL, rec)
 	if v := via.InitializeResult().ProtocolVersion; v != "2026-07-28" {
@@ -80,7 +80,7 @@ func TestModernClientModernBackend(t *testing.T) {
 
 // The modern era's transport rules on the edge's own endpoint.
 func TestModernTransportRules(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), nil)
 	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
 	modern := func(method, name string) map[string]string {
 		h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": method}
@@ -123,11 +123,11 @@ func TestModernTransportRules(t *testing.T) {
 
 // subscriptions/listen streams list_changed to a modern client.
 func TestModernListen(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("one"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("one"), nil)
 	rec := &clientRecorder{}
 	cs := connectModern(t, e.URL, rec)
 	n := len(waitTools(t, cs, everythingTools))
-	writeConfig(t, e.CfgPath, "backends:\n"+stdioBackend("one")+stdioBackend("two"))
+	writeConfig(t, e.CfgPath, openPolicy+"backends:\n"+stdioBackend("one")+stdioBackend("two"))
 	waitTools(t, cs, 2*n)
 	waitFor(t, "tools/list_changed on the listen stream", func() bool {
 		rec.mu.Lock()
@@ -145,14 +145,14 @@ func TestModernStdioFrontDoor(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", false)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mcpgw.yaml")
-	writeConfig(t, path, "backends:\n"+stdioBackend("ev")+httpBackend("web", srv.URL(), "-"))
+	writeConfig(t, path, openPolicy+"backends:\n"+stdioBackend("ev")+httpBackend("web", srv.URL(), "-"))
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger()})
+		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, StateDir: t.TempDir(), Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger()})
 		outW.Close()
 	}()
 	c := mcp.NewClient(&mcp.Implementation{Name: "stdio-modern", Version: "1"}, (&clientRecorder{}).options())

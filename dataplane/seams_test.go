@@ -45,7 +45,7 @@ func (c *countRecorder) Record(_ context.Context, r *gateway.Request) error {
 // callable, and every request is recorded exactly once with its outcome.
 func TestDecideAndRecordSeams(t *testing.T) {
 	rec := &countRecorder{}
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), func(c *dataplane.Config) {
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), func(c *dataplane.Config) {
 		c.Decider = denyTool{name: "ev__test_error_handling"}
 		c.Record = rec
 	})
@@ -109,7 +109,7 @@ func (f failingRecorder) Available() error {
 // (DESIGN §6), before it reaches a backend when the recorder can tell.
 func TestAuditUnavailableRefuses(t *testing.T) {
 	for _, upFront := range []bool{true, false} {
-		e := startEdge(t, "backends:\n"+stdioBackend("ev"), func(c *dataplane.Config) {
+		e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), func(c *dataplane.Config) {
 			c.Record = failingRecorder{upFront: upFront}
 		})
 		resp, body := post(t, e, initBody, nil)

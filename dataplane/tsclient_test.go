@@ -42,7 +42,7 @@ func TestTSClientEverything(t *testing.T) {
 
 	t.Run("http/stdio-backend", func(t *testing.T) {
 		t.Parallel()
-		e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+		e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), nil)
 		waitTools(t, connect(t, e.URL, nil), countTools(ops))
 		compareTS(t, dir, ops, tsComparison{
 			direct: []string{"--stdio", serverBin, "--"},
@@ -55,7 +55,7 @@ func TestTSClientEverything(t *testing.T) {
 		// edge runs must not share one.
 		direct := mcptest.StartHTTP(t, serverBin, "", true)
 		backend := mcptest.StartHTTP(t, serverBin, "", true)
-		e := startEdge(t, "backends:\n"+httpBackend("ev", backend.URL(), "-"), nil)
+		e := startEdge(t, openPolicy+"backends:\n"+httpBackend("ev", backend.URL(), "-"), nil)
 		waitTools(t, connect(t, e.URL, nil), countTools(ops))
 		// The everything-server runs without an EventStore, so the stream
 		// test_reconnection closes cannot be resumed: direct, the client
@@ -75,12 +75,12 @@ func TestTSClientEverything(t *testing.T) {
 		t.Parallel()
 		bin := buildMCPGW(t)
 		cfg := filepath.Join(t.TempDir(), "mcpgw.yaml")
-		writeConfig(t, cfg, "backends:\n"+stdioBackend("ev"))
+		writeConfig(t, cfg, openPolicy+"backends:\n"+stdioBackend("ev"))
 		// The stdio front door lets its backends list before it answers, so
 		// the client's first tools/list is complete.
 		compareTS(t, dir, ops, tsComparison{
 			direct: []string{"--stdio", serverBin, "--"},
-			edges:  [][]string{{"--stdio", bin, "edge", "--stdio", "--config", cfg, "--log-level", "warn", "--"}},
+			edges:  [][]string{{"--stdio", bin, "edge", "--stdio", "--config", cfg, "--state-dir", t.TempDir(), "--log-level", "warn", "--"}},
 		})
 	})
 }

@@ -1,73 +1,132 @@
 package dataplane
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/mcpgw/mcpgw/dataplane/enforce"
 	"github.com/mcpgw/mcpgw/dataplane/state"
 	"github.com/mcpgw/mcpgw/internal/document"
 )
 
-// watcher applies the config file at start and whenever it changes.
-// Polling (mtime and size, then a content hash) works on every filesystem
-// and with editors that replace files by rename, where inotify watches are
-// easy to lose.
+// watcher applies the config file at start and whenever it changes, as
+// one transaction over backends and policy (enforce.Holder.ApplyState).
+// Polling (mtimes and sizes, then a hash of the parsed document) works on
+// every filesystem and with editors that replace files by rename, where
+// inotify watches are easy to lose. The path may be a directory of *.yaml
+// and *.yml files, as document.ParseFiles reads them.
 type watcher struct {
 	path    string
 	mgr     *state.Manager
+	holder  *enforce.Holder
 	log     *slog.Logger
 	reloads *prometheus.CounterVec
+	// audit is the audit section the edge opened its log with; a reload
+	// that changes it is applied except for that section, which needs a
+	// restart (the spool and sinks are not swapped live).
+	audit *document.Audit
 
-	// Touched only by load/run, which never run concurrently.
-	mtime time.Time
-	size  int64
+	// Touched only by load/apply/run, which never run concurrently.
+	stamp string
 	hash  [32]byte
 }
 
-// load reads and applies the file; an error leaves the live state alone.
-func (w *watcher) load(ctx context.Context) error {
-	fi, err := os.Stat(w.path)
+// loadDocument reads, merges and validates the config at path: the same
+// parser and checks `mcpctl apply` and `mcpgw policy check` use, so a file
+// the edge accepts is one they accept too.
+func loadDocument(path string) (*document.Document, error) {
+	doc, err := document.ParseFiles(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	raw, err := os.ReadFile(w.path)
+	if err := doc.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	return doc, nil
+}
+
+// stamp summarizes the mtimes and sizes of what ParseFiles would read, so
+// an unchanged config costs a few stats per poll.
+func fileStamp(path string) (string, error) {
+	fi, err := os.Stat(path)
 	if err != nil {
-		return err
+		return "", err
 	}
-	w.mtime, w.size = fi.ModTime(), fi.Size()
+	if !fi.IsDir() {
+		return fmt.Sprintf("%d/%d", fi.ModTime().UnixNano(), fi.Size()), nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%s:%d/%d;", e.Name(), info.ModTime().UnixNano(), info.Size())
+	}
+	return b.String(), nil
+}
+
+// load reads the config and applies it; an error leaves the live state
+// and policy alone. changed is false when the content is what is live.
+func (w *watcher) load(ctx context.Context) (changed bool, err error) {
+	stamp, err := fileStamp(w.path)
+	if err != nil {
+		return false, err
+	}
+	w.stamp = stamp
+	doc, err := loadDocument(w.path)
+	if err != nil {
+		w.reloads.WithLabelValues("rejected").Inc()
+		return false, err
+	}
+	return w.apply(ctx, doc)
+}
+
+// apply makes doc live unless it is what is live already.
+func (w *watcher) apply(ctx context.Context, doc *document.Document) (changed bool, err error) {
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return false, fmt.Errorf("hashing config: %w", err)
+	}
 	sum := sha256.Sum256(raw)
 	if sum == w.hash {
-		return nil
+		return false, nil
+	}
+	if !reflect.DeepEqual(doc.Audit, w.audit) {
+		w.log.Warn("config: the audit section changed; it takes effect when the edge restarts (the rest of the config is applied now)")
+	}
+	warnings, err := w.holder.ApplyState(ctx, doc, state.Meta{}, w.mgr)
+	if err != nil {
+		w.reloads.WithLabelValues("rejected").Inc()
+		return false, err
 	}
 	w.hash = sum
-	doc, err := parseDocument(raw)
-	if err != nil {
-		w.reloads.WithLabelValues("rejected").Inc()
-		return err
-	}
-	warnings, err := w.mgr.Apply(ctx, doc)
-	if err != nil {
-		w.reloads.WithLabelValues("rejected").Inc()
-		return err
-	}
-	for _, msg := range warnings {
+	for _, msg := range slices.Compact(warnings) {
 		w.log.Warn("config: " + msg)
 	}
 	w.reloads.WithLabelValues("applied").Inc()
-	return nil
+	return true, nil
 }
 
-// run polls the file until ctx ends.
+// run polls the config until ctx ends.
 func (w *watcher) run(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -77,50 +136,21 @@ func (w *watcher) run(ctx context.Context, every time.Duration) error {
 			return nil
 		case <-t.C:
 		}
-		fi, err := os.Stat(w.path)
+		stamp, err := fileStamp(w.path)
 		if err != nil {
 			w.log.Error("config file unreadable; keeping the previous config", "path", w.path, "err", err)
 			continue
 		}
-		if fi.ModTime().Equal(w.mtime) && fi.Size() == w.size {
+		if stamp == w.stamp {
 			continue
 		}
-		if err := w.load(ctx); err != nil {
+		changed, err := w.load(ctx)
+		if err != nil {
 			w.log.Error("config rejected; keeping the previous config", "path", w.path, "err", err)
 			continue
 		}
-		w.log.Info("config reloaded", "path", w.path)
-	}
-}
-
-// parseDocument decodes one or more YAML documents strictly (unknown
-// fields are errors) and merges them.
-//
-// TODO(issue 2): use document.ParseFiles once it lands; this stand-in
-// accepts the same shape.
-func parseDocument(raw []byte) (*document.Document, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	var out document.Document
-	for {
-		var d document.Document
-		err := dec.Decode(&d)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parsing config: %w", err)
-		}
-		out.Backends = append(out.Backends, d.Backends...)
-		out.Roles = append(out.Roles, d.Roles...)
-		out.Bindings = append(out.Bindings, d.Bindings...)
-		out.Principals = append(out.Principals, d.Principals...)
-		if d.Auth != nil {
-			out.Auth = d.Auth
-		}
-		if d.Audit != nil {
-			out.Audit = d.Audit
+		if changed {
+			w.log.Info("config reloaded", "path", w.path)
 		}
 	}
-	return &out, nil
 }

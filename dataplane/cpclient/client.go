@@ -108,6 +108,20 @@ type Client struct {
 	payloadBytes atomic.Int64
 	acks         atomic.Int64
 	nacks        atomic.Int64
+
+	// connected is true while a ConfigStream is accepted by a replica.
+	connected atomic.Bool
+	// conn is Run's connection to the control plane, shared with the audit
+	// shipper (Conn); connReady is closed once it is set, runDone once Run
+	// returned (the connection is closed then).
+	conn      atomic.Pointer[grpc.ClientConn]
+	connReady chan struct{}
+	runDone   chan struct{}
+
+	// idMu serializes Identity, which Run and the edge's wiring may both
+	// call; it guards enrolled.
+	idMu     sync.Mutex
+	enrolled bool
 }
 
 // appliedState is what the edge serves now.
@@ -144,7 +158,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, roots: x509.NewCertPool(), serverName: cfg.ServerName}
+	c := &Client{cfg: cfg, log: cfg.Logger, roots: x509.NewCertPool(), serverName: cfg.ServerName,
+		connReady: make(chan struct{}), runDone: make(chan struct{})}
 	if c.serverName == "" {
 		host, _, err := net.SplitHostPort(cfg.ControlPlane)
 		if err != nil {
@@ -171,6 +186,67 @@ func (c *Client) NodeID() string {
 	return ""
 }
 
+// Connected reports whether a ConfigStream is open and accepted by a
+// control-plane replica now.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// Conn returns the mTLS connection to the control plane that Run opened,
+// waiting until it exists (after enrollment) or Run has ended. Other node
+// streams (the audit shipper's AuditStream) use it, so an edge has one
+// HTTP/2 connection and one identity towards the control plane (DESIGN §3).
+func (c *Client) Conn(ctx context.Context) (grpc.ClientConnInterface, error) {
+	select {
+	case <-c.connReady:
+	case <-c.runDone:
+		return nil, errors.New("the control-plane client has stopped")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-c.runDone:
+		return nil, errors.New("the control-plane client has stopped")
+	default:
+	}
+	return c.conn.Load(), nil
+}
+
+// Identity returns the node id, enrolling first (with the join token, with
+// retries) when the state dir holds no identity yet. It touches the network
+// only to enroll, so an enrolled edge learns its id at once even with the
+// control plane down. Run calls it too; calling it first lets the edge tag
+// its audit events with the node id before it serves anything. It returns
+// "" and ctx's error when ctx ends while enrolling.
+func (c *Client) Identity(ctx context.Context) (string, error) {
+	c.idMu.Lock()
+	defer c.idMu.Unlock()
+	if c.enrolled {
+		return c.NodeID(), nil
+	}
+	if err := os.MkdirAll(c.cfg.StateDir, 0o700); err != nil {
+		return "", fmt.Errorf("creating state dir: %w", err)
+	}
+	if err := c.loadRoots(); err != nil {
+		return "", err
+	}
+	id, info, err := loadIdentity(c.cfg.StateDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if id, info, err = c.enrollWithRetry(ctx); err != nil {
+			return "", err
+		}
+	case err != nil:
+		return "", fmt.Errorf("reading the node identity in %s (remove it and enroll again with a new join token): %w", c.cfg.StateDir, err)
+	}
+	if id == nil { // ctx ended while enrolling
+		return "", ctx.Err()
+	}
+	c.id.Store(id)
+	c.nodeID.Store(&info.NodeID)
+	c.log = c.log.With("node", info.NodeID)
+	c.enrolled = true
+	return info.NodeID, nil
+}
+
 // Stats counts what the client received and answered since New.
 type Stats struct {
 	Snapshots    int64 // snapshot messages received
@@ -189,29 +265,18 @@ func (c *Client) Stats() Stats {
 // error only for what retrying cannot fix: an unusable state dir, a refused
 // join token, no join token for a new edge.
 func (c *Client) Run(ctx context.Context) error {
+	defer close(c.runDone)
 	if err := os.MkdirAll(c.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("creating state dir: %w", err)
 	}
 	c.applyLKG(ctx)
 
-	if err := c.loadRoots(); err != nil {
+	if _, err := c.Identity(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
-	id, info, err := loadIdentity(c.cfg.StateDir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if id, info, err = c.enrollWithRetry(ctx); err != nil {
-			return err
-		}
-	case err != nil:
-		return fmt.Errorf("reading the node identity in %s (remove it and enroll again with a new join token): %w", c.cfg.StateDir, err)
-	}
-	if id == nil { // ctx ended while enrolling
-		return nil
-	}
-	c.id.Store(id)
-	c.nodeID.Store(&info.NodeID)
-	c.log = c.log.With("node", info.NodeID)
 
 	creds := credentials.NewTLS(&tls.Config{
 		RootCAs:    c.roots,
@@ -231,6 +296,8 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("connecting to the control plane: %w", err)
 	}
 	defer conn.Close()
+	c.conn.Store(conn)
+	close(c.connReady)
 	client := mcpgwv1.NewNodeServiceClient(conn)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -369,6 +436,8 @@ func (c *Client) runStream(ctx context.Context, client mcpgwv1.NodeServiceClient
 		c.log.Debug("config stream open", "replica", r[0])
 	}
 	up = true
+	c.connected.Store(true)
+	defer c.connected.Store(false)
 
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel (deferred earlier, runs later)

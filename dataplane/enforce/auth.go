@@ -136,9 +136,8 @@ func (a *Authenticator) byKey(g *Generation, key string) (gateway.Principal, err
 }
 
 // WithChallenge adds the WWW-Authenticate challenge to every 401 that next
-// writes. The gateway answers a failed authentication with 401 but without
-// the header RFC 6750 asks for; wrapping its handler supplies it until the
-// gateway sets it itself.
+// writes. The gateway sets the same challenge itself now (dataplane.Run
+// does not wrap it); this stays for handlers that do not.
 func WithChallenge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		next.ServeHTTP(&challengeWriter{ResponseWriter: w}, r)

@@ -102,16 +102,32 @@ func writeRPCErrorRaw(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, rq *Request) bool {
+// authChallenge is the WWW-Authenticate value of every 401 (RFC 6750 §3):
+// it names the scheme and nothing about what was wrong.
+const authChallenge = `Bearer realm="mcpgw"`
+
+// authenticate sets rq.Principal, or marks rq denied and returns false;
+// the caller records the attempt and then answers with unauthorized.
+func (g *Gateway) authenticate(r *http.Request, rq *Request) bool {
 	p, err := g.opts.Auth.Authenticate(r.Context(), Credentials{Transport: "http", Header: r.Header, RemoteAddr: r.RemoteAddr})
 	if err != nil {
 		rq.Status = StatusDenied
 		rq.Error = err.Error()
-		writeRPCError(w, http.StatusUnauthorized, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: unauthenticated: %v", err))
 		return false
 	}
 	rq.Principal = p
 	return true
+}
+
+// unauthorized answers a refused credential: 401 with the challenge and,
+// when the attempt was audited, its event id.
+func unauthorized(w http.ResponseWriter, rq *Request) {
+	h := w.Header()
+	h["Www-Authenticate"] = []string{authChallenge}
+	if rq.AuditID != "" {
+		h["Mcpgw-Audit-Id"] = []string{rq.AuditID}
+	}
+	writeRPCError(w, http.StatusUnauthorized, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: unauthenticated: %s", rq.Error))
 }
 
 // lookupSession finds the request's session or answers 400 (no id) or 404
@@ -159,11 +175,13 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 	if m.IsRequest() {
 		g.opts.Record.Begin(rq)
 	}
-	if !g.authenticate(w, r, rq) {
+	if !g.authenticate(r, rq) {
 		if m.IsRequest() {
+			// Recorded before the answer goes out, as every outcome is.
 			rq.Method = m.Method
 			g.finish(r.Context(), m.ID, rq, nil)
 		}
+		unauthorized(w, rq)
 		return
 	}
 	st := g.state.Load()
@@ -508,7 +526,8 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rq := &Request{Start: time.Now(), Transport: "http"}
-	if !g.authenticate(w, r, rq) {
+	if !g.authenticate(r, rq) {
+		unauthorized(w, rq)
 		return
 	}
 	sess := g.lookupSession(w, r, rq.Principal, nil)
@@ -584,7 +603,8 @@ func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rq := &Request{Start: time.Now(), Transport: "http"}
-	if !g.authenticate(w, r, rq) {
+	if !g.authenticate(r, rq) {
+		unauthorized(w, rq)
 		return
 	}
 	sess := g.lookupSession(w, r, rq.Principal, nil)

@@ -470,22 +470,15 @@ var (
 )
 
 // Specs validates the backends section of doc and expands "${env:NAME}"
-// references with lookup. It returns warnings for sections the edge
-// accepts but does not enforce yet.
+// references with lookup (document.ExpandEnv: an unset variable is an
+// error, so a missing secret never becomes an empty credential). It
+// returns no warnings today; the result is kept for sections a future
+// edge accepts before it enforces them.
 func Specs(doc *document.Document, lookup func(string) (string, bool)) ([]Spec, []string, error) {
 	if doc == nil {
 		return nil, nil, errors.New("no document")
 	}
 	var warnings []string
-	if len(doc.Roles) > 0 || len(doc.Bindings) > 0 || len(doc.Principals) > 0 {
-		warnings = append(warnings, "principals, roles and bindings are accepted but not enforced yet: every caller may use every backend")
-	}
-	if doc.Auth != nil {
-		warnings = append(warnings, "auth is accepted but not enforced yet: callers are anonymous")
-	}
-	if doc.Audit != nil {
-		warnings = append(warnings, "audit is accepted but not written yet")
-	}
 	var errs []error
 	specs := make([]Spec, 0, len(doc.Backends))
 	names := map[string]bool{}
@@ -529,7 +522,7 @@ func Specs(doc *document.Document, lookup func(string) (string, bool)) ([]Spec, 
 			}
 			sc := &upstream.StdioConfig{Command: b.Stdio.Command, Dir: b.Stdio.Dir}
 			for _, k := range slices.Sorted(maps.Keys(b.Stdio.Env)) {
-				v, err := expandEnv(b.Stdio.Env[k], lookup)
+				v, err := document.ExpandEnv(b.Stdio.Env[k], lookup)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("%s: stdio.env.%s: %w", where, k, err))
 				}
@@ -543,7 +536,7 @@ func Specs(doc *document.Document, lookup func(string) (string, bool)) ([]Spec, 
 			}
 			hc := &upstream.HTTPConfig{URL: b.HTTP.URL, Headers: map[string]string{}}
 			for k, v := range b.HTTP.Headers {
-				ev, err := expandEnv(v, lookup)
+				ev, err := document.ExpandEnv(v, lookup)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("%s: http.headers.%s: %w", where, k, err))
 				}
@@ -557,24 +550,4 @@ func Specs(doc *document.Document, lookup func(string) (string, bool)) ([]Spec, 
 		return nil, nil, fmt.Errorf("invalid config: %w", err)
 	}
 	return specs, warnings, nil
-}
-
-var envRef = regexp.MustCompile(`\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// expandEnv replaces "${env:NAME}" references; an unset variable is an
-// error, so a missing secret never becomes an empty credential.
-func expandEnv(v string, lookup func(string) (string, bool)) (string, error) {
-	var missing []string
-	out := envRef.ReplaceAllStringFunc(v, func(ref string) string {
-		name := envRef.FindStringSubmatch(ref)[1]
-		val, ok := lookup(name)
-		if !ok {
-			missing = append(missing, name)
-		}
-		return val
-	})
-	if len(missing) > 0 {
-		return "", fmt.Errorf("environment variable %s is not set", strings.Join(missing, ", "))
-	}
-	return out, nil
 }

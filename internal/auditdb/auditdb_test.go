@@ -352,3 +352,40 @@ func TestIngestAllCoalescesNodes(t *testing.T) {
 		}
 	}
 }
+
+// TailAudit's poll reads the ledger by received_at; migration 0004's BRIN
+// index is what keeps that from scanning the whole ledger. The planner
+// prefers a scan on a table this small, so seq scans are priced out to see
+// that the index exists and serves the tail's predicate.
+func TestTailPollCanUseTheLedgerIndex(t *testing.T) {
+	ctx := t.Context()
+	pool := pgtest.NewPool(t, pgtest.NewDatabase(t))
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `RESET enable_seqscan`) }()
+	rows, err := conn.Query(ctx, `EXPLAIN SELECT node_id, epoch, seq FROM audit_ledger
+		WHERE received_at >= now() - interval '15 seconds' AND crc_ok AND first_ts IS NOT NULL ORDER BY received_at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(line + "\n")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan.String(), "audit_ledger_received_at_brin") {
+		t.Fatalf("the tail's ledger poll does not use the received_at index:\n%s", plan.String())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mcpgw/mcpgw/internal/audit"
@@ -381,7 +382,10 @@ type eventSource struct {
 	bi, ri  int // current batch, and the next row in it
 	cur     *audit.Event
 	node    uuid.UUID
-	vals    [23]any
+	// id and nodeID are the current row's uuids in binary form; vals points
+	// at them, so Values allocates nothing for them.
+	id, nodeID pgtype.UUID
+	vals       [23]any
 }
 
 func (s *eventSource) Next() bool {
@@ -402,7 +406,12 @@ func (s *eventSource) Err() error { return nil }
 func (s *eventSource) Values() ([]any, error) {
 	e := s.cur
 	v := &s.vals
-	v[0], v[1], v[2], v[3], v[4] = e.ID, e.TS, s.node, e.SessionID, e.Principal
+	// pgtype.UUID is copied as its 16 bytes. A uuid.UUID is a
+	// driver.Valuer, so pgx would format it as a 36-character string (an
+	// allocation) and parse that back into 16 bytes, for two columns of
+	// every row.
+	s.id, s.nodeID = pgtype.UUID{Bytes: e.ID, Valid: true}, pgtype.UUID{Bytes: s.node, Valid: true}
+	v[0], v[1], v[2], v[3], v[4] = &s.id, e.TS, &s.nodeID, e.SessionID, e.Principal
 	v[5], v[6], v[7], v[8], v[9] = e.Transport, e.ProtocolVersion, e.ClientName, e.ClientVersion, e.Method
 	v[10], v[11], v[12], v[13], v[14] = e.Backend, e.Name, e.Decision, e.Rule, e.PolicyRevision
 	v[15], v[16], v[17], v[18] = e.Status, e.Error, e.LatencyUS, e.UpstreamLatencyUS

@@ -30,9 +30,8 @@ const benchKey = "mcpgw_bench_loadgen0123456789abcdef"
 // edgeConfig is a standalone edge document whose only backend is the echo
 // server over Streamable HTTP, with the policy and audit DESIGN §11 budgets
 // the edge with: a principal found by benchKey's hash, a role allowing the
-// echo backend's tools, and a sync (default) audit file in dir. While the
-// edge does not enforce these sections yet it accepts them with a warning;
-// once it does, the figures include policy and audit without a change here.
+// echo backend's tools, and a sync (default) audit file in dir. The edge
+// enforces them, so the figures include authentication, policy and audit.
 func edgeConfig(backendURL, dir string) string {
 	sum := sha256.Sum256([]byte(benchKey))
 	return "backends:\n  - name: echo\n    http: {url: \"" + backendURL + "\"}\n" +
@@ -55,6 +54,7 @@ func startEdge(tb testing.TB, backendURL string) string {
 	addrc := make(chan net.Addr, 1)
 	cfg := dataplane.Config{
 		ConfigFile: path,
+		StateDir:   dir,
 		Listen:     "127.0.0.1:0",
 		// Requests are not logged at Warn; anything logged is worth seeing.
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -51,6 +51,7 @@ func runEdgeChild(path string) int {
 	defer stop()
 	err := dataplane.Run(ctx, dataplane.Config{
 		ConfigFile: path,
+		StateDir:   filepath.Dir(path),
 		Listen:     "127.0.0.1:0",
 		Logger:     slog.New(slog.NewJSONHandler(os.Stderr, nil)),
 	})
@@ -105,7 +106,7 @@ func startEdgeProcess(tb testing.TB, backendURL string) *hopProcess {
 	}
 	var cmd *exec.Cmd
 	if bin := os.Getenv("MCPGW_EDGE_BIN"); bin != "" {
-		cmd = exec.Command(bin, "edge", "--config", path, "--listen", "127.0.0.1:0")
+		cmd = exec.Command(bin, "edge", "--config", path, "--state-dir", dir, "--listen", "127.0.0.1:0")
 	} else {
 		cmd = selfCommand(tb, "edge", path)
 	}

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,6 +33,11 @@ created on first start: every replica needs the same one.
 The admin token comes from $MCPGW_ADMIN_TOKEN ("mcpgwadm_..."); without it,
 the first start generates one and prints it once on stderr. Only its hash is
 stored.
+
+Audit events edges ship are committed to the audit_events table, which is
+partitioned by UTC day; days older than --audit-retention (default 30d) are
+dropped by one replica at a time, and events already that old are refused at
+ingest with a reason the ledger keeps.
 
 Every flag can also be set as MCPGW_<FLAG> in the environment, e.g.
 MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
@@ -69,6 +77,39 @@ MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
 	f.StringVar(&cfg.OpsListen, "ops-listen", "", "serve /metrics, /healthz and /readyz over HTTP here (off by default)")
 	f.BoolVar(&cfg.NoMigrate, "no-migrate", false, "refuse to start on an outdated schema instead of migrating it")
 	f.StringVar(&cfg.Replica, "replica-name", "", "name of this replica in node status (default: host name)")
+	f.Var((*daysValue)(&cfg.AuditRetention), "audit-retention", "how long audit events are kept, in days (30d) or as a duration (1080h); at least 2d. Older days are dropped")
+	f.Lookup("audit-retention").DefValue = "30d"
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return c
 }
+
+// daysValue is a duration flag that also takes whole days ("30d"), since
+// retention is thought of, and applied, in days.
+type daysValue time.Duration
+
+func (d *daysValue) String() string {
+	v := time.Duration(*d)
+	if v > 0 && v%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", v/(24*time.Hour))
+	}
+	return v.String()
+}
+
+func (d *daysValue) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 || days > 36500 {
+			return fmt.Errorf("want a positive number of days like 30d, or a duration like 720h")
+		}
+		*d = daysValue(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("want a positive number of days like 30d, or a duration like 720h")
+	}
+	*d = daysValue(v)
+	return nil
+}
+
+func (*daysValue) Type() string { return "days" }

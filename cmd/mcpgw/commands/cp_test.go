@@ -90,6 +90,18 @@ func TestCPCommandErrors(t *testing.T) {
 	if c != exitUsage || !strings.Contains(msg, "MCPGW_ADMIN_TOKEN") || strings.Contains(msg, "short") {
 		t.Errorf("bad env token: exit %d, %q", c, msg)
 	}
+	for arg, want := range map[string]string{"12h": "at least 2 days", "0d": "number of days", "week": "number of days"} {
+		c, msg = run(nil, "--database-url", "postgres://x/y", "--data-dir", t.TempDir(), "--audit-retention", arg)
+		if c != exitUsage || !strings.Contains(msg, want) {
+			t.Errorf("--audit-retention %s: exit %d, %q", arg, c, msg)
+		}
+	}
+	var dv daysValue
+	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "72h": 72 * time.Hour} {
+		if err := dv.Set(in); err != nil || time.Duration(dv) != want || (in == "30d" && dv.String() != in) {
+			t.Errorf("--audit-retention %s = %v (%s), %v", in, time.Duration(dv), dv.String(), err)
+		}
+	}
 	t.Setenv("MCPGW_ADMIN_TOKEN", "")
 	bare := pgtest.NewDatabase(t, pgtest.Unmigrated())
 	c, msg = run(map[string]string{"MCPGW_DATABASE_URL": bare, "MCPGW_NO_MIGRATE": "true"}, "--data-dir", t.TempDir(),

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mcpgw/mcpgw/dataplane"
+	"github.com/mcpgw/mcpgw/dataplane/enforce"
 )
 
 func newEdgeCmd() *cobra.Command {
@@ -18,19 +19,31 @@ func newEdgeCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "edge",
 		Short: "Run an edge data-plane node",
-		Long: `Run an edge: one MCP endpoint in front of every backend in the config file.
+		Long: `Run an edge: one MCP endpoint in front of every backend, which authenticates
+every caller (API keys), decides every request by the RBAC policy (deny by
+default) and records one audit event per request.
+
+Standalone, the edge reads its config file (--config): backends, policy,
+auth and audit. Editing the file reloads it; an invalid file is rejected and
+the previous config keeps serving. In fleet mode (--control-plane) the edge
+enrolls once with a join token, then takes its config from the control plane,
+keeps serving its last-known-good config while the control plane is away,
+and ships its audit log there. --state-dir holds the audit spool and, in
+fleet mode, the node identity and the last-known-good config.
 
 Clients connect over Streamable HTTP at /mcp on --listen (which also serves
 /healthz, /readyz and /metrics unless --ops-listen is given), or over
 stdin/stdout with --stdio, so a desktop client can launch the edge as its MCP
-server (logs then go to stderr only). Editing the config file reloads it;
-an invalid file is rejected and the previous config keeps serving.
+server (logs then go to stderr only). The stdio client acts as --principal,
+or with the API key in $MCPGW_API_KEY.
 
 Every flag can also be set as MCPGW_<FLAG> in the environment, e.g.
 MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 		Example: `  mcpgw edge --config mcpgw.yaml
   mcpgw edge --config mcpgw.yaml --listen 0.0.0.0:8443 --tls-cert edge.crt --tls-key edge.key --allowed-host mcp.example.com
-  mcpgw edge --config mcpgw.yaml --stdio`,
+  mcpgw edge --config mcpgw.yaml --stdio --principal alice
+  mcpgw edge --control-plane cp.example.com:7443 --ca-file ca.crt --join-token mcpgwjoin_... --state-dir /var/lib/mcpgw-edge
+  mcpgw edge --control-plane cp.example.com:7443 --state-dir /var/lib/mcpgw-edge     # later starts`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := flagsFromEnv(c.Flags()); err != nil {
@@ -42,6 +55,11 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 			}
 			// Logs go to stderr always: with --stdio, stdout is the protocol.
 			cfg.Logger = slog.New(slog.NewJSONHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			// The stdio client's key comes only from the environment, never
+			// from argv (visible in the process list).
+			if cfg.Stdio {
+				cfg.APIKey = os.Getenv(enforce.EnvAPIKey)
+			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -49,7 +67,14 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&cfg.ConfigFile, "config", "", "declarative config file (backends, policy); required")
+	f.StringVar(&cfg.ConfigFile, "config", "", "declarative config file or directory (backends, policy, auth, audit); standalone mode")
+	f.StringVar(&cfg.ControlPlane, "control-plane", "", "control plane node listener HOST:PORT; fleet mode (no --config)")
+	f.StringVar(&cfg.CAFile, "ca-file", "", "the control plane's CA bundle (its DATA_DIR/ca.crt); needed until the edge has enrolled")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "single-use token that enrolls this edge (first start only; later starts use --state-dir)")
+	f.StringVar(&cfg.StateDir, "state-dir", "", "directory for the audit spool, node identity and last-known-good config (default $XDG_STATE_HOME/mcpgw/edge or ~/.local/state/mcpgw/edge)")
+	f.StringToStringVar(&cfg.Labels, "label", nil, "labels reported at enrollment, k=v (repeatable; the join token's labels win)")
+	f.StringVar(&cfg.NodeName, "node-name", "", "this edge's name: reported at enrollment; a standalone edge's node id derives from it (default: host name)")
+	f.StringVar(&cfg.Principal, "principal", "", "with --stdio: the principal the stdio client acts as (or set $MCPGW_API_KEY)")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address of the MCP HTTP listener (/mcp)")
 	f.StringVar(&cfg.OpsListen, "ops-listen", "", "serve /healthz, /readyz and /metrics here instead of on --listen")
 	f.BoolVar(&cfg.Stdio, "stdio", false, "serve MCP on stdin/stdout instead of HTTP")
@@ -58,7 +83,7 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 	f.StringSliceVar(&cfg.AllowedHosts, "allowed-host", nil, `Host header values accepted ("*" for any; default: localhost names on a loopback listener, any otherwise)`)
 	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origin", nil, `Origin header values accepted ("*" for any; default: origins on an allowed host)`)
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted")
-	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often the config file is checked for changes (default 1s)")
+	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often the config file is checked for changes (default 500ms)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return c
 }

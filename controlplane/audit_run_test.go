@@ -1,0 +1,153 @@
+package controlplane_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/mcpgw/mcpgw/controlplane"
+	"github.com/mcpgw/mcpgw/dataplane/auditlog"
+	"github.com/mcpgw/mcpgw/dataplane/auditship"
+	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/pgtest"
+)
+
+// A replica started by Run ingests AuditStream: an edge enrolled through
+// the real admin and node APIs ships spooled events with the real shipper,
+// and QueryAudit and VerifyAudit on the same replica see every one of them.
+func TestRunIngestsAuditStream(t *testing.T) {
+	ctx := t.Context()
+	token := "mcpgwadm_" + strings.Repeat("a", 32)
+	r := start(t, controlplane.Config{DatabaseURL: pgtest.NewDatabase(t), DataDir: t.TempDir(), AdminToken: token,
+		OpsListen: "127.0.0.1:0", AuditRetention: 7 * 24 * time.Hour})
+	caPEM, err := os.ReadFile(r.ready.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	serverTLS := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	adminClient := mcpgwv1.NewAdminServiceClient(dial(t, r.ready.AdminAddr, serverTLS, grpc.WithPerRPCCredentials(bearer(token))))
+
+	// Enroll as an edge does: join token, CSR, node certificate.
+	jt, err := adminClient.CreateJoinToken(ctx, &mcpgwv1.CreateJoinTokenRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	enr, err := mcpgwv1.NewNodeServiceClient(dial(t, r.ready.NodeAddr, serverTLS)).Enroll(ctx, &mcpgwv1.EnrollRequest{
+		JoinToken: jt.GetToken(), Csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), Name: "edge-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain [][]byte
+	for rest := enr.GetCertificateChain(); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		chain = append(chain, b.Bytes)
+	}
+	cert := &tls.Certificate{Certificate: chain, PrivateKey: key}
+	nodeTLS := serverTLS.Clone()
+	nodeTLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	nodeConn := dial(t, r.ready.NodeAddr, nodeTLS)
+
+	// The edge's audit pipeline: a spool shipping to the replica.
+	sh, err := auditship.New(auditship.Config{Conn: nodeConn, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := auditlog.Open(auditlog.Config{Dir: t.TempDir(), ShutdownDrain: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeCtx, stopEdge := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = sh.Run(edgeCtx) })
+	wg.Go(func() {
+		if err := l.Run(edgeCtx); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("audit log: %v", err)
+		}
+	})
+	t.Cleanup(func() { stopEdge(); wg.Wait() })
+
+	const n = 250
+	want := map[string]bool{}
+	for i := range n {
+		now := time.Now()
+		ev := &audit.Event{ID: audit.NewID(now), TS: now, NodeID: enr.GetNodeId(), SessionID: "s1", Principal: "alice",
+			Transport: audit.TransportHTTP, ProtocolVersion: "2025-11-25", Method: "tools/call", Backend: "github",
+			Name: "github__create_issue", Decision: audit.DecisionAllow, Rule: "developer/0", PolicyRevision: int64(i),
+			Status: audit.StatusOK, LatencyUS: 100}
+		if err := l.Record(ctx, ev); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		want[ev.ID.String()] = true
+	}
+
+	// QueryAudit on the replica returns every event once, with its node.
+	var got map[string]int
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got = map[string]int{}
+		tok := ""
+		for {
+			resp, err := adminClient.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{
+				Filter: &mcpgwv1.AuditFilter{NodeId: enr.GetNodeId()}, PageToken: tok, PageSize: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range resp.GetEvents() {
+				got[e.GetId()]++
+				if e.GetPrincipal() != "alice" || e.GetNodeId() != enr.GetNodeId() {
+					t.Fatalf("event %s: principal %q node %q", e.GetId(), e.GetPrincipal(), e.GetNodeId())
+				}
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if len(got) == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for id := range want {
+		if got[id] != 1 {
+			t.Errorf("event %s returned %d times", id, got[id])
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("QueryAudit returned %d distinct events, want %d", len(got), n)
+	}
+
+	v, err := adminClient.VerifyAudit(ctx, &mcpgwv1.VerifyAuditRequest{NodeId: enr.GetNodeId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.GetComplete() || len(v.GetReports()) != 1 || v.GetReports()[0].GetEpochs()[0].GetLedgerEvents() != n {
+		t.Fatalf("VerifyAudit: %v", v)
+	}
+	if sh.Stats().Notices != 0 {
+		t.Errorf("shipper got %d notices", sh.Stats().Notices)
+	}
+}

@@ -1,0 +1,662 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
+	"github.com/mcpgw/mcpgw/internal/pgtest"
+)
+
+var bins struct{ mcpgw, mcpctl, everything string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mcpgw-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		for _, b := range []struct {
+			out *string
+			pkg string
+		}{{&bins.mcpgw, "./cmd/mcpgw"}, {&bins.mcpctl, "./cmd/mcpctl"}} {
+			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
+			cmd := exec.Command("go", "build", "-o", *b.out, b.pkg)
+			cmd.Dir = "../.."
+			cmd.Stderr = os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "building", b.pkg+":", err)
+				return 1
+			}
+		}
+		if bins.everything, err = mcptest.Build(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// proc is one child process with its output in a log file.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// fleet is the processes of one test; every one is killed at cleanup.
+type fleet struct {
+	t   *testing.T
+	dir string
+	env []string
+
+	mu    sync.Mutex // guards procs
+	procs []*proc
+}
+
+func newFleet(t *testing.T) *fleet {
+	f := &fleet{t: t, dir: t.TempDir()}
+	t.Cleanup(func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, p := range f.procs {
+			p.kill(syscall.SIGKILL)
+		}
+		if t.Failed() {
+			for _, p := range f.procs {
+				b, _ := os.ReadFile(p.log)
+				if len(b) > 6000 {
+					b = b[len(b)-6000:]
+				}
+				t.Logf("--- %s (%s), last output:\n%s", p.name, p.log, b)
+			}
+		}
+	})
+	return f
+}
+
+// start runs bin with args; its output goes to a log file named after it.
+func (f *fleet) start(name string, env []string, bin string, args ...string) *proc {
+	f.t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, p := range f.procs {
+		if p.name == name {
+			n++
+		}
+	}
+	logPath := filepath.Join(f.dir, fmt.Sprintf("%s.%d.log", name, n))
+	out, err := os.Create(logPath)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), f.env...), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		f.t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		out.Close()
+		close(p.done)
+	}()
+	f.procs = append(f.procs, p)
+	return p
+}
+
+// kill signals the process and waits for it to exit.
+func (p *proc) kill(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// mcpctl runs the admin CLI against the replica at server and returns its
+// stdout.
+func (f *fleet) mcpctl(server, caFile string, args ...string) string {
+	f.t.Helper()
+	cmd := exec.Command(bins.mcpctl, args...)
+	cmd.Env = append(os.Environ(), f.env...)
+	cmd.Env = append(cmd.Env, "MCPCTL_SERVER="+server, "MCPCTL_CA_FILE="+caFile, "MCPCTL_TOKEN="+adminToken)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		f.t.Fatalf("mcpctl %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+const adminToken = "mcpgwadm_e2etest_0123456789abcdef0123456789abcdef"
+
+// replica is one control-plane replica's fixed addresses, so it can be
+// restarted where its edges expect it.
+type replica struct {
+	name                      string
+	node, admin, ops, dataDir string
+	dbURL                     string
+	proc                      *proc
+}
+
+func (f *fleet) startCP(r *replica) {
+	f.t.Helper()
+	r.proc = f.start(r.name, nil, bins.mcpgw, "cp", "--database-url", r.dbURL, "--node-listen", r.node, "--admin-listen", r.admin,
+		"--ops-listen", r.ops, "--data-dir", r.dataDir, "--replica-name", r.name, "--log-level", "info")
+	waitHTTP(f.t, r.proc, "http://"+r.ops+"/readyz", 30*time.Second)
+}
+
+// waitHTTP waits for url to answer 200 while p runs.
+func waitHTTP(t *testing.T, p *proc, url string, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return time.Since(start)
+			}
+		}
+		if p.exited() {
+			t.Fatalf("%s exited while waiting for %s", p.name, url)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%s: %s not ready after %v (%v)", p.name, url, within, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// edgeProc is one `mcpgw edge --control-plane` process.
+type edgeProc struct {
+	name, listen, stateDir string
+	proc                   *proc
+}
+
+func (e *edgeProc) url() string { return "http://" + e.listen + "/mcp" }
+
+// metric reads one unlabelled metric from the edge's /metrics.
+func (e *edgeProc) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + e.listen + "/metrics")
+	if err != nil {
+		t.Fatalf("%s metrics: %v", e.name, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s: no metric %s", e.name, name)
+	return 0
+}
+
+func readyz(t *testing.T, e *edgeProc) string {
+	t.Helper()
+	resp, err := http.Get("http://" + e.listen + "/readyz")
+	if err != nil {
+		t.Fatalf("%s readyz: %v", e.name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+}
+
+type bearerRT struct{ key string }
+
+func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.key)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// client is a Go SDK client session on an edge, acting with key; it is
+// closed when owner's test ends.
+func client(t, owner *testing.T, url, key string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearerRT{key}}, MaxRetries: -1},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", url, err)
+	}
+	owner.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// waitCallable calls tool until it is allowed (want true) or refused by
+// policy (want false), and returns how long that took.
+func waitCallable(t *testing.T, cs *mcp.ClientSession, tool string, want bool, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool})
+		cancel()
+		switch {
+		case want && err == nil:
+			return time.Since(start)
+		case !want && err != nil && strings.Contains(err.Error(), "is not permitted"):
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%s: want allowed=%v after %v, last error: %v", tool, want, within, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// auditedCalls opens a session on e with raw HTTP and makes n calls,
+// returning the Mcpgw-Audit-Id of every answered request (initialize
+// included): the events the control plane must end up holding once each.
+func auditedCalls(t *testing.T, e *edgeProc, key string, n int) []string {
+	t.Helper()
+	var ids []string
+	sid := ""
+	post := func(body string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest("POST", e.url(), strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+key)
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+			req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", e.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 || bytes.Contains(b, []byte(`"error"`)) {
+			t.Fatalf("%s: %d %s", e.name, resp.StatusCode, b)
+		}
+		if id := resp.Header.Get("Mcpgw-Audit-Id"); id != "" {
+			ids = append(ids, id)
+		}
+		return resp
+	}
+	resp := post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e-raw","version":"1"}}}`)
+	if sid = resp.Header.Get("Mcp-Session-Id"); sid == "" {
+		t.Fatalf("%s: no session", e.name)
+	}
+	post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	for i := range n {
+		post(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"ev__test_simple_text","arguments":{}}}`, i+2))
+	}
+	if len(ids) != n+1 {
+		t.Fatalf("%s: %d audit ids for %d requests", e.name, len(ids), n+1)
+	}
+	return ids
+}
+
+func policyDoc(deny bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "backends:\n  - name: ev\n    stdio: {command: [%q]}\n    timeout: 20s\n", bins.everything)
+	b.WriteString("roles:\n  - name: developer\n    rules:\n      - {id: dev-ev, effect: allow, tools: [\"ev__*\"]}\n")
+	if deny {
+		b.WriteString("      - {id: dev-deny, effect: deny, tools: [\"ev__test_e*\"]}\n")
+	}
+	b.WriteString("bindings:\n  - {role: developer, subjects: [\"user:alice\"]}\n")
+	b.WriteString("principals:\n  - {name: alice}\n")
+	return b.String()
+}
+
+// Issue 6's fleet scenario with real processes: two control-plane replicas
+// on one database, two edges (one per replica) enrolled with join tokens;
+// a policy change through either replica reaches both edges and a real MCP
+// client sees it within a second; with the control plane SIGKILLed the
+// edges keep serving, an edge restarted meanwhile serves from its
+// last-known-good cache within a second, and once the control plane is
+// back the edges reconnect without being sent the config again.
+func TestFleetEndToEnd(t *testing.T) {
+	begin := time.Now()
+	top := t
+	f := newFleet(t)
+	dbURL := pgtest.NewDatabase(t)
+	kek := make([]byte, 32)
+	if _, err := rand.Read(kek); err != nil {
+		t.Fatal(err)
+	}
+	// Every replica needs the same key-encryption key and admin token.
+	f.env = []string{"MCPGW_KEK=" + base64.StdEncoding.EncodeToString(kek), "MCPGW_ADMIN_TOKEN=" + adminToken}
+
+	cps := []*replica{
+		{name: "cp1", node: mcptest.FreeAddr(t), admin: mcptest.FreeAddr(t), ops: mcptest.FreeAddr(t), dataDir: filepath.Join(f.dir, "cp1"), dbURL: dbURL},
+		{name: "cp2", node: mcptest.FreeAddr(t), admin: mcptest.FreeAddr(t), ops: mcptest.FreeAddr(t), dataDir: filepath.Join(f.dir, "cp2"), dbURL: dbURL},
+	}
+	// The first replica migrates and creates the CA; the second finds both.
+	f.startCP(cps[0])
+	f.startCP(cps[1])
+	caFile := func(r *replica) string { return filepath.Join(r.dataDir, "ca.crt") }
+
+	policyFile := filepath.Join(f.dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(policyDoc(true)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", policyFile)
+	var key struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal([]byte(f.mcpctl(cps[0].admin, caFile(cps[0]), "keys", "create", "--principal", "alice", "-o", "json")), &key); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two edges, each enrolled through a different replica.
+	edges := make([]*edgeProc, 2)
+	for i := range edges {
+		var tok struct {
+			Token string `json:"token"`
+		}
+		if err := json.Unmarshal([]byte(f.mcpctl(cps[i].admin, caFile(cps[i]), "join-token", "create", "--ttl", "10m", "-o", "json")), &tok); err != nil {
+			t.Fatal(err)
+		}
+		e := &edgeProc{name: fmt.Sprintf("edge%d", i+1), listen: mcptest.FreeAddr(t), stateDir: filepath.Join(f.dir, fmt.Sprintf("edge%d", i+1))}
+		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[i].node, "--ca-file", caFile(cps[i]),
+			"--join-token", tok.Token, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name, "--label", "e2e-edge="+e.name)
+		edges[i] = e
+	}
+	sessions := make([]*mcp.ClientSession, 2)
+	for i, e := range edges {
+		waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 30*time.Second)
+		sessions[i] = client(t, t, e.url(), key.Key)
+		// The backend starts with the config; until it lists, the tool
+		// is unknown rather than refused.
+		waitCallable(t, sessions[i], "ev__test_simple_text", true, 20*time.Second)
+		waitCallable(t, sessions[i], "ev__test_embedded_resource", false, 5*time.Second)
+		if r := readyz(t, e); !strings.Contains(r, "control plane connected") {
+			t.Errorf("%s readyz: %s", e.name, r)
+		}
+	}
+	t.Logf("fleet up after %v", time.Since(begin))
+
+	t.Run("a change through either replica reaches both edges within 1s", func(t *testing.T) {
+		for i, deny := range []bool{false, true} {
+			if err := os.WriteFile(policyFile, []byte(policyDoc(deny)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			via := cps[1-i] // cp2 first, then cp1
+			f.mcpctl(via.admin, caFile(via), "apply", "-f", policyFile)
+			for j, cs := range sessions {
+				d := waitCallable(t, cs, "ev__test_embedded_resource", !deny, time.Second)
+				t.Logf("change via %s (deny=%v) seen at %s after %v", via.name, deny, edges[j].name, d)
+			}
+		}
+		// Leave the grant in place for the rest of the test.
+		if err := os.WriteFile(policyFile, []byte(policyDoc(false)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", policyFile)
+		for _, cs := range sessions {
+			waitCallable(t, cs, "ev__test_embedded_resource", true, time.Second)
+		}
+		// Both edges ACKed the same, latest revision.
+		r1, r2 := edges[0].metric(t, "mcpgw_edge_config_revision"), edges[1].metric(t, "mcpgw_edge_config_revision")
+		if r1 == 0 || r1 != r2 {
+			t.Errorf("edges apply revisions %v and %v", r1, r2)
+		}
+		// Both are registered, with the status report each edge sends on
+		// its stream (the audit spool; backend health from the next report on).
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
+			// (Reported when the stream opens, which for a new edge is
+			// before its first config and backends, and every 20 s after.)
+			ok := strings.Count(nodes, `"audit_spool"`) == 2 && strings.Count(nodes, `"e2e-edge"`) == 2
+			for _, e := range edges {
+				ok = ok && strings.Contains(nodes, e.name)
+			}
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("get nodes does not show both edges with their status:\n%s", nodes)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("a config an edge cannot apply is NACKed and the previous one keeps serving", func(t *testing.T) {
+		revBefore := edges[0].metric(t, "mcpgw_edge_config_revision")
+		// The control plane accepts the reference; the edges cannot resolve
+		// it, since the variable is unset in their environment.
+		bad := strings.Replace(policyDoc(false), "roles:\n",
+			"  - name: broken\n    stdio: {command: [\"true\"], env: {TOKEN: \"${env:MCPGW_E2E_UNSET}\"}}\nroles:\n", 1)
+		badFile := filepath.Join(f.dir, "bad.yaml")
+		if err := os.WriteFile(badFile, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", badFile)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
+			if strings.Count(nodes, "MCPGW_E2E_UNSET") >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("get nodes does not show both edges' NACK:\n%s", nodes)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for i, e := range edges {
+			if got := e.metric(t, "mcpgw_edge_config_revision"); got != revBefore {
+				t.Errorf("%s applies revision %v after a NACK, want %v", e.name, got, revBefore)
+			}
+			if e.metric(t, "mcpgw_edge_config_nacks_total") < 1 {
+				t.Errorf("%s counted no NACK", e.name)
+			}
+			waitCallable(t, sessions[i], "ev__test_embedded_resource", true, time.Second)
+		}
+		// Remove the broken backend again.
+		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "--prune", "-f", policyFile)
+		deadline = time.Now().Add(5 * time.Second)
+		for _, e := range edges {
+			for e.metric(t, "mcpgw_edge_config_revision") <= revBefore {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not apply the repaired config", e.name)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+
+	// Audited calls while the control plane is up; more follow while it is
+	// down, which the edges must spool and ship once it is back.
+	var auditIDs []string
+	for _, e := range edges {
+		auditIDs = append(auditIDs, auditedCalls(t, e, key.Key, 5)...)
+	}
+
+	// What each edge was sent before the control plane goes away.
+	received := make([]float64, len(edges))
+	for i, e := range edges {
+		received[i] = e.metric(t, "mcpgw_edge_config_snapshots_received_total")
+		if received[i] < 1 {
+			t.Fatalf("%s received no snapshot", e.name)
+		}
+	}
+
+	t.Run("with the control plane SIGKILLed the edges keep serving", func(t *testing.T) {
+		for _, r := range cps {
+			r.proc.kill(syscall.SIGKILL)
+		}
+		for i, cs := range sessions {
+			waitCallable(t, cs, "ev__test_embedded_resource", true, time.Second)
+			waitCallable(t, cs, "ev__test_simple_text", true, time.Second)
+			deadline := time.Now().Add(5 * time.Second)
+			for edges[i].metric(t, "mcpgw_edge_control_plane_connected") != 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if r := readyz(t, edges[i]); !strings.HasPrefix(r, "200 ") || !strings.Contains(r, "disconnected") {
+				t.Errorf("%s readyz with the control plane down: %s", edges[i].name, r)
+			}
+			auditIDs = append(auditIDs, auditedCalls(t, edges[i], key.Key, 5)...)
+		}
+	})
+
+	t.Run("an edge restarted while the control plane is down serves its last-known-good config within 1s", func(t *testing.T) {
+		e := edges[0]
+		e.proc.kill(syscall.SIGTERM)
+		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name)
+		ready := waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 10*time.Second)
+		if ready > time.Second {
+			t.Errorf("serving from the last-known-good config took %v", ready)
+		}
+		t.Logf("%s ready from its last-known-good config %v after start: %s", e.name, ready, readyz(t, e))
+		// The session on the killed process is gone; this one serves the
+		// rest of the test.
+		cs := client(t, top, e.url(), key.Key)
+		sessions[0] = cs
+		// The decision is the last policy's; the stdio backend needs a
+		// moment to start before its tools are callable.
+		waitCallable(t, cs, "ev__test_embedded_resource", true, 20*time.Second)
+		auditIDs = append(auditIDs, auditedCalls(t, e, key.Key, 5)...)
+		received[0] = e.metric(t, "mcpgw_edge_config_snapshots_received_total")
+		if received[0] != 0 {
+			t.Errorf("the restarted edge received %v snapshots with the control plane down", received[0])
+		}
+	})
+
+	t.Run("the control plane returns; edges reconnect without being sent the config again", func(t *testing.T) {
+		for _, r := range cps {
+			f.startCP(r)
+		}
+		for i, e := range edges {
+			deadline := time.Now().Add(40 * time.Second)
+			for e.metric(t, "mcpgw_edge_control_plane_connected") != 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not reconnect: %s", e.name, readyz(t, e))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			// A snapshot sent after the reconnect would arrive right after
+			// the stream is accepted; give it the time it would take.
+			time.Sleep(300 * time.Millisecond)
+			if got := e.metric(t, "mcpgw_edge_config_snapshots_received_total"); got != received[i] {
+				t.Errorf("%s was sent the config again on reconnect: %v snapshots, had %v", e.name, got, received[i])
+			}
+			waitCallable(t, sessions[i], "ev__test_embedded_resource", true, time.Second)
+			if r := readyz(t, e); !strings.Contains(r, "control plane connected") {
+				t.Errorf("%s readyz after the reconnect: %s", e.name, r)
+			}
+		}
+		// And it still follows changes.
+		if err := os.WriteFile(policyFile, []byte(policyDoc(true)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.mcpctl(cps[1].admin, caFile(cps[1]), "apply", "-f", policyFile)
+		for _, cs := range sessions {
+			waitCallable(t, cs, "ev__test_embedded_resource", false, time.Second)
+		}
+	})
+	t.Run("every answered request's audit event reaches the control plane once", func(t *testing.T) {
+		want := map[string]bool{}
+		for _, id := range auditIDs {
+			want[id] = true
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out := f.mcpctl(cps[0].admin, caFile(cps[0]), "audit", "query", "--principal", "alice", "--limit", "0", "-o", "jsonl")
+			seen := map[string]int{}
+			nodes := map[string]bool{}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				var ev struct {
+					ID     string `json:"id"`
+					NodeID string `json:"node_id"`
+				}
+				if line == "" {
+					continue
+				}
+				if err := json.Unmarshal([]byte(line), &ev); err != nil {
+					t.Fatalf("audit query line %q: %v", line, err)
+				}
+				seen[ev.ID]++
+				if want[ev.ID] {
+					nodes[ev.NodeID] = true
+				}
+			}
+			missing, dup := 0, 0
+			for id := range want {
+				switch seen[id] {
+				case 0:
+					missing++
+				case 1:
+				default:
+					dup++
+				}
+			}
+			if dup > 0 {
+				t.Fatalf("%d audit events stored more than once", dup)
+			}
+			if missing == 0 {
+				if len(nodes) != 2 {
+					t.Errorf("events came from %d nodes, want 2", len(nodes))
+				}
+				t.Logf("%d answered requests, each in the control plane's audit_events once, from %d nodes", len(want), len(nodes))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d answered requests have no audit event at the control plane", missing, len(want))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		f.mcpctl(cps[1].admin, caFile(cps[1]), "audit", "verify") // exits 1 on an incomplete chain
+	})
+	t.Logf("total %v", time.Since(begin))
+}
