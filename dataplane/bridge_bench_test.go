@@ -156,12 +156,12 @@ func (c *benchClient) call(tb testing.TB, tool string) {
 // Run with -benchtime Nx (N rounds).
 func BenchmarkBridgeToolsCall(b *testing.B) {
 	const clients, benchCalls = 8, 2000
-	url := startBenchEdge(b, "backends:\n"+httpBackend("leg", eraEcho(b, false), "-")+httpBackend("mod", eraEcho(b, true), "-"))
+	url := startBenchEdge(b, openPolicy+"backends:\n"+httpBackend("leg", eraEcho(b, false), "-")+httpBackend("mod", eraEcho(b, true), "-"))
 	hc := &http.Client{Transport: upstream.NewTransport(64)}
 	// Both backends listed, and each one's era known, before timing.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		body := listTools(b, hc, url)
+		body := benchListTools(b, hc, url)
 		if bytes.Contains(body, []byte("leg__echo")) && bytes.Contains(body, []byte("mod__echo")) {
 			break
 		}
@@ -244,7 +244,7 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func listTools(tb testing.TB, hc *http.Client, url string) []byte {
+func benchListTools(tb testing.TB, hc *http.Client, url string) []byte {
 	req, _ := http.NewRequest("POST", url, bytes.NewReader([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{`+fmt.Sprintf(modernMeta, "{}")+`}}`)))
 	for k, v := range modernHeaders("tools/list", "") {
 		req.Header.Set(k, v)
@@ -264,7 +264,8 @@ func listTools(tb testing.TB, hc *http.Client, url string) []byte {
 // returns its MCP URL.
 func startBenchEdge(tb testing.TB, yaml string) string {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "mcpgw.yaml")
+	dir := tb.TempDir()
+	path := filepath.Join(dir, "mcpgw.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func startBenchEdge(tb testing.TB, yaml string) string {
 	done := make(chan error, 1)
 	go func() {
 		done <- dataplane.Run(ctx, dataplane.Config{
-			ConfigFile: path, Listen: "127.0.0.1:0", Logger: testLogger(),
+			ConfigFile: path, StateDir: filepath.Join(dir, "state"), Listen: "127.0.0.1:0", Logger: testLogger(),
 			OnListen: func(name string, a net.Addr) {
 				if name == "mcp" {
 					addrc <- a

@@ -79,7 +79,7 @@ func normalizeEra(t *testing.T, v any, err error) string {
 // client gets direct.
 func TestBridgeModernClientLegacyBackend(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", true)
-	e := startEdge(t, "backends:\n"+httpBackend("ev", srv.URL(), "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("ev", srv.URL(), "-"), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	rec := &clientRecorder{}
@@ -192,7 +192,7 @@ func askTwiceServer(t *testing.T) string {
 // the modern client, one upstream call (the tool runs once).
 func TestBridgeModernClientAskTwice(t *testing.T) {
 	url := askTwiceServer(t)
-	e := startEdge(t, "backends:\n"+httpBackend("two", url, "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("two", url, "-"), nil)
 	var asked atomic.Int32
 	opts := (&clientRecorder{}).options()
 	opts.ElicitationHandler = func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
@@ -227,7 +227,7 @@ func TestBridgeModernClientAskTwice(t *testing.T) {
 // (2026-07-28 basic/patterns/mrtr: servers must validate requestState).
 func TestBridgeRequestState(t *testing.T) {
 	url := askTwiceServer(t)
-	e := startEdge(t, "backends:\n"+httpBackend("two", url, "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("two", url, "-"), nil)
 	waitTools(t, connectModern(t, e.URL, &clientRecorder{}), 1)
 	call := func(args, extra, caps string) map[string]any {
 		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"two__ask_twice","arguments":%s%s,`+modernMeta+`}}`, args, extra, caps)
@@ -314,7 +314,7 @@ func TestBridgeTSLegacyClientModernBackend(t *testing.T) {
 	}
 	direct := mcptest.StartHTTP(t, serverBin, "", true)
 	backend := mcptest.StartHTTP(t, serverBin, "", false)
-	e := startEdge(t, "backends:\n"+httpBackend("ev", backend.URL(), "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("ev", backend.URL(), "-"), nil)
 	waitTools(t, connect(t, e.URL, nil), everythingTools)
 	compareTS(t, dir, ops, tsComparison{
 		direct:          []string{"--url", direct.URL()},
@@ -361,7 +361,7 @@ func TestBridgeTSLegacyClientModernBackend(t *testing.T) {
 func TestBridgeMixedFleet(t *testing.T) {
 	modern := mcptest.StartHTTP(t, serverBin, "", false)
 	legacy := mcptest.StartHTTP(t, serverBin, "", true)
-	e := startEdge(t, "backends:\n"+httpBackend("new", modern.URL(), "-")+httpBackend("old", legacy.URL(), "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("new", modern.URL(), "-")+httpBackend("old", legacy.URL(), "-"), nil)
 	lc := connect(t, e.URL, &clientRecorder{})
 	mc := connectModern(t, e.URL, &clientRecorder{})
 	lt := waitTools(t, lc, 2*everythingTools)
@@ -419,7 +419,7 @@ func TestBridgeMixedFleet(t *testing.T) {
 // stream and resources/subscribe).
 func TestBridgeListenLegacyUpdates(t *testing.T) {
 	legacy := mcptest.StartHTTP(t, serverBin, "", true)
-	e := startEdge(t, "backends:\n"+httpBackend("old", legacy.URL(), "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("old", legacy.URL(), "-"), nil)
 	waitTools(t, connectModern(t, e.URL, &clientRecorder{}), everythingTools)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -461,6 +461,14 @@ func TestBridgeListenLegacyUpdates(t *testing.T) {
 	}
 }
 
+// principalsPolicy lets alice and bob (bearerAuth) use everything.
+const principalsPolicy = `roles:
+  - name: everything
+    rules: [{effect: allow}]
+bindings:
+  - {role: everything, subjects: ["user:alice", "user:bob"]}
+`
+
 // A per_principal legacy backend: a modern client's bridged call, parked
 // between rounds, runs on its principal's own upstream session; and a
 // requestState is the principal's: another principal presenting it for
@@ -468,7 +476,7 @@ func TestBridgeListenLegacyUpdates(t *testing.T) {
 func TestBridgePerPrincipal(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", true)
 	tapURL, tap := startSessionTap(t, srv.URL())
-	e := startEdge(t, "backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: per_principal\n",
+	e := startEdge(t, principalsPolicy+"backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: per_principal\n",
 		func(c *dataplane.Config) { c.Auth = bearerAuth{} })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -516,7 +524,7 @@ func TestBridgePerPrincipal(t *testing.T) {
 // question to the client, so the call ends in a clear error at once.
 func TestBridgeLegacyClientWithoutCapability(t *testing.T) {
 	backend := mcptest.StartHTTP(t, serverBin, "", false)
-	e := startEdge(t, "backends:\n"+httpBackend("ev", backend.URL(), "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("ev", backend.URL(), "-"), nil)
 	c := mcp.NewClient(&mcp.Implementation{Name: "no-caps", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -573,7 +581,7 @@ func TestBridgeLegacySessionExpired(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(front.Close)
-	e := startEdge(t, "backends:\n"+httpBackend("ev", front.URL+u.Path, "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("ev", front.URL+u.Path, "-"), nil)
 	cs := connectModern(t, e.URL, &clientRecorder{})
 	waitTools(t, cs, everythingTools)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -600,7 +608,7 @@ func TestBridgeLegacySessionExpired(t *testing.T) {
 // backend's log messages of that call, at its level and above.
 func TestBridgeModernClientLogs(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", true)
-	e := startEdge(t, "backends:\n"+httpBackend("old", srv.URL(), "-"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+httpBackend("old", srv.URL(), "-"), nil)
 	rec := &clientRecorder{}
 	cs := connectModern(t, e.URL, rec)
 	waitTools(t, cs, everythingTools)
