@@ -46,12 +46,58 @@ type bridge struct {
 	// calls holds the parked calls by id (*parked); a sync.Map so bridged
 	// requests share no lock to find or drop theirs.
 	calls sync.Map
-	// mu guards stopped and the wg.Add of a new call, so stop's Wait never
-	// races a call starting.
+	// mu guards stopped and the wg.Add of a new worker, so stop's Wait
+	// never races a worker starting.
 	mu      sync.Mutex
 	stopped bool
-	// wg counts the goroutines running parked calls.
-	wg sync.WaitGroup
+	// wg counts the workers. A worker runs one parked call, then waits
+	// workerIdle for another on jobs (unbuffered: a send succeeds only if
+	// a worker is idle) before it exits; done tells idle workers to exit.
+	// Reusing workers spares each call a fresh goroutine whose stack must
+	// grow to hold an HTTP round trip (a measurable cost per call).
+	wg   sync.WaitGroup
+	jobs chan func()
+	done chan struct{}
+}
+
+// workerIdle is how long a worker waits for another parked call.
+const workerIdle = 30 * time.Second
+
+// run runs f on an idle worker, or a new one.
+func (br *bridge) run(f func()) {
+	select {
+	case br.jobs <- f:
+		return
+	default:
+	}
+	br.mu.Lock()
+	if br.stopped {
+		br.mu.Unlock()
+		// Stopping: no new workers; the call runs on this goroutine (its
+		// request is still being served, stop's Range may not see it).
+		f()
+		return
+	}
+	br.wg.Add(1)
+	br.mu.Unlock()
+	go br.worker(f)
+}
+
+func (br *bridge) worker(f func()) {
+	defer br.wg.Done()
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		f()
+		t.Reset(workerIdle)
+		select {
+		case f = <-br.jobs:
+		case <-t.C:
+			return
+		case <-br.done:
+			return
+		}
+	}
 }
 
 func newBridge() *bridge {
@@ -60,12 +106,15 @@ func newBridge() *bridge {
 		// crypto/rand does not fail on the platforms the edge runs on.
 		panic(err)
 	}
-	return &bridge{seal: s}
+	return &bridge{seal: s, jobs: make(chan func()), done: make(chan struct{})}
 }
 
 // stop cancels every parked call and waits for them to end.
 func (br *bridge) stop() {
 	br.mu.Lock()
+	if !br.stopped {
+		close(br.done)
+	}
 	br.stopped = true
 	br.mu.Unlock()
 	br.calls.Range(func(_, v any) bool {
@@ -292,18 +341,22 @@ func (g *Gateway) callLegacy(ctx context.Context, b *upstream.Backend, method st
 		return upstream.Response{}, errors.New("the edge is shutting down")
 	}
 	br.calls.Store(p.id, p)
-	br.wg.Add(1)
 	br.mu.Unlock()
-	go func() {
-		defer br.wg.Done()
+	br.run(func() {
 		defer cancel()
 		p.resp, p.err = b.Call(cctx, method, params, bridgeSink{g: g, p: p})
 		close(p.done)
-		// A call that ends between rounds (the backend withdrew its
-		// question and finished) waits for the client's retry, but no
-		// longer than its state is valid.
-		time.AfterFunc(max(time.Until(p.deadline), 0), func() { br.remove(p) })
-	}()
+		p.mu.Lock()
+		waiting := p.out != nil
+		p.mu.Unlock()
+		if !waiting {
+			// The call ended between rounds (the backend withdrew its
+			// question and finished): it waits for the client's retry,
+			// but no longer than its state is valid. (A round in progress
+			// removes it itself; a timer per call would be a cost.)
+			time.AfterFunc(max(time.Until(p.deadline), 0), func() { br.remove(p) })
+		}
+	})
 	return br.await(ctx, p, out)
 }
 
