@@ -625,3 +625,65 @@ func TestBridgeModernClientLogs(t *testing.T) {
 		return len(rec.logs) == 3
 	})
 }
+
+// Parked calls end: a modern client that closes its stream mid-call
+// cancels the legacy backend's call (2026-07-28: closing the response
+// stream is cancellation), and one that never comes back for an input
+// round leaves the call to expire with the backend's timeout, after which
+// its requestState is refused.
+func TestBridgeParkedCallEnds(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "enders", Version: "1"}, nil)
+	ended := make(chan string, 4)
+	mcp.AddTool(s, &mcp.Tool{Name: "wait"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ any) (*mcp.CallToolResult, any, error) {
+		<-ctx.Done()
+		ended <- "wait"
+		return nil, nil, ctx.Err()
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "ask"}, func(ctx context.Context, req *mcp.CallToolRequest, _ any) (*mcp.CallToolResult, any, error) {
+		_, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "never answered", RequestedSchema: &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{"x": {Type: "string"}}}})
+		ended <- "ask"
+		return nil, nil, err
+	})
+	hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(hs.Close)
+	e := startEdge(t, openPolicy+"backends:\n  - name: b\n    http:\n      url: \""+hs.URL+"\"\n    timeout: 2s\n", nil)
+	waitTools(t, connectModern(t, e.URL, &clientRecorder{}), 2)
+	body := func(tool, extra string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"b__` + tool + `","arguments":{}` + extra + `,` + fmt.Sprintf(modernMeta, `{"elicitation":{}}`) + `}}`
+	}
+
+	// The client gives up on a call in flight.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.URL, strings.NewReader(body("wait", "")))
+	for k, v := range modernHeaders("tools/call", "b__wait") {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	cancel()
+	select {
+	case <-ended:
+	case <-time.After(1500 * time.Millisecond):
+		t.Error("the backend's call was not cancelled when the client closed its stream (before the 2s timeout)")
+	}
+
+	// The client never answers the question.
+	_, b := post(t, e, body("ask", ""), modernHeaders("tools/call", "b__ask"))
+	res, _ := sseResult(t, b)["result"].(map[string]any)
+	state, _ := res["requestState"].(string)
+	if res["resultType"] != "input_required" || state == "" {
+		t.Fatalf("no input round: %s", b)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the parked call did not end with the backend's 2s timeout")
+	}
+	_, b = post(t, e, body("ask", `,"inputResponses":{"mcpgw-1":{"action":"accept","content":{"x":"late"}}},"requestState":"`+state+`"`), modernHeaders("tools/call", "b__ask"))
+	if m := fmt.Sprint(sseResult(t, b)["error"]); !strings.Contains(m, "expired") && !strings.Contains(m, "ended") {
+		t.Errorf("a retry after the call expired: %s", b)
+	}
+}
