@@ -63,8 +63,8 @@ type bridge struct {
 // workerIdle is how long a worker waits for another parked call.
 const workerIdle = 30 * time.Second
 
-// run runs f on an idle worker, or a new one.
-func (br *bridge) run(f func()) {
+// run runs f on an idle worker, or a new one. cancel cancels f's call.
+func (br *bridge) run(f func(), cancel context.CancelFunc) {
 	select {
 	case br.jobs <- f:
 		return
@@ -73,8 +73,9 @@ func (br *bridge) run(f func()) {
 	br.mu.Lock()
 	if br.stopped {
 		br.mu.Unlock()
-		// Stopping: no new workers; the call runs on this goroutine (its
-		// request is still being served, stop's Range may not see it).
+		// Stopping, and stop may not have seen this call: it is cancelled
+		// and ends at once, on this goroutine.
+		cancel()
 		f()
 		return
 	}
@@ -356,7 +357,7 @@ func (g *Gateway) callLegacy(ctx context.Context, b *upstream.Backend, method st
 			// removes it itself; a timer per call would be a cost.)
 			time.AfterFunc(max(time.Until(p.deadline), 0), func() { br.remove(p) })
 		}
-	})
+	}, cancel)
 	return br.await(ctx, p, out)
 }
 
