@@ -4,7 +4,9 @@
 // bearer admin token) and the NodeService (mTLS) with a gRPC health service
 // on both, plus optional /metrics, /healthz and /readyz, all under one
 // errgroup in Run. Replicas are stateless: any number of them may share one
-// database (docs/control-plane.md).
+// database (docs/control-plane.md). With Config.EmbeddedPath instead of a
+// database URL, one replica runs on an embedded SQLite file
+// (docs/embedded-store.md).
 package controlplane
 
 import (
@@ -45,8 +47,16 @@ const (
 
 // Config is everything one replica needs. Validate before Run.
 type Config struct {
-	// DatabaseURL is the Postgres URL (postgres://...). Required.
+	// DatabaseURL is the Postgres URL (postgres://...): production, any
+	// number of replicas. Exactly one of DatabaseURL and EmbeddedPath.
 	DatabaseURL string
+	// EmbeddedPath, instead of DatabaseURL, puts this replica on the
+	// embedded store: one SQLite file (controlplane/store/sqlitestore),
+	// created if missing, for `mcpgw dev` and small single-node installs.
+	// One replica only: a second one on the same file is refused
+	// (docs/embedded-store.md). EmbeddedStorePath(DataDir) is the usual
+	// place.
+	EmbeddedPath string
 	// NodeListen is the edges' listener (mTLS), host:port. Default ":7443".
 	NodeListen string
 	// AdminListen is mcpctl's listener (TLS + bearer admin token or admin
@@ -76,6 +86,10 @@ type Config struct {
 	// Replica names this replica in the node registry and GetServerInfo.
 	// Default: the host name.
 	Replica string
+	// NodeCertTTL is the lifetime of the certificates issued to edges
+	// (0 = nodeapi's default, 24h); running edges renew them. mcpgw dev
+	// makes it long because its edge is often stopped for days.
+	NodeCertTTL time.Duration
 	// ShutdownGrace bounds graceful shutdown. Default 10s.
 	ShutdownGrace time.Duration
 	// AuditRetention is how long audit events are kept (whole UTC days;
@@ -102,9 +116,16 @@ type Ready struct {
 // outside the struct.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("a database URL is required (--database-url or $MCPGW_DATABASE_URL)"))
-	} else if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+	switch {
+	case c.DatabaseURL != "" && c.EmbeddedPath != "":
+		errs = append(errs, errors.New("both a database URL and an embedded store were given; choose Postgres (--database-url) or the embedded store (--store sqlite:PATH)"))
+	case c.EmbeddedPath != "":
+		if c.NoMigrate {
+			errs = append(errs, errors.New("--no-migrate applies to Postgres only: the embedded store applies its schema when it opens"))
+		}
+	case c.DatabaseURL == "":
+		errs = append(errs, errors.New("a database URL is required (--database-url or $MCPGW_DATABASE_URL), or --store sqlite:PATH for the embedded single-replica store"))
+	case !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://"):
 		errs = append(errs, errors.New("the database URL must look like postgres://user@host:5432/db"))
 	}
 	if c.NodeListen == "" {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,15 +43,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
 
-	pool, err := store.OpenPool(ctx, cfg.DatabaseURL)
+	stores, err := openStores(ctx, cfg, auditdb.Options{Retention: cfg.AuditRetention})
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st := store.New(pool)
-	if err := prepareSchema(ctx, cfg, st); err != nil {
-		return err
-	}
+	defer stores.close()
+	st := stores.config
 
 	kek, kekSource, kekCreated, err := pki.LoadKEK(cfg.KEK, cfg.DataDir)
 	if err != nil {
@@ -105,7 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	nodeStore := store.NewNodeStore(pool)
+	nodeStore := stores.nodes
 	cache := snapshot.NewCache()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mcpgw_cp_config_revision",
@@ -114,13 +110,13 @@ func Run(ctx context.Context, cfg Config) error {
 	builder := snapshot.NewBuilder(nodeStore, cache, snapshot.BuilderConfig{Logger: log.With("component", "snapshot")})
 	// One audit store serves ingest and the admin API's audit reads; its
 	// retention bounds both what ingest accepts and what maintenance drops.
-	auditStore := auditdb.New(pool, auditdb.Options{Retention: cfg.AuditRetention})
+	auditStore := stores.audit
 	ing, err := ingest.New(ingest.Config{Store: auditStore, Registerer: reg, Logger: log.With("component", "ingest")})
 	if err != nil {
 		return err
 	}
 	nodeSrv, err := nodeapi.New(nodeapi.Config{
-		Store: nodeStore, Cache: cache, CA: ca, Replica: cfg.Replica,
+		Store: nodeStore, Cache: cache, CA: ca, Replica: cfg.Replica, CertTTL: cfg.NodeCertTTL,
 		Registerer: reg, Logger: log.With("component", "nodeapi"),
 		// nodeapi has refused unknown and revoked nodes already; ingest
 		// takes the node from the same verified certificate.
@@ -224,39 +220,12 @@ func stopGracefully(ctx context.Context, s *grpc.Server) {
 	}
 }
 
-// prepareSchema migrates, or with NoMigrate refuses a schema that is behind.
-func prepareSchema(ctx context.Context, cfg Config, s *store.Store) error {
-	if !cfg.NoMigrate {
-		applied, err := s.MigrateSchema(ctx)
-		for _, m := range applied {
-			cfg.Logger.Info("applied migration", "migration", m.String())
-		}
-		if err != nil {
-			return fmt.Errorf("migrating the database: %w", err)
-		}
-		return nil
-	}
-	st, err := s.SchemaStatus(ctx)
-	if err != nil {
-		return fmt.Errorf("checking the database schema: %w", err)
-	}
-	if !st.Current() {
-		names := make([]string, len(st.Pending))
-		for i, m := range st.Pending {
-			names[i] = m.String()
-		}
-		return fmt.Errorf("the database schema is at version %d and this mcpgw needs %s applied; run `mcpgw migrate` (or start without --no-migrate)",
-			st.Version, strings.Join(names, ", "))
-	}
-	return nil
-}
-
 // bootstrapAdminToken makes sure someone can log in: with AdminToken it is
 // (re)stored as the bootstrap token; otherwise, if no admin token exists, a
 // new one is generated and shown once on Notices. When replicas start
 // together on an empty database, only the one whose token was stored shows
 // it.
-func bootstrapAdminToken(ctx context.Context, cfg Config, st *store.Store) error {
+func bootstrapAdminToken(ctx context.Context, cfg Config, st configBackend) error {
 	if cfg.AdminToken != "" {
 		if _, err := st.EnsureBootstrapAdminToken(ctx, store.HashSecret(cfg.AdminToken), true); err != nil {
 			return err
@@ -295,7 +264,7 @@ Use it with: mcpctl --token <token> ... (or set $%s on every replica to choose y
 // database answers, so the replica can serve admin calls and enrollments;
 // the body says which config revision edges are being served, "none" on an
 // installation that has no config yet).
-func opsHandler(reg *prometheus.Registry, st *store.Store, cache *snapshot.Cache) http.Handler {
+func opsHandler(reg *prometheus.Registry, st configBackend, cache *snapshot.Cache) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

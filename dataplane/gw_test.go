@@ -27,7 +27,7 @@ func slowStdioBackend(name string, delay time.Duration) string {
 // being refused as an unknown tool. A name no backend could serve is still
 // unknown at once.
 func TestCallBeforeBackendListed(t *testing.T) {
-	e := startEdge(t, "backends:\n"+slowStdioBackend("slow", 1500*time.Millisecond)+stdioBackend("ev"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+slowStdioBackend("slow", 1500*time.Millisecond)+stdioBackend("ev"), nil)
 	cs := connect(t, e.URL, nil)
 	ctx := context.Background()
 	if names := toolNames(t, cs); contains(names, "slow__test_simple_text") {
@@ -58,7 +58,7 @@ func TestCallBeforeBackendListed(t *testing.T) {
 // A backend that never comes up: a call for its tools waits the bounded
 // time and then says which backend is not available, not "unknown tool".
 func TestCallForBackendThatNeverStarts(t *testing.T) {
-	e := startEdge(t, "backends:\n"+
+	e := startEdge(t, openPolicy+"backends:\n"+
 		"  - name: dead\n    stdio:\n      command: [/bin/false]\n    timeout: 5s\n"+
 		stdioBackend("ev"), nil)
 	cs := connect(t, e.URL, nil)
@@ -88,14 +88,14 @@ func TestCallForBackendThatNeverStarts(t *testing.T) {
 func TestStdioListen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mcpgw.yaml")
-	writeConfig(t, path, "backends:\n"+stdioBackend("one"))
+	writeConfig(t, path, openPolicy+"backends:\n"+stdioBackend("one"))
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger(), ReloadInterval: 50 * time.Millisecond})
+		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, StateDir: t.TempDir(), Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger(), ReloadInterval: 50 * time.Millisecond})
 		outW.Close()
 	}()
 	// Record the raw lines the edge writes, to see the acknowledgement.
@@ -113,7 +113,7 @@ func TestStdioListen(t *testing.T) {
 	waitFor(t, "notifications/subscriptions/acknowledged on stdio", func() bool {
 		return tap.saw(`"method":"notifications/subscriptions/acknowledged"`)
 	})
-	writeConfig(t, path, "backends:\n"+stdioBackend("one")+stdioBackend("two"))
+	writeConfig(t, path, openPolicy+"backends:\n"+stdioBackend("one")+stdioBackend("two"))
 	waitFor(t, "tools/list_changed on the stdio listen", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
@@ -164,7 +164,7 @@ func (l *lineTap) saw(s string) bool {
 // (net/http counts them) and large ones (the edge sets it) alike
 // (DESIGN §4.3).
 func TestJSONRepliesHaveContentLength(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev"), nil)
+	e := startEdge(t, openPolicy+"backends:\n"+stdioBackend("ev"), nil)
 	cs := connect(t, e.URL, nil)
 	waitTools(t, cs, everythingTools)
 	resp, _ := post(t, e, initBody, nil)

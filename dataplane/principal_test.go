@@ -14,7 +14,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgw/mcpgw/dataplane"
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/internal/mcpwire"
 )
@@ -58,13 +57,13 @@ func (s *sessionTap) sessions(key string) []string {
 	return append([]string(nil), s.calls[key]...)
 }
 
-// connectAs opens a legacy SDK session as principal (bearerAuth).
+// connectAs opens a legacy SDK session as principal (with its API key).
 func connectAs(t *testing.T, url, principal string) *mcp.ClientSession {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "as-" + principal, Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	hc := &http.Client{Transport: bearerTransport{principal}}
+	hc := &http.Client{Transport: bearerTransport{principalKeys[principal]}}
 	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatalf("connecting as %s: %v", principal, err)
@@ -90,8 +89,7 @@ func TestSessionsPerPrincipal(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			srv := mcptest.StartHTTP(t, serverBin, "", true)
 			tapURL, tap := startSessionTap(t, srv.URL())
-			e := startEdge(t, "backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: "+mode+"\n",
-				func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+			e := startEdge(t, twoPrincipals()+"backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: "+mode+"\n", nil)
 			alice1 := connectAs(t, e.URL, "alice")
 			waitTools(t, alice1, everythingTools)
 			alice2 := connectAs(t, e.URL, "alice")
@@ -133,12 +131,12 @@ func TestSessionsPerPrincipal(t *testing.T) {
 // A per_principal stdio backend runs one child process per principal
 // besides the shared one, and stops them all with the edge.
 func TestSessionsPerPrincipalStdio(t *testing.T) {
-	e := startEdge(t, "backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n",
-		func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+	e := startEdge(t, twoPrincipals()+"backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n", nil)
+	// Listing runs on the shared process; count once it is up.
+	waitTools(t, connectAs(t, e.URL, "alice"), everythingTools)
 	before := childPIDs(t, serverBin)
 	for _, p := range []string{"alice", "bob", "alice"} {
 		cs := connectAs(t, e.URL, p)
-		waitTools(t, cs, everythingTools)
 		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__test_simple_text"})
 		if err != nil || res.IsError {
 			t.Fatalf("call as %s: %v %+v", p, err, res)
@@ -152,4 +150,32 @@ func TestSessionsPerPrincipalStdio(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "every backend process to exit", func() bool { return len(childPIDs(t, serverBin)) == 0 })
+}
+
+// Log messages of a call on a per-principal session reach the client: the
+// level the edge asked the backend for carries over to the principal's
+// own session.
+func TestSessionsPerPrincipalLogs(t *testing.T) {
+	e := startEdge(t, twoPrincipals()+"backends:\n"+stdioBackend("ev")+"    sessions: per_principal\n", nil)
+	rec := &clientRecorder{}
+	c := mcp.NewClient(&mcp.Implementation{Name: "logs", Version: "1"}, rec.options())
+	ctx := context.Background()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL, HTTPClient: &http.Client{Transport: bearerTransport{principalKeys["alice"]}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	waitTools(t, cs, everythingTools)
+	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_tool_with_logging", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("call: %v %+v", err, res)
+	}
+	waitFor(t, "log messages from the per-principal session", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.logs) > 0
+	})
 }

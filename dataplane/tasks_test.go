@@ -2,6 +2,8 @@ package dataplane_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -9,21 +11,25 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mcpgw/mcpgw/dataplane"
-	"github.com/mcpgw/mcpgw/dataplane/gateway"
 )
 
-// bearerAuth makes the bearer token the principal's name, so a test can
-// act as several principals.
-type bearerAuth struct{}
+// principalKeys are the API keys of the two principals these tests act as.
+var principalKeys = map[string]string{
+	"alice": "mcpgw_alice_aliceSecret0123456789",
+	"bob":   "mcpgw_bob_bobSecret0123456789abc",
+}
 
-func (bearerAuth) Authenticate(_ context.Context, c gateway.Credentials) (gateway.Principal, error) {
-	name, ok := strings.CutPrefix(c.Header.Get("Authorization"), "Bearer ")
-	if !ok || name == "" {
-		return gateway.Principal{}, fmt.Errorf("no bearer token")
+// twoPrincipals is a policy under which alice and bob, each known by the
+// SHA-256 of their key, may use everything.
+func twoPrincipals() string {
+	var b strings.Builder
+	b.WriteString("roles:\n  - name: everything\n    rules: [{effect: allow}]\n")
+	b.WriteString("bindings:\n  - {role: everything, subjects: [\"user:alice\", \"user:bob\"]}\nprincipals:\n")
+	for _, p := range []string{"alice", "bob"} {
+		h := sha256.Sum256([]byte(principalKeys[p]))
+		fmt.Fprintf(&b, "  - {name: %s, api_key_sha256: %s}\n", p, hex.EncodeToString(h[:]))
 	}
-	return gateway.Principal{Name: name}, nil
+	return b.String()
 }
 
 // taskRun is what taskclient.mjs prints.
@@ -82,13 +88,13 @@ func runTaskClient(t *testing.T, dir string, args ...string) []byte {
 func TestTasksThroughEdge(t *testing.T) {
 	dir := tsClientDir(t)
 	backend := fmt.Sprintf("  - name: tk\n    stdio:\n      command: [node, %q]\n      dir: %q\n    timeout: 20s\n", filepath.Join(dir, "taskserver.mjs"), dir)
-	e := startEdge(t, "backends:\n"+backend+stdioBackend("ev"), func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+	e := startEdge(t, twoPrincipals()+"backends:\n"+backend+stdioBackend("ev"), nil)
 
 	var direct, via taskRun
 	if err := json.Unmarshal(runTaskClient(t, dir, "--stdio", "node", filepath.Join(dir, "taskserver.mjs"), "--", "--prefix", ""), &direct); err != nil {
 		t.Fatal(err)
 	}
-	raw := runTaskClient(t, dir, "--url", e.URL, "--key", "alice", "--prefix", "tk__")
+	raw := runTaskClient(t, dir, "--url", e.URL, "--key", principalKeys["alice"], "--prefix", "tk__")
 	if err := json.Unmarshal(raw, &via); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +142,7 @@ func TestTasksThroughEdge(t *testing.T) {
 
 	// Another principal: the task does not exist for it.
 	var probe map[string]json.RawMessage
-	raw = runTaskClient(t, dir, "--url", e.URL, "--key", "bob", "--prefix", "tk__", "--probe", via.TaskID)
+	raw = runTaskClient(t, dir, "--url", e.URL, "--key", principalKeys["bob"], "--prefix", "tk__", "--probe", via.TaskID)
 	if err := json.Unmarshal(raw, &probe); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +157,7 @@ func TestTasksThroughEdge(t *testing.T) {
 		t.Errorf("bob's tasks/list = %s, want none", probe["listIds"])
 	}
 	// And the owner still can.
-	raw = runTaskClient(t, dir, "--url", e.URL, "--key", "alice", "--prefix", "tk__", "--probe", via.TaskID)
+	raw = runTaskClient(t, dir, "--url", e.URL, "--key", principalKeys["alice"], "--prefix", "tk__", "--probe", via.TaskID)
 	if err := json.Unmarshal(raw, &probe); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/mcpgw/mcpgw/internal/auditdb"
 )
 
-func (s *Server) auditStore() (*auditdb.Store, error) {
+func (s *Server) auditStore() (AuditStore, error) {
 	if s.audit == nil {
 		return nil, status.Error(codes.Unimplemented, "audit queries are not enabled on this control plane")
 	}

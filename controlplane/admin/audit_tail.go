@@ -32,7 +32,7 @@ func (s *Server) tailAudit(req *mcpgwv1.TailAuditRequest, stream mcpgwv1.AdminSe
 	if sid := req.GetFilter().GetSessionId(); sid != "" {
 		return invalidArg("filter.session_id", "filtering by session is not supported yet")
 	}
-	tl, err := a.NewTailer(auditFilter(req.GetFilter()), 0)
+	tl, err := a.OpenTail(auditFilter(req.GetFilter()), 0)
 	if err != nil {
 		return invalidArg("filter", err.Error())
 	}

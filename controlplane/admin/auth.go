@@ -42,11 +42,11 @@ func ActorFrom(ctx context.Context) string {
 // its hash, or a client certificate the TLS layer verified against the
 // installation CA that names an administrator (pki.AdminURIPrefix).
 type Authenticator struct {
-	st *store.Store
+	st AdminTokens
 }
 
 // NewAuthenticator returns an Authenticator over the admin_tokens table.
-func NewAuthenticator(st *store.Store) *Authenticator { return &Authenticator{st: st} }
+func NewAuthenticator(st AdminTokens) *Authenticator { return &Authenticator{st: st} }
 
 // errUnauthenticated is deliberately the same for a missing, malformed,
 // unknown, revoked or expired token, so tokens cannot be probed.

@@ -16,16 +16,15 @@ import (
 
 	"github.com/mcpgw/mcpgw/controlplane/store"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
-	"github.com/mcpgw/mcpgw/internal/auditdb"
 	"github.com/mcpgw/mcpgw/internal/buildinfo"
 )
 
 // Options configure a Server.
 type Options struct {
-	Store *store.Store
-	// Audit serves QueryAudit and VerifyAudit; nil leaves them
+	Store Store
+	// Audit serves QueryAudit, VerifyAudit and TailAudit; nil leaves them
 	// Unimplemented.
-	Audit *auditdb.Store
+	Audit AuditStore
 	// Replica names this control-plane replica (GetServerInfo).
 	Replica string
 	Logger  *slog.Logger
@@ -38,8 +37,8 @@ type Options struct {
 // built with Interceptors (authentication lives there).
 type Server struct {
 	mcpgwv1.UnimplementedAdminServiceServer
-	st          *store.Store
-	audit       *auditdb.Store
+	st          Store
+	audit       AuditStore
 	replica     string
 	log         *slog.Logger
 	rolloutPoll time.Duration

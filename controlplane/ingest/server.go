@@ -37,10 +37,25 @@ const (
 	DefaultMaintenanceInterval = time.Hour
 )
 
+// Store is the audit store ingest commits to: *auditdb.Store on Postgres,
+// *sqlitestore.Store embedded. Both record every batch exactly once by
+// (node, epoch, seq).
+type Store interface {
+	// IngestAll commits batches of several nodes in one transaction.
+	IngestAll(ctx context.Context, groups ...auditdb.NodeBatches) (auditdb.Result, error)
+	// LedgerHeld reports which batches of an epoch are already committed.
+	LedgerHeld(ctx context.Context, node string, epoch, start int64) (auditdb.Held, error)
+	// LedgerRows returns what ingest recorded about batches from..to.
+	LedgerRows(ctx context.Context, node string, epoch, from, to int64) ([]auditdb.LedgerRow, error)
+	// MaintainPartitions prepares the days ahead and drops what retention
+	// no longer keeps.
+	MaintainPartitions(ctx context.Context, daysAhead int) (auditdb.Maintenance, error)
+}
+
 // Config configures a Server. Store is required; retention and the accepted
-// time window are the Store's auditdb.Options.
+// time window are the Store's (auditdb.Options on Postgres).
 type Config struct {
-	Store *auditdb.Store
+	Store Store
 	// Window is the max_inflight the server announces when it lets an edge
 	// send again after a pause (edges start with their own default).
 	Window int

@@ -49,9 +49,26 @@ type CA interface {
 	CertPEM() []byte
 }
 
+// Store is the node registry the server enrolls into and reports to:
+// *store.NodeStore on Postgres, *sqlitestore.Store embedded.
+type Store interface {
+	// EnrollNode consumes a join token and creates the node, atomically.
+	EnrollNode(ctx context.Context, p store.EnrollParams) (store.EnrolledNode, error)
+	// NodeIdentity returns a node's registry entry, or store.ErrNodeNotFound.
+	NodeIdentity(ctx context.Context, id uuid.UUID) (store.NodeIdentity, error)
+	// RecordNodeCertificate records a renewed certificate.
+	RecordNodeCertificate(ctx context.Context, id uuid.UUID, serial, fingerprint string, notAfter time.Time) error
+	// RevokedNodes returns those of ids that are revoked.
+	RevokedNodes(ctx context.Context, ids []uuid.UUID) ([]uuid.UUID, error)
+	// FlushNodeStatus writes a batch of status updates made by replica.
+	FlushNodeStatus(ctx context.Context, replica string, updates []store.NodeStatusUpdate) error
+	// ReleaseReplicaNodes clears the connection of nodes held by replica.
+	ReleaseReplicaNodes(ctx context.Context, replica string) error
+}
+
 // Config configures a Server. Store, Cache and CA are required.
 type Config struct {
-	Store *store.NodeStore
+	Store Store
 	Cache *snapshot.Cache
 	CA    CA
 	// Replica names this control plane replica in the node registry

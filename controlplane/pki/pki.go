@@ -185,10 +185,18 @@ type CA struct {
 	pool    *x509.CertPool
 }
 
+// CAStore keeps the installation CA's row: *store.Store on Postgres,
+// *sqlitestore.Store embedded.
+type CAStore interface {
+	// LoadOrCreateCA returns the stored CA or stores the one create makes,
+	// so that replicas starting together create exactly one.
+	LoadOrCreateCA(ctx context.Context, create func() (store.CARecord, error)) (store.CARecord, bool, error)
+}
+
 // Init returns the installation CA, creating it if this is the first replica
 // to start (under the store's PKI lock, so racing replicas create exactly
 // one). It reports whether this call created it.
-func Init(ctx context.Context, st *store.Store, kek KEK) (*CA, bool, error) {
+func Init(ctx context.Context, st CAStore, kek KEK) (*CA, bool, error) {
 	rec, created, err := st.LoadOrCreateCA(ctx, func() (store.CARecord, error) { return newCA(kek) })
 	if err != nil {
 		return nil, false, err

@@ -103,40 +103,51 @@ type NewAPIKey struct {
 // CreateAPIKey stores a key's hash, creating its principal (without groups)
 // if it does not exist, in one new revision: edges learn the hash from it.
 // It reports whether the principal was created.
-func (s *Store) CreateAPIKey(ctx context.Context, meta Meta, k NewAPIKey) (APIKey, Result, bool, error) {
+func (w *Writer) CreateAPIKey(ctx context.Context, meta Meta, k NewAPIKey) (APIKey, Result, bool, error) {
 	var (
 		created bool
 		out     APIKey
 	)
-	res, err := s.write(ctx, meta, false, func(_ context.Context, e *edit) error {
+	res, err := w.write(ctx, meta, false, func(_ context.Context, e *edit) error {
 		if _, ok := e.cur.Principal(k.Principal); !ok {
 			created = true
 			e.next.Principals = append(e.next.Principals, Principal{Principal: policy.Principal{Name: k.Principal}})
 		}
 		out = APIKey{ID: k.ID, Principal: k.Principal, Description: k.Description, ExpiresAt: k.ExpiresAt}
 		e.extra = append(e.extra, Change{Kind: KindAPIKey, Name: k.ID, Action: ActionCreate, After: specJSON(out.logForm())})
-		e.after = append(e.after, func(ctx context.Context, tx pgx.Tx, rev int64) error {
-			var exp *time.Time
-			if !k.ExpiresAt.IsZero() {
-				exp = &k.ExpiresAt
-			}
-			err := tx.QueryRow(ctx, `INSERT INTO api_keys (id, principal, sha256, description, expires_at, revision)
-				VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at`,
-				k.ID, k.Principal, k.SHA256, k.Description, exp, rev).Scan(&out.CreatedAt)
-			if isUniqueViolation(err) {
-				return fmt.Errorf("api key %q: %w", k.ID, ErrAlreadyExists)
-			}
-			if err != nil {
-				return fmt.Errorf("storing api key %q: %w", k.ID, err)
-			}
-			return nil
-		})
+		e.keys = append(e.keys, KeyWrite{New: &k, CreatedAt: &out.CreatedAt})
 		return nil
 	})
 	if err != nil {
 		return APIKey{}, Result{}, false, err
 	}
 	return out, res, created, nil
+}
+
+// writeKey stores one KeyWrite in Postgres, stamping rev.
+func writeKey(ctx context.Context, tx pgx.Tx, kw KeyWrite, rev int64) error {
+	if k := kw.New; k != nil {
+		var exp *time.Time
+		if !k.ExpiresAt.IsZero() {
+			exp = &k.ExpiresAt
+		}
+		var createdAt time.Time
+		err := tx.QueryRow(ctx, `INSERT INTO api_keys (id, principal, sha256, description, expires_at, revision)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at`,
+			k.ID, k.Principal, k.SHA256, k.Description, exp, rev).Scan(&createdAt)
+		if isUniqueViolation(err) {
+			return fmt.Errorf("api key %q: %w", k.ID, ErrAlreadyExists)
+		}
+		if err != nil {
+			return fmt.Errorf("storing api key %q: %w", k.ID, err)
+		}
+		if kw.CreatedAt != nil {
+			*kw.CreatedAt = createdAt
+		}
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = $2, revision = $3 WHERE id = $1`, kw.RevokeID, kw.RevokedAt, rev)
+	return err
 }
 
 // GetAPIKey returns one key's metadata.
@@ -186,19 +197,12 @@ func (s *Store) ListAPIKeys(ctx context.Context, principal string, includeInacti
 
 // RevokeAPIKey revokes a key in a new revision (edges drop its hash when they
 // apply it). Revoking a revoked key changes nothing and makes no revision.
-func (s *Store) RevokeAPIKey(ctx context.Context, meta Meta, id string) (APIKey, Result, error) {
+func (w *Writer) RevokeAPIKey(ctx context.Context, meta Meta, id string) (APIKey, Result, error) {
 	var out APIKey
-	res, err := s.write(ctx, meta, false, func(ctx context.Context, e *edit) error {
-		rows, err := e.tx.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE id = $1 FOR UPDATE`, id)
+	res, err := w.write(ctx, meta, false, func(ctx context.Context, e *edit) error {
+		k, err := e.tx.APIKey(ctx, id)
 		if err != nil {
-			return fmt.Errorf("reading api key %q: %w", id, err)
-		}
-		k, err := pgx.CollectExactlyOneRow(rows, scanAPIKey)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return notFound(KindAPIKey, id)
-		}
-		if err != nil {
-			return fmt.Errorf("reading api key %q: %w", id, err)
+			return err
 		}
 		out = k
 		if !k.RevokedAt.IsZero() {
@@ -209,10 +213,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, meta Meta, id string) (APIKey,
 		k.RevokedAt = now
 		out = k
 		e.extra = append(e.extra, Change{Kind: KindAPIKey, Name: id, Action: ActionUpdate, Before: before, After: specJSON(k.logForm())})
-		e.after = append(e.after, func(ctx context.Context, tx pgx.Tx, rev int64) error {
-			_, err := tx.Exec(ctx, `UPDATE api_keys SET revoked_at = $2, revision = $3 WHERE id = $1`, id, now, rev)
-			return err
-		})
+		e.keys = append(e.keys, KeyWrite{RevokeID: id, RevokedAt: now})
 		return nil
 	})
 	if err != nil {

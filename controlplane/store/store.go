@@ -22,13 +22,21 @@ const NotifyChannel = "mcpgw_config"
 
 // Store is the control plane's config store over a pgx pool. It is safe for
 // concurrent use; every method that blocks takes a ctx.
+//
+// The config writes (CreateBackend, ApplyDocument, CreateAPIKey, ...) are
+// the embedded Writer's, shared with the embedded store.
 type Store struct {
+	Writer
 	pool *pgxpool.Pool
 }
 
 // New returns a Store over pool. The caller owns the pool and closes it after
 // the last use of the Store.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store {
+	s := &Store{pool: pool}
+	s.Writer = Writer{Begin: s.begin}
+	return s
+}
 
 // Pool is the underlying pool, for the other store users in this package's
 // siblings (NODE's enrollment and registry writers live in this package too).
@@ -241,12 +249,17 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
+// ErrUnavailable marks a store error the caller may retry later; the
+// embedded store wraps its transient failures (file locked, disk full, I/O
+// error) with it.
+var ErrUnavailable = errors.New("store unavailable")
+
 // IsUnavailable reports whether err means the database could not be
-// reached (connection refused or lost, timeout): the caller may retry
-// later, and the admin API answers UNAVAILABLE.
+// reached (connection refused or lost, timeout, or ErrUnavailable): the
+// caller may retry later, and the admin API answers UNAVAILABLE.
 func IsUnavailable(err error) bool {
 	var ce *pgconn.ConnectError
-	return errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
+	return errors.Is(err, ErrUnavailable) || errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
 }
 
 // IsConstraintViolation reports whether err is a constraint the schema

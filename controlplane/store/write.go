@@ -20,26 +20,70 @@ import (
 // only) and as the write wants it (next). The store diffs the two, validates
 // next as a whole, and writes only what differs.
 type edit struct {
-	tx   pgx.Tx
+	tx   ConfigTx
 	cur  *Config
 	next *Config
-	// extra are changes to objects outside the document (API keys), with
-	// the statements that make them, run once the revision is known.
+	// extra are changes to objects outside the document (API keys), and
+	// keys the key rows they make, written once the revision is known.
 	extra []Change
-	after []func(ctx context.Context, tx pgx.Tx, rev int64) error
+	keys  []KeyWrite
+}
+
+// ConfigTx is one config write's database transaction as the shared write
+// logic (Writer) needs it. The Postgres store implements it here and the
+// embedded store (controlplane/store/sqlitestore) over its own SQL, so both
+// turn the same write into the same revision, changes and validation
+// errors: only the storage differs.
+type ConfigTx interface {
+	// LockHead returns the current revision and holds other config writers
+	// off until the transaction ends, so revisions commit in order.
+	LockHead(ctx context.Context) (int64, error)
+	// LoadConfig reads the whole config, labelled rev.
+	LoadConfig(ctx context.Context, rev int64) (*Config, error)
+	// KeysOf lists the API keys of a principal, revoked and expired ones
+	// included, by id.
+	KeysOf(ctx context.Context, principal string) ([]APIKey, error)
+	// PrincipalsWithKeys names the principals holding any API key.
+	PrincipalsWithKeys(ctx context.Context) ([]string, error)
+	// APIKey reads one key for update; ErrNotFound if there is none.
+	APIKey(ctx context.Context, id string) (APIKey, error)
+	// Commit takes the next revision, writes the resources changes names
+	// (their new state is in next), applies keys, and records the revision
+	// and every change; it returns the new revision. A key id that exists
+	// already fails with ErrAlreadyExists.
+	Commit(ctx context.Context, meta Meta, next *Config, changes []Change, keys []KeyWrite) (int64, error)
+}
+
+// KeyWrite is an API key row a write commits with its revision: a new key
+// (New, whose creation time Commit stores in *CreatedAt when non-nil) or a
+// revocation (RevokeID at RevokedAt).
+type KeyWrite struct {
+	New       *NewAPIKey
+	CreatedAt *time.Time
+	RevokeID  string
+	RevokedAt time.Time
+}
+
+// Writer is the config write logic both stores share: every write loads the
+// config under the head lock, edits a copy, validates it whole with the
+// edges' compiler, diffs, and commits the difference as one revision.
+type Writer struct {
+	// Begin runs fn in one transaction: committed when fn returns nil,
+	// rolled back otherwise, with fn's error returned (wrapped or not).
+	Begin func(ctx context.Context, fn func(tx ConfigTx) error) error
 }
 
 // write runs fn under the config head lock and commits what it changed as
 // one new revision. A write that changes nothing, a dry run, and a failed
 // validation commit nothing.
-func (s *Store) write(ctx context.Context, meta Meta, dryRun bool, fn func(ctx context.Context, e *edit) error) (Result, error) {
+func (w *Writer) write(ctx context.Context, meta Meta, dryRun bool, fn func(ctx context.Context, e *edit) error) (Result, error) {
 	var res Result
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		base, err := head(ctx, tx)
+	err := w.Begin(ctx, func(tx ConfigTx) error {
+		base, err := tx.LockHead(ctx)
 		if err != nil {
 			return err
 		}
-		cur, err := loadConfig(ctx, tx, base)
+		cur, err := tx.LoadConfig(ctx, base)
 		if err != nil {
 			return err
 		}
@@ -59,17 +103,7 @@ func (s *Store) write(ctx context.Context, meta Meta, dryRun bool, fn func(ctx c
 			// Roll back: a dry run may have run statements to check them.
 			return errDryRun
 		}
-		rev, err := commitRevision(ctx, tx, meta, changes, func(rev int64) error {
-			if err := writeChanges(ctx, tx, e.next, changes, rev); err != nil {
-				return err
-			}
-			for _, f := range e.after {
-				if err := f(ctx, tx, rev); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		rev, err := tx.Commit(ctx, meta, e.next, changes, e.keys)
 		if err != nil {
 			return err
 		}
@@ -83,6 +117,65 @@ func (s *Store) write(ctx context.Context, meta Meta, dryRun bool, fn func(ctx c
 		return Result{}, err
 	}
 	return res, nil
+}
+
+// pgConfigTx is ConfigTx on a Postgres transaction.
+type pgConfigTx struct{ tx pgx.Tx }
+
+func (s *Store) begin(ctx context.Context, fn func(tx ConfigTx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(pgConfigTx{tx}) })
+}
+
+func (p pgConfigTx) LockHead(ctx context.Context) (int64, error) { return head(ctx, p.tx) }
+
+func (p pgConfigTx) LoadConfig(ctx context.Context, rev int64) (*Config, error) {
+	return loadConfig(ctx, p.tx, rev)
+}
+
+func (p pgConfigTx) KeysOf(ctx context.Context, principal string) ([]APIKey, error) {
+	return keysOf(ctx, p.tx, principal)
+}
+
+func (p pgConfigTx) PrincipalsWithKeys(ctx context.Context) ([]string, error) {
+	rows, err := p.tx.Query(ctx, `SELECT DISTINCT principal FROM api_keys`)
+	if err != nil {
+		return nil, fmt.Errorf("reading principals with keys: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("reading principals with keys: %w", err)
+	}
+	return names, nil
+}
+
+func (p pgConfigTx) APIKey(ctx context.Context, id string) (APIKey, error) {
+	rows, err := p.tx.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE id = $1 FOR UPDATE`, id)
+	if err != nil {
+		return APIKey{}, fmt.Errorf("reading api key %q: %w", id, err)
+	}
+	k, err := pgx.CollectExactlyOneRow(rows, scanAPIKey)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return APIKey{}, notFound(KindAPIKey, id)
+	}
+	if err != nil {
+		return APIKey{}, fmt.Errorf("reading api key %q: %w", id, err)
+	}
+	return k, nil
+}
+
+func (p pgConfigTx) Commit(ctx context.Context, meta Meta, next *Config, changes []Change, keys []KeyWrite) (int64, error) {
+	tx := p.tx
+	return commitRevision(ctx, tx, meta, changes, func(rev int64) error {
+		if err := writeChanges(ctx, tx, next, changes, rev); err != nil {
+			return err
+		}
+		for _, kw := range keys {
+			if err := writeKey(ctx, tx, kw, rev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // errDryRun rolls back a write that must leave no trace.
@@ -272,9 +365,9 @@ type WriteOptions struct {
 }
 
 // CreateBackend stores a new backend; ErrAlreadyExists if the name is taken.
-func (s *Store) CreateBackend(ctx context.Context, meta Meta, b document.Backend, opt WriteOptions) (Result, error) {
+func (w *Writer) CreateBackend(ctx context.Context, meta Meta, b document.Backend, opt WriteOptions) (Result, error) {
 	normalizeBackend(&b)
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		if _, ok := e.cur.Backend(b.Name); ok {
 			return fmt.Errorf("backend %q: %w", b.Name, ErrAlreadyExists)
 		}
@@ -284,9 +377,9 @@ func (s *Store) CreateBackend(ctx context.Context, meta Meta, b document.Backend
 }
 
 // UpdateBackend replaces a backend wholesale.
-func (s *Store) UpdateBackend(ctx context.Context, meta Meta, b document.Backend, opt WriteOptions) (Result, error) {
+func (w *Writer) UpdateBackend(ctx context.Context, meta Meta, b document.Backend, opt WriteOptions) (Result, error) {
 	normalizeBackend(&b)
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		old, ok := e.cur.Backend(b.Name)
 		if !ok {
 			return notFound(KindBackend, b.Name)
@@ -300,8 +393,8 @@ func (s *Store) UpdateBackend(ctx context.Context, meta Meta, b document.Backend
 }
 
 // DeleteBackend removes a backend.
-func (s *Store) DeleteBackend(ctx context.Context, meta Meta, name string, opt WriteOptions) (Result, error) {
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+func (w *Writer) DeleteBackend(ctx context.Context, meta Meta, name string, opt WriteOptions) (Result, error) {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		old, ok := e.cur.Backend(name)
 		if !ok {
 			return notFound(KindBackend, name)
@@ -315,9 +408,9 @@ func (s *Store) DeleteBackend(ctx context.Context, meta Meta, name string, opt W
 }
 
 // CreateRole stores a new role; ErrAlreadyExists if the name is taken.
-func (s *Store) CreateRole(ctx context.Context, meta Meta, r policy.Role, opt WriteOptions) (Result, error) {
+func (w *Writer) CreateRole(ctx context.Context, meta Meta, r policy.Role, opt WriteOptions) (Result, error) {
 	normalizeRole(&r)
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		if _, ok := e.cur.Role(r.Name); ok {
 			return fmt.Errorf("role %q: %w", r.Name, ErrAlreadyExists)
 		}
@@ -327,9 +420,9 @@ func (s *Store) CreateRole(ctx context.Context, meta Meta, r policy.Role, opt Wr
 }
 
 // UpdateRole replaces a role and all its rules.
-func (s *Store) UpdateRole(ctx context.Context, meta Meta, r policy.Role, opt WriteOptions) (Result, error) {
+func (w *Writer) UpdateRole(ctx context.Context, meta Meta, r policy.Role, opt WriteOptions) (Result, error) {
 	normalizeRole(&r)
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		old, ok := e.cur.Role(r.Name)
 		if !ok {
 			return notFound(KindRole, r.Name)
@@ -343,8 +436,8 @@ func (s *Store) UpdateRole(ctx context.Context, meta Meta, r policy.Role, opt Wr
 }
 
 // DeleteRole removes a role; ErrInUse while a binding grants it.
-func (s *Store) DeleteRole(ctx context.Context, meta Meta, name string, opt WriteOptions) (Result, error) {
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+func (w *Writer) DeleteRole(ctx context.Context, meta Meta, name string, opt WriteOptions) (Result, error) {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		old, ok := e.cur.Role(name)
 		if !ok {
 			return notFound(KindRole, name)
@@ -362,9 +455,9 @@ func (s *Store) DeleteRole(ctx context.Context, meta Meta, name string, opt Writ
 
 // CreateBinding stores the binding of a role; ErrAlreadyExists if the role
 // has one.
-func (s *Store) CreateBinding(ctx context.Context, meta Meta, b policy.Binding, opt WriteOptions) (Result, error) {
+func (w *Writer) CreateBinding(ctx context.Context, meta Meta, b policy.Binding, opt WriteOptions) (Result, error) {
 	normalizeBinding(&b)
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		if _, ok := e.cur.Binding(b.Role); ok {
 			return fmt.Errorf("binding of role %q: %w", b.Role, ErrAlreadyExists)
 		}
@@ -374,9 +467,9 @@ func (s *Store) CreateBinding(ctx context.Context, meta Meta, b policy.Binding, 
 }
 
 // UpdateBinding replaces the subjects of a role's binding.
-func (s *Store) UpdateBinding(ctx context.Context, meta Meta, b policy.Binding, opt WriteOptions) (Result, error) {
+func (w *Writer) UpdateBinding(ctx context.Context, meta Meta, b policy.Binding, opt WriteOptions) (Result, error) {
 	normalizeBinding(&b)
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		old, ok := e.cur.Binding(b.Role)
 		if !ok {
 			return notFound(KindBinding, b.Role)
@@ -390,8 +483,8 @@ func (s *Store) UpdateBinding(ctx context.Context, meta Meta, b policy.Binding, 
 }
 
 // DeleteBinding removes the binding of a role.
-func (s *Store) DeleteBinding(ctx context.Context, meta Meta, role string, opt WriteOptions) (Result, error) {
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+func (w *Writer) DeleteBinding(ctx context.Context, meta Meta, role string, opt WriteOptions) (Result, error) {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		old, ok := e.cur.Binding(role)
 		if !ok {
 			return notFound(KindBinding, role)
@@ -405,9 +498,9 @@ func (s *Store) DeleteBinding(ctx context.Context, meta Meta, role string, opt W
 }
 
 // CreatePrincipal stores a new principal; ErrAlreadyExists if taken.
-func (s *Store) CreatePrincipal(ctx context.Context, meta Meta, p policy.Principal, opt WriteOptions) (Result, error) {
+func (w *Writer) CreatePrincipal(ctx context.Context, meta Meta, p policy.Principal, opt WriteOptions) (Result, error) {
 	normalizePrincipal(&p)
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		if _, ok := e.cur.Principal(p.Name); ok {
 			return fmt.Errorf("principal %q: %w", p.Name, ErrAlreadyExists)
 		}
@@ -417,9 +510,9 @@ func (s *Store) CreatePrincipal(ctx context.Context, meta Meta, p policy.Princip
 }
 
 // UpdatePrincipal replaces a principal's groups.
-func (s *Store) UpdatePrincipal(ctx context.Context, meta Meta, p policy.Principal, opt WriteOptions) (Result, error) {
+func (w *Writer) UpdatePrincipal(ctx context.Context, meta Meta, p policy.Principal, opt WriteOptions) (Result, error) {
 	normalizePrincipal(&p)
-	return s.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(_ context.Context, e *edit) error {
 		old, ok := e.cur.Principal(p.Name)
 		if !ok {
 			return notFound(KindPrincipal, p.Name)
@@ -435,9 +528,9 @@ func (s *Store) UpdatePrincipal(ctx context.Context, meta Meta, p policy.Princip
 // DeletePrincipal removes a principal together with its API keys (the
 // api_keys rows cascade), and returns the ids of the keys that were still
 // active, which stop working with the new revision.
-func (s *Store) DeletePrincipal(ctx context.Context, meta Meta, name string, opt WriteOptions) (Result, []string, error) {
+func (w *Writer) DeletePrincipal(ctx context.Context, meta Meta, name string, opt WriteOptions) (Result, []string, error) {
 	var revoked []string
-	res, err := s.write(ctx, meta, opt.DryRun, func(ctx context.Context, e *edit) error {
+	res, err := w.write(ctx, meta, opt.DryRun, func(ctx context.Context, e *edit) error {
 		old, ok := e.cur.Principal(name)
 		if !ok {
 			return notFound(KindPrincipal, name)
@@ -446,7 +539,7 @@ func (s *Store) DeletePrincipal(ctx context.Context, meta Meta, name string, opt
 			return err
 		}
 		e.next.Principals = slices.DeleteFunc(e.next.Principals, func(x Principal) bool { return x.Name == name })
-		keys, err := keysOf(ctx, e.tx, name)
+		keys, err := e.tx.KeysOf(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -492,7 +585,7 @@ type ApplyOptions struct {
 // revision. A document equal to the stored config changes nothing and makes
 // no revision. The edge-local sections (auth, audit) and principals' key
 // hashes are refused: in fleet mode they do not belong in the store.
-func (s *Store) ApplyDocument(ctx context.Context, meta Meta, doc document.Document, opt ApplyOptions) (Result, error) {
+func (w *Writer) ApplyDocument(ctx context.Context, meta Meta, doc document.Document, opt ApplyOptions) (Result, error) {
 	if errs := fleetOnly(doc); len(errs) > 0 {
 		return Result{}, &InvalidConfigError{Errors: errs}
 	}
@@ -500,19 +593,15 @@ func (s *Store) ApplyDocument(ctx context.Context, meta Meta, doc document.Docum
 	if len(errs) > 0 {
 		return Result{}, &InvalidConfigError{Errors: errs}
 	}
-	return s.write(ctx, meta, opt.DryRun, func(ctx context.Context, e *edit) error {
+	return w.write(ctx, meta, opt.DryRun, func(ctx context.Context, e *edit) error {
 		if opt.ExpectedRevision != 0 && opt.ExpectedRevision != e.cur.Revision {
 			return &RevisionMismatchError{Expected: opt.ExpectedRevision, Actual: e.cur.Revision}
 		}
 		keep := map[string]bool{}
 		if opt.Prune {
-			rows, err := e.tx.Query(ctx, `SELECT DISTINCT principal FROM api_keys`)
+			names, err := e.tx.PrincipalsWithKeys(ctx)
 			if err != nil {
-				return fmt.Errorf("reading principals with keys: %w", err)
-			}
-			names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return fmt.Errorf("reading principals with keys: %w", err)
+				return err
 			}
 			for _, n := range names {
 				keep[n] = true

@@ -202,6 +202,11 @@ type Backend struct {
 	principalsMu sync.Mutex
 	principals   map[string]*principalConn
 	spawn        chan *principalConn
+	// parent is the shared backend of a per-principal one.
+	parent *Backend
+	// logLevel holds the params of the last logging/setLevel sent, so a
+	// new connection (a reconnect, or a principal's own) gets it too.
+	logLevel atomic.Pointer[json.RawMessage]
 }
 
 // New validates cfg and returns a backend that does nothing until Run.
@@ -370,6 +375,10 @@ func (b *Backend) CallModern(ctx context.Context, method string, params json.Raw
 }
 
 func (b *Backend) call(ctx context.Context, method string, params json.RawMessage, sink Sink, modern *Modern) (Response, error) {
+	if method == "logging/setLevel" {
+		p := append(json.RawMessage(nil), params...)
+		b.logLevel.Store(&p)
+	}
 	b.inflight.Add(1)
 	defer b.inflight.Add(-1)
 	ctx, done := callContext(ctx, b.cfg.Timeout)
@@ -442,6 +451,17 @@ func (b *Backend) awaitReconnect(ctx context.Context, old *conn) error {
 		case <-ch:
 		}
 	}
+}
+
+// levelParams returns the logging/setLevel params a new connection of b
+// should be sent: the last the edge sent b, or b's shared backend.
+func (b *Backend) levelParams() json.RawMessage {
+	for r := b; r != nil; r = r.parent {
+		if p := r.logLevel.Load(); p != nil {
+			return *p
+		}
+	}
+	return nil
 }
 
 // Notify sends a notification to the backend on its live connection.

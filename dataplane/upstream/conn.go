@@ -203,6 +203,13 @@ func (c *conn) initialize(ctx context.Context) error {
 	if err := c.t.send(ctx, rpc.AppendNotification(nil, "notifications/initialized", nil)); err != nil {
 		return fmt.Errorf("sending notifications/initialized: %w", err)
 	}
+	// A connection made after the edge asked for logs (a reconnect, or a
+	// principal's own session) is asked too before any call uses it.
+	if level := c.b.levelParams(); level != nil && len(rpc.Field(rpc.Field(c.initResult, "capabilities"), "logging")) > 0 {
+		if r, err := c.call(ctx, "logging/setLevel", level, nil, nil); err != nil || len(r.Error) > 0 {
+			c.b.log.Warn("setting the log level on a new connection", "err", err, "error", string(r.Error))
+		}
+	}
 	return nil
 }
 
@@ -361,21 +368,13 @@ func (c *conn) serveInbound(ctx context.Context, m *rpc.Message, target *call, i
 	}
 }
 
-var envelopes = sync.Pool{New: func() any { return new(mcpwire.Envelope) }}
-
 // parseBackendMessage reads a backend's message with the zero-allocation
 // envelope scanner (result and error bytes alias raw, which the caller
 // owns); a message the strict scanner refuses is read leniently, since a
 // backend's odd-but-valid JSON is not an attack on the edge's own checks.
 func parseBackendMessage(raw []byte) (*rpc.Message, error) {
-	// The envelope is only needed here, but Scan makes it escape (and it
-	// is ~850 bytes): reuse them.
-	env := envelopes.Get().(*mcpwire.Envelope)
-	defer func() {
-		*env = mcpwire.Envelope{} // drop the references into raw
-		envelopes.Put(env)
-	}()
-	if err := mcpwire.Scan(raw, env); err != nil {
+	var env mcpwire.Envelope // stays on the stack
+	if err := mcpwire.Scan(raw, &env); err != nil {
 		return rpc.Parse(raw)
 	}
 	m := &rpc.Message{JSONRPC: "2.0", ID: env.ID, Params: env.Params}

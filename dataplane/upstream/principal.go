@@ -49,6 +49,7 @@ func (b *Backend) For(principal string) *Backend {
 		opts:    opts,
 		log:     b.log.With("principal", principal),
 		changed: make(chan struct{}),
+		parent:  b,
 	}
 	pc := &principalConn{b: sub, lastUsed: time.Now(), done: make(chan struct{})}
 	select {

@@ -200,3 +200,21 @@ func filterWhere(f Filter, args []any, prefix string) ([]string, []any, error) {
 	}
 	return where, args, nil
 }
+
+// Tail is a live tail of committed events: a *Tailer here, the embedded
+// store's own poller in controlplane/store/sqlitestore.
+type Tail interface {
+	// Poll returns the matching events committed since the previous Poll;
+	// the first Poll marks "now" and returns nothing.
+	Poll(ctx context.Context) ([]audit.Event, error)
+}
+
+// OpenTail is NewTailer behind the Tail interface, so the admin API can
+// tail either store.
+func (s *Store) OpenTail(f Filter, lag time.Duration) (Tail, error) {
+	t, err := s.NewTailer(f, lag)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}

@@ -69,54 +69,20 @@ FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
 	if err != nil {
 		return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
 	}
-	var (
-		cur      *EpochReport
-		prevHash []byte
-		prevSeq  int64
-		epoch    int64
-		seq      int64
-		count    int32
-		hash     []byte
-		prev     []byte
-		crcOK    bool
-		rejected int32
-		dropped  int64
-	)
+	var links []LedgerLink
 	for rows.Next() {
-		if err := rows.Scan(&epoch, &seq, &count, &hash, &prev, &crcOK, &rejected, &dropped); err != nil {
+		var l LedgerLink
+		if err := rows.Scan(&l.Epoch, &l.Seq, &l.Count, &l.Hash, &l.Prev, &l.CRCOK, &l.Rejected, &l.Dropped); err != nil {
 			rows.Close()
 			return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
 		}
-		if cur == nil || cur.Epoch != epoch {
-			rep.Epochs = append(rep.Epochs, EpochReport{Epoch: epoch, FirstSeq: seq})
-			cur = &rep.Epochs[len(rep.Epochs)-1]
-			// Seqs start at 1 (the AuditStream contract).
-			if seq > 1 {
-				cur.Missing = append(cur.Missing, SeqRange{1, seq - 1})
-			} else if prev != nil {
-				cur.BrokenLinks = append(cur.BrokenLinks, seq)
-			}
-		} else if seq != prevSeq+1 {
-			if len(cur.Missing) < maxListed {
-				cur.Missing = append(cur.Missing, SeqRange{prevSeq + 1, seq - 1})
-			}
-		} else if !bytes.Equal(prev, prevHash) && len(cur.BrokenLinks) < maxListed {
-			cur.BrokenLinks = append(cur.BrokenLinks, seq)
-		}
-		if !crcOK && len(cur.CRCFailures) < maxListed {
-			cur.CRCFailures = append(cur.CRCFailures, seq)
-		}
-		cur.Batches++
-		cur.LastSeq = seq
-		cur.Events += int64(count)
-		cur.Rejected += int64(rejected)
-		cur.Dropped += dropped
-		prevSeq, prevHash = seq, append(prevHash[:0], hash...)
+		links = append(links, l)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
 	}
+	rep.walkChain(links)
 
 	// Compare counts over the days retention has kept.
 	var oldest *string
@@ -142,6 +108,71 @@ FROM audit_ledger WHERE node_id = $1 AND (first_ts IS NULL OR first_ts >= $2)`,
 		return rep, fmt.Errorf("audit verify: counting events: %w", err)
 	}
 
+	rep.conclude()
+	return rep, nil
+}
+
+// LedgerLink is one ledger row as chain verification reads it.
+type LedgerLink struct {
+	Epoch, Seq int64
+	Count      int32
+	Hash, Prev []byte
+	CRCOK      bool
+	Rejected   int32
+	Dropped    int64
+}
+
+// VerifyLedger builds the Report of node from its ledger rows (sorted by
+// epoch, seq) and the two event counts over the retained days, exactly as
+// Verify does; the embedded store (controlplane/store/sqlitestore) reads
+// its own tables and calls it, so both stores judge a chain alike.
+func VerifyLedger(node string, links []LedgerLink, ledgerEvents, storedEvents int64, retainedSince time.Time) Report {
+	rep := Report{Node: node, LedgerEvents: ledgerEvents, StoredEvents: storedEvents, RetainedSince: retainedSince}
+	rep.walkChain(links)
+	rep.conclude()
+	return rep
+}
+
+// walkChain fills the per-epoch reports from ledger rows sorted by epoch,
+// seq: gaps, broken links, CRC failures and the counts.
+func (rep *Report) walkChain(links []LedgerLink) {
+	var (
+		cur      *EpochReport
+		prevHash []byte
+		prevSeq  int64
+	)
+	for _, l := range links {
+		epoch, seq, prev := l.Epoch, l.Seq, l.Prev
+		if cur == nil || cur.Epoch != epoch {
+			rep.Epochs = append(rep.Epochs, EpochReport{Epoch: epoch, FirstSeq: seq})
+			cur = &rep.Epochs[len(rep.Epochs)-1]
+			// Seqs start at 1 (the AuditStream contract).
+			if seq > 1 {
+				cur.Missing = append(cur.Missing, SeqRange{1, seq - 1})
+			} else if prev != nil {
+				cur.BrokenLinks = append(cur.BrokenLinks, seq)
+			}
+		} else if seq != prevSeq+1 {
+			if len(cur.Missing) < maxListed {
+				cur.Missing = append(cur.Missing, SeqRange{prevSeq + 1, seq - 1})
+			}
+		} else if !bytes.Equal(prev, prevHash) && len(cur.BrokenLinks) < maxListed {
+			cur.BrokenLinks = append(cur.BrokenLinks, seq)
+		}
+		if !l.CRCOK && len(cur.CRCFailures) < maxListed {
+			cur.CRCFailures = append(cur.CRCFailures, seq)
+		}
+		cur.Batches++
+		cur.LastSeq = seq
+		cur.Events += int64(l.Count)
+		cur.Rejected += int64(l.Rejected)
+		cur.Dropped += l.Dropped
+		prevSeq, prevHash = seq, append(prevHash[:0], l.Hash...)
+	}
+}
+
+// conclude compares the counts and lists the problems.
+func (rep *Report) conclude() {
 	rep.ChainComplete = rep.LedgerEvents == rep.StoredEvents
 	if !rep.ChainComplete {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("audit_events holds %d events of this node, the ledger says %d", rep.StoredEvents, rep.LedgerEvents))
@@ -168,7 +199,6 @@ FROM audit_ledger WHERE node_id = $1 AND (first_ts IS NULL OR first_ts >= $2)`,
 			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events rejected at ingest", e.Epoch, e.Rejected))
 		}
 	}
-	return rep, nil
 }
 
 // Nodes lists the nodes with batches in the ledger, for verifying them all.

@@ -117,8 +117,11 @@ var strSafe = func() (t [256]bool) {
 }()
 
 type scanner struct {
-	b   []byte
-	env *Envelope
+	b []byte
+	// env is filled in place and copied out by Scan: held by value, the
+	// caller's Envelope does not escape (escape analysis does not tell a
+	// scanner's fields apart, and b's content leaks into errors).
+	env Envelope
 
 	// keys holds the spans (start and end of the key between its quotes) of
 	// the unknown keys seen so far in the tracked objects being scanned; a
@@ -155,9 +158,9 @@ type scanner struct {
 // id a string, an integer or null; nil (answer with null) after a parse error
 // or when the id itself is of an invalid type.
 func Scan(body []byte, env *Envelope) error {
-	*env = Envelope{}
-	s := scanner{b: body, env: env}
+	s := scanner{b: body}
 	err := s.scan()
+	*env = s.env
 	if err != nil {
 		if e, ok := err.(*Error); ok && e.Code == CodeParseError {
 			// JSON-RPC answers a parse error with id null: an id read
@@ -214,7 +217,7 @@ func (s *scanner) scan() error {
 
 // classify checks the combination of top-level members and sets the kind.
 func (s *scanner) classify() error {
-	e := s.env
+	e := &s.env
 	bad := func(msg string) error { return &Error{Code: CodeInvalidRequest, Msg: msg} }
 	badAt := func(off int, msg string) error { return &Error{Code: CodeInvalidRequest, Msg: msg, Offset: off} }
 	if !s.sawJSONRPC {
@@ -733,7 +736,7 @@ func appendFolded(dst, in []byte) []byte {
 // member scans the value of known key idx of an object of kind k.
 func (s *scanner) member(k objKind, idx, i, depth int) (int, error) {
 	b := s.b
-	e := s.env
+	e := &s.env
 	switch k {
 	case objTop:
 		switch idx {

@@ -18,6 +18,15 @@
 //   {"op":"ping"}
 //   {"op":"waitNotification","method":M,"timeoutMs":T}
 //       succeeds once a notification M arrived during this op or the one before.
+//   {"op":"mark","file":F}
+//       creates the file F, telling the test that every op before it is done
+//       (e.g. so it can change the policy while the session stays open).
+//   {"op":"waitToolGone","name":N,"timeoutMs":T}
+//       lists tools again each time notifications/tools/list_changed arrives
+//       (during this op or the one before) until N is no longer listed, as a
+//       client that follows list_changed would; the result has "at" (Unix ms
+//       when the list without N arrived), "listChanged" (notifications seen)
+//       and the tool names.
 //
 // Server→client requests get answers the tests can assert: sampling returns
 // the text "sampled by tsclient", elicitation accepts with a value for every
@@ -222,6 +231,29 @@ async function main() {
           const n = find();
           if (!n) throw new Error(`no ${op.method} within ${op.timeoutMs ?? 5000}ms`);
           r.result = n;
+          break;
+        }
+        case "mark": {
+          const { writeFile } = await import("node:fs/promises");
+          await writeFile(op.file, String(Date.now()));
+          r.result = { at: Date.now() };
+          break;
+        }
+        case "waitToolGone": {
+          const deadline = Date.now() + (op.timeoutMs ?? 5000);
+          const changes = () => [...(prev?.notifications ?? []), ...r.notifications].filter((n) => n.method === "notifications/tools/list_changed").length;
+          let seen = 0;
+          let names = null;
+          while (Date.now() < deadline) {
+            if (changes() > seen) {
+              seen = changes();
+              names = (await listAll((p) => client.listTools(p), "tools")).result.tools.map((t) => t.name);
+              if (!names.includes(op.name)) break;
+            }
+            await sleep(5);
+          }
+          if (names === null || names.includes(op.name)) throw new Error(`${op.name} still listed after ${op.timeoutMs ?? 5000}ms (${seen} list_changed)`);
+          r.result = { at: Date.now(), listChanged: seen, tools: names };
           break;
         }
         default: throw new Error(`unknown op ${op.op}`);

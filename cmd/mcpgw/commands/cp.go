@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,7 +16,7 @@ import (
 
 func newCPCmd() *cobra.Command {
 	var cfg controlplane.Config
-	var logLevel string
+	var logLevel, storeKind string
 	c := &cobra.Command{
 		Use:   "cp",
 		Short: "Run a control-plane replica",
@@ -30,6 +31,11 @@ DATA_DIR/ca.crt. The CA's private key is stored encrypted with a
 key-encryption key from $MCPGW_KEK (base64 of 32 bytes) or DATA_DIR/kek,
 created on first start: every replica needs the same one.
 
+--store sqlite (or sqlite:PATH) runs on the embedded store instead: one
+SQLite file, DATA_DIR/mcpgw.db by default, no Postgres. It serves one
+replica only (a second one on the same file is refused) and suits small
+single-node installs; docs/embedded-store.md says what differs.
+
 The admin token comes from $MCPGW_ADMIN_TOKEN ("mcpgwadm_..."); without it,
 the first start generates one and prints it once on stderr. Only its hash is
 stored.
@@ -43,7 +49,8 @@ Every flag can also be set as MCPGW_<FLAG> in the environment, e.g.
 MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
 		Example: `  mcpgw cp --database-url postgres://mcpgw@db:5432/mcpgw --data-dir /var/lib/mcpgw
   mcpgw cp --database-url postgres://mcpgw@db:5432/mcpgw --data-dir /var/lib/mcpgw \
-      --node-listen :7443 --admin-listen 0.0.0.0:7444 --tls-san cp.example.com --ops-listen 127.0.0.1:9090`,
+      --node-listen :7443 --admin-listen 0.0.0.0:7444 --tls-san cp.example.com --ops-listen 127.0.0.1:9090
+  mcpgw cp --store sqlite --data-dir /var/lib/mcpgw`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := flagsFromEnv(c.Flags()); err != nil {
@@ -59,6 +66,9 @@ MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
 			cfg.KEK = os.Getenv(controlplane.EnvKEK)
 			cfg.Logger = slog.New(slog.NewJSONHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			cfg.Notices = c.ErrOrStderr()
+			if err := chooseStore(storeKind, &cfg); err != nil {
+				return usageError{err}
+			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{oneLineError{err}}
 			}
@@ -69,7 +79,8 @@ MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&cfg.DatabaseURL, "database-url", "", "Postgres URL, e.g. postgres://user@host:5432/db (required)")
+	f.StringVar(&cfg.DatabaseURL, "database-url", "", "Postgres URL, e.g. postgres://user@host:5432/db (required with --store postgres)")
+	f.StringVar(&storeKind, "store", "postgres", `"postgres" (--database-url), or the embedded single-replica store: "sqlite" (DATA_DIR/mcpgw.db) or "sqlite:PATH"`)
 	f.StringVar(&cfg.NodeListen, "node-listen", controlplane.DefaultNodeListen, "address of the edges' listener (mTLS)")
 	f.StringVar(&cfg.AdminListen, "admin-listen", controlplane.DefaultAdminListen, "address of mcpctl's listener (TLS + admin token)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for ca.crt and the kek file (required; created if missing)")
@@ -81,6 +92,30 @@ MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
 	f.Lookup("audit-retention").DefValue = "30d"
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return c
+}
+
+// chooseStore applies --store: Postgres stays the default (production); the
+// embedded store must be asked for by name.
+func chooseStore(kind string, cfg *controlplane.Config) error {
+	switch {
+	case kind == "postgres":
+		return nil
+	case kind == "sqlite" || strings.HasPrefix(kind, "sqlite:"):
+		if cfg.DatabaseURL != "" {
+			return errors.New("--store sqlite and --database-url exclude each other: the embedded store does not use Postgres")
+		}
+		path := strings.TrimPrefix(strings.TrimPrefix(kind, "sqlite"), ":")
+		if path == "" {
+			if cfg.DataDir == "" {
+				return errors.New("--store sqlite keeps its file in --data-dir; give --data-dir (or --store sqlite:PATH)")
+			}
+			path = controlplane.EmbeddedStorePath(cfg.DataDir)
+		}
+		cfg.EmbeddedPath = path
+		return nil
+	default:
+		return fmt.Errorf("--store %q: use postgres, sqlite or sqlite:PATH", kind)
+	}
 }
 
 // daysValue is a duration flag that also takes whole days ("30d"), since

@@ -110,3 +110,59 @@ func TestCPCommandErrors(t *testing.T) {
 		t.Errorf("--no-migrate on an empty database: exit %d, %q", c, msg)
 	}
 }
+
+func TestCPCommandEmbeddedStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out, errOut lockedBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- execute(ctx, []string{"cp", "--store", "sqlite", "--data-dir", dir,
+			"--node-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, &out, &errOut)
+	}()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(errOut.String(), "control plane replica serving") {
+		select {
+		case c := <-code:
+			t.Fatalf("mcpgw cp --store sqlite exited %d early:\n%s", c, errOut.String())
+		case <-deadline:
+			t.Fatalf("mcpgw cp --store sqlite not serving after 30s:\n%s", errOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mcpgw.db")); err != nil {
+		t.Errorf("embedded store file: %v", err)
+	}
+	// A second replica on the same data dir is refused with a clear error.
+	var errOut2 lockedBuffer
+	c := execute(ctx, []string{"cp", "--store", "sqlite", "--data-dir", dir, "--node-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, &out, &errOut2)
+	if c != exitFailure || !strings.Contains(errOut2.String(), "another mcpgw control plane is using "+filepath.Join(dir, "mcpgw.db")) {
+		t.Errorf("second replica: exit %d, %q", c, errOut2.String())
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != exitOK {
+			t.Fatalf("exit %d after shutdown:\n%s", c, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("mcpgw cp did not stop")
+	}
+}
+
+func TestCPCommandStoreFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--store", "mysql", "--data-dir", t.TempDir()}, `--store "mysql"`},
+		{[]string{"--store", "sqlite", "--database-url", "postgres://x/y", "--data-dir", t.TempDir()}, "exclude each other"},
+		{[]string{"--store", "sqlite"}, "--data-dir"},
+	} {
+		var out, errOut lockedBuffer
+		if c := execute(t.Context(), append([]string{"cp"}, tc.args...), &out, &errOut); c != exitUsage || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%v: exit %d, %q; want usage error with %q", tc.args, c, errOut.String(), tc.want)
+		}
+	}
+}

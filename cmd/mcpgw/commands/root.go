@@ -22,9 +22,6 @@ const (
 	exitUsage   = 2
 )
 
-// errNotImplemented marks subcommands whose issue has not landed yet.
-var errNotImplemented = errors.New("not yet implemented")
-
 // usageError marks errors in the command line itself (exit code 2).
 type usageError struct{ err error }
 
@@ -73,6 +70,7 @@ func newRoot() *cobra.Command {
 		newCPCmd(),
 		newEdgeCmd(),
 		newDevCmd(),
+		newDemoBackendCmd(),
 		newKeygenCmd(),
 		newPolicyCmd(),
 	)

@@ -1,0 +1,306 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/mcpgw/mcpgw/internal/audit"
+	"github.com/mcpgw/mcpgw/internal/auditdb"
+)
+
+const auditNode = "0190c0de-0000-7000-8000-0000000000aa"
+
+func auditEvent(ts time.Time, i int) audit.Event {
+	st, dec := audit.StatusOK, audit.DecisionAllow
+	if i%3 == 2 {
+		st, dec = audit.StatusDenied, audit.DecisionDeny
+	}
+	return audit.Event{
+		ID: audit.NewID(ts), TS: ts, NodeID: auditNode, SessionID: "sess", Principal: []string{"alice", "bob"}[i%2],
+		Transport: audit.TransportHTTP, ProtocolVersion: "2025-11-25", ClientName: "claude", ClientVersion: "1.0",
+		Method: "tools/call", Backend: []string{"github", "search"}[i%2], Name: fmt.Sprintf("tool%d", i%5),
+		Decision: dec, Rule: "r1", PolicyRevision: 3, Status: st,
+		LatencyUS: int64(i), UpstreamLatencyUS: 5, RequestBytes: 10, ResponseBytes: 20,
+		ArgsSHA256: strings.Repeat("ab", 32), TraceID: "t",
+	}
+}
+
+// events makes n events a millisecond apart from start, numbered from.
+func events(start time.Time, n, from int) []audit.Event {
+	out := make([]audit.Event, n)
+	for i := range out {
+		out[i] = auditEvent(start.Add(time.Duration(from+i)*time.Millisecond), from+i)
+	}
+	return out
+}
+
+// chain seals one batch per element of evs, seqs from `from`, linked by
+// hash from prev.
+func chain(epoch, from int64, prev [32]byte, evs ...[]audit.Event) []auditdb.Batch {
+	var out []auditdb.Batch
+	for i, es := range evs {
+		b := auditdb.Batch{Epoch: epoch, Seq: from + int64(i), PrevHash: prev}
+		for _, e := range es {
+			b.Lines = append(e.AppendJSON(b.Lines), '\n')
+			b.Count++
+		}
+		b.CRC = auditdb.CRC32C(b.Lines)
+		prev = b.Hash()
+		out = append(out, b)
+	}
+	return out
+}
+
+func ingestOK(t *testing.T, s Store, batches ...auditdb.Batch) auditdb.Result {
+	t.Helper()
+	res, err := s.IngestAll(t.Context(), auditdb.NodeBatches{Node: auditNode, Batches: batches})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func countAll(t *testing.T, s Store, f auditdb.Filter) []audit.Event {
+	t.Helper()
+	var all []audit.Event
+	tok := ""
+	for range 100 {
+		page, next, err := s.Query(t.Context(), f, tok, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all
+		}
+		tok = next
+	}
+	t.Fatal("pagination did not end")
+	return nil
+}
+
+func testAuditExactlyOnce(t *testing.T, s Store) {
+	start := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+	bs := chain(1, 1, [32]byte{}, events(start, 5, 0), events(start, 4, 5))
+	if res := ingestOK(t, s, bs...); res.Batches != 2 || res.Events != 9 || res.Duplicates != 0 || res.ChainBreaks != 0 {
+		t.Fatalf("first ingest: %+v", res)
+	}
+	// The same batches again (a retry after a lost ack) store nothing.
+	if res := ingestOK(t, s, bs...); res.Batches != 0 || res.Events != 0 || res.Duplicates != 2 {
+		t.Fatalf("replay: %+v", res)
+	}
+	if got := countAll(t, s, auditdb.Filter{}); len(got) != 9 {
+		t.Fatalf("%d events stored after a replay, want 9", len(got))
+	}
+	// A different batch under a stored seq is a conflict and stores nothing.
+	forged := chain(1, 2, bs[0].Hash(), events(start, 3, 50))
+	if _, err := s.IngestAll(t.Context(), auditdb.NodeBatches{Node: auditNode, Batches: append(chain(1, 3, bs[1].Hash(), events(start, 1, 60)), forged...)}); !errors.Is(err, auditdb.ErrConflict) {
+		t.Fatalf("forged batch: %v, want ErrConflict", err)
+	}
+	if got := countAll(t, s, auditdb.Filter{}); len(got) != 9 {
+		t.Fatalf("%d events after a refused call, want 9 (nothing of the call stored)", len(got))
+	}
+	held, err := s.LedgerHeld(t.Context(), auditNode, 1, 1)
+	if err != nil || held.Through != 2 || held.PrevMissing {
+		t.Fatalf("LedgerHeld(1): %+v, %v", held, err)
+	}
+	rows, err := s.LedgerRows(t.Context(), auditNode, 1, 1, 5)
+	if err != nil || len(rows) != 2 || rows[0].Seq != 1 || rows[1].EventCount != 4 || !rows[1].ChainOK || !rows[1].CRCOK || rows[0].ReceivedAt.IsZero() {
+		t.Fatalf("LedgerRows: %+v, %v", rows, err)
+	}
+	// A batch corrupted in transit is recorded, its events refused.
+	bad := chain(1, 3, bs[1].Hash(), events(start, 2, 70))
+	bad[0].CRC++
+	if res := ingestOK(t, s, bad...); res.CRCFailures != 1 || res.Events != 0 || res.Rejected != 2 {
+		t.Fatalf("corrupt batch: %+v", res)
+	}
+	// Events of another node or outside the window are refused and counted.
+	odd := events(start, 3, 80)
+	odd[0].NodeID = uuid.NewString()
+	odd[1].TS = time.Now().Add(-400 * 24 * time.Hour)
+	if res := ingestOK(t, s, chain(2, 1, [32]byte{}, odd)...); res.Events != 1 || res.Rejected != 2 {
+		t.Fatalf("odd events: %+v", res)
+	}
+	if _, err := s.IngestAll(t.Context(), auditdb.NodeBatches{Node: "not-a-uuid", Batches: bs}); err == nil {
+		t.Fatal("a node that is not a UUID was accepted")
+	}
+}
+
+func testAuditQuery(t *testing.T, s Store) {
+	start := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	var evs [][]audit.Event
+	for i := range 6 {
+		evs = append(evs, events(start, 10, 10*i))
+	}
+	ingestOK(t, s, chain(1, 1, [32]byte{}, evs...)...)
+
+	all := countAll(t, s, auditdb.Filter{})
+	if len(all) != 60 {
+		t.Fatalf("paged through %d events, want 60", len(all))
+	}
+	for i := 1; i < len(all); i++ {
+		if !all[i].TS.Before(all[i-1].TS) && !(all[i].TS.Equal(all[i-1].TS) && all[i].ID.String() < all[i-1].ID.String()) {
+			t.Fatalf("events %d and %d out of newest-first order", i-1, i)
+		}
+	}
+	first, want := all[len(all)-1], evs[0][0]
+	if first.ID != want.ID || !first.TS.Equal(want.TS) || first.Principal != "alice" || first.ArgsSHA256 != want.ArgsSHA256 ||
+		first.PolicyRevision != 3 || first.UpstreamLatencyUS != 5 || first.NodeID != auditNode || first.ClientName != "claude" {
+		t.Fatalf("oldest event read back as %+v, want %+v", first, want)
+	}
+	for _, c := range []struct {
+		name string
+		f    auditdb.Filter
+		want int
+	}{
+		{"principal", auditdb.Filter{Principal: "bob"}, 30},
+		{"denied", auditdb.Filter{Status: audit.StatusDenied}, 20},
+		{"deny decision and bob", auditdb.Filter{Decision: audit.DecisionDeny, Principal: "bob"}, 10},
+		{"name", auditdb.Filter{Name: "tool3"}, 12},
+		{"backend", auditdb.Filter{Backend: "github"}, 30},
+		{"method", auditdb.Filter{Method: "tools/call"}, 60},
+		{"node", auditdb.Filter{Node: auditNode}, 60},
+		{"other node", auditdb.Filter{Node: uuid.NewString()}, 0},
+		{"since", auditdb.Filter{Since: start.Add(50 * time.Millisecond)}, 10},
+		{"until", auditdb.Filter{Until: start.Add(5 * time.Millisecond)}, 5},
+	} {
+		if got := countAll(t, s, c.f); len(got) != c.want {
+			t.Errorf("filter %s: %d events, want %d", c.name, len(got), c.want)
+		}
+	}
+	for name, f := range map[string]auditdb.Filter{"status": {Status: "weird"}, "decision": {Decision: "maybe"}, "node": {Node: "x"}} {
+		if _, _, err := s.Query(t.Context(), f, "", 10); err == nil {
+			t.Errorf("bad %s filter accepted", name)
+		}
+	}
+	if _, _, err := s.Query(t.Context(), auditdb.Filter{}, "garbage!", 10); err == nil || !strings.Contains(err.Error(), "page token") {
+		t.Errorf("bad page token: %v", err)
+	}
+	if _, _, err := s.Query(t.Context(), auditdb.Filter{}, "", auditdb.MaxQueryLimit+1); err == nil {
+		t.Error("limit above the maximum accepted")
+	}
+}
+
+func testAuditVerify(t *testing.T, s Store) {
+	ctx := t.Context()
+	start := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+	bs := chain(1, 1, [32]byte{}, events(start, 3, 0), events(start, 3, 3), events(start, 3, 6), events(start, 3, 9))
+	ingestOK(t, s, bs[0], bs[1])
+	rep, err := s.Verify(ctx, auditNode)
+	if err != nil || !rep.ChainComplete || rep.LedgerEvents != 6 || rep.StoredEvents != 6 || len(rep.Epochs) != 1 || rep.Epochs[0].LastSeq != 2 {
+		t.Fatalf("verify of a whole chain: %+v, %v", rep, err)
+	}
+	// Seq 3 never arrives; seq 4 does.
+	ingestOK(t, s, bs[3])
+	rep, err = s.Verify(ctx, auditNode)
+	if err != nil || rep.ChainComplete || len(rep.Epochs) != 1 || len(rep.Epochs[0].Missing) != 1 || rep.Epochs[0].Missing[0] != (auditdb.SeqRange{From: 3, To: 3}) {
+		t.Fatalf("verify with seq 3 missing: %+v, %v", rep, err)
+	}
+	if !strings.Contains(strings.Join(rep.Problems, "\n"), "batches 3..3 missing") {
+		t.Fatalf("problems %q do not name the gap", rep.Problems)
+	}
+	held, err := s.LedgerHeld(ctx, auditNode, 1, 3)
+	if err != nil || held.Through != 2 || held.PrevMissing {
+		t.Fatalf("LedgerHeld(3): %+v, %v", held, err)
+	}
+	// A batch that does not link to its predecessor is a broken link.
+	other := uuid.NewString()
+	forged := chain(1, 1, [32]byte{}, events(start, 1, 0), events(start, 1, 1))
+	forged[1].PrevHash[0] ^= 1
+	if _, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: other, Batches: relabel(forged, other)}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Verify(ctx, other)
+	if err != nil || rep.ChainComplete || len(rep.Epochs) != 1 || len(rep.Epochs[0].BrokenLinks) != 1 || rep.Epochs[0].BrokenLinks[0] != 2 {
+		t.Fatalf("verify of a broken link: %+v, %v", rep, err)
+	}
+	// A loss the edge recorded (on_full: drop) is counted, not hidden.
+	lossy := uuid.NewString()
+	before, after := events(start, 2, 0), events(start, 2, 2)
+	for i := range 2 {
+		before[i].NodeID, after[i].NodeID = lossy, lossy
+	}
+	gap := chain(1, 1, [32]byte{}, before, after)
+	gap[1].DroppedBefore = 5 // the last batch: changing its hash breaks no link
+	if _, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: lossy, Batches: gap}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Verify(ctx, lossy)
+	if err != nil || !rep.ChainComplete || rep.Dropped != 5 || len(rep.Epochs) != 1 || rep.Epochs[0].Dropped != 5 || rep.StoredEvents != 4 ||
+		!strings.Contains(strings.Join(rep.Problems, "\n"), "dropped at the edge") {
+		t.Fatalf("verify of a recorded drop: %+v, %v", rep, err)
+	}
+	nodes, err := s.Nodes(ctx)
+	if err != nil || len(nodes) != 3 {
+		t.Fatalf("Nodes: %v, %v", nodes, err)
+	}
+	if _, err := s.Verify(ctx, "nope"); err == nil {
+		t.Fatal("verify of a node that is not a UUID succeeded")
+	}
+}
+
+// relabel re-seals batches with their events' node_id set to node (hashes
+// are recomputed but the first PrevHash and any deliberate break in the
+// links are kept).
+func relabel(bs []auditdb.Batch, node string) []auditdb.Batch {
+	out := make([]auditdb.Batch, len(bs))
+	for i, b := range bs {
+		var lines []byte
+		_ = b.EachLine(func(line []byte) error {
+			ev, err := audit.DecodeJSON(line)
+			if err != nil {
+				return err
+			}
+			ev.NodeID = node
+			lines = append(ev.AppendJSON(lines), '\n')
+			return nil
+		})
+		b.Lines, b.CRC = lines, auditdb.CRC32C(lines)
+		out[i] = b
+	}
+	return out
+}
+
+func testAuditTail(t *testing.T, s Store) {
+	ctx := t.Context()
+	start := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+	bs := chain(1, 1, [32]byte{}, events(start, 4, 0), events(start, 4, 4), events(start, 4, 8))
+	ingestOK(t, s, bs[0])
+	if _, err := s.OpenTail(auditdb.Filter{Status: "weird"}, 0); err == nil {
+		t.Fatal("a tail with a bad filter opened")
+	}
+	tl, err := s.OpenTail(auditdb.Filter{Principal: "alice"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tl.Poll(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("first poll returned %d events (committed before the tail), %v", len(got), err)
+	}
+	ingestOK(t, s, bs[1], bs[2])
+	var got []audit.Event
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < 4 && time.Now().Before(deadline) {
+		evs, err := tl.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, evs...)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(got) != 4 {
+		t.Fatalf("tail got %d of alice's 4 new events", len(got))
+	}
+	for _, e := range got {
+		if e.Principal != "alice" {
+			t.Fatalf("tail returned %+v, filtered on alice", e)
+		}
+	}
+	if evs, err := tl.Poll(ctx); err != nil || len(evs) != 0 {
+		t.Fatalf("tail repeated %d events, %v", len(evs), err)
+	}
+}
