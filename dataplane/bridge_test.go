@@ -1,9 +1,11 @@
 package dataplane_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -17,7 +19,6 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpgw/mcpgw/dataplane"
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 )
 
@@ -461,14 +462,6 @@ func TestBridgeListenLegacyUpdates(t *testing.T) {
 	}
 }
 
-// principalsPolicy lets alice and bob (bearerAuth) use everything.
-const principalsPolicy = `roles:
-  - name: everything
-    rules: [{effect: allow}]
-bindings:
-  - {role: everything, subjects: ["user:alice", "user:bob"]}
-`
-
 // A per_principal legacy backend: a modern client's bridged call, parked
 // between rounds, runs on its principal's own upstream session; and a
 // requestState is the principal's: another principal presenting it for
@@ -476,13 +469,12 @@ bindings:
 func TestBridgePerPrincipal(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", true)
 	tapURL, tap := startSessionTap(t, srv.URL())
-	e := startEdge(t, principalsPolicy+"backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: per_principal\n",
-		func(c *dataplane.Config) { c.Auth = bearerAuth{} })
+	e := startEdge(t, twoPrincipals()+"backends:\n"+httpBackend("ev", tapURL, "-")+"    sessions: per_principal\n", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, p := range []string{"alice", "bob"} {
 		c := mcp.NewClient(&mcp.Implementation{Name: "modern-" + p, Version: "1"}, (&clientRecorder{}).options())
-		cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL, HTTPClient: &http.Client{Transport: bearerTransport{p}}}, nil)
+		cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: e.URL, HTTPClient: &http.Client{Transport: bearerTransport{principalKeys[p]}}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,7 +495,7 @@ func TestBridgePerPrincipal(t *testing.T) {
 	as := func(p, extra string) map[string]any {
 		body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ev__test_elicitation","arguments":{"message":"m"}` + extra + `,` + fmt.Sprintf(modernMeta, `{"elicitation":{}}`) + `}}`
 		h := modernHeaders("tools/call", "ev__test_elicitation")
-		h["Authorization"] = "Bearer " + p
+		h["Authorization"] = "Bearer " + principalKeys[p]
 		_, b := post(t, e, body, h)
 		return sseResult(t, b)
 	}
@@ -567,8 +559,13 @@ func TestBridgeLegacySessionExpired(t *testing.T) {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sid := r.Header.Get("Mcp-Session-Id")
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		mu.Lock()
-		if sid != "" && forgetNext.Load() {
+		// Forget it as a tools/call arrives: the server has not run the
+		// call, so the edge may send it again on a new session. (Forgotten
+		// mid-call, the call would fail, rightly: it may have run.)
+		if sid != "" && forgetNext.Load() && bytes.Contains(body, []byte(`"method":"tools/call"`)) {
 			forgotten[sid] = true
 			forgetNext.Store(false)
 		}
