@@ -3,7 +3,9 @@ package gateway
 import (
 	"encoding/json"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 )
 
 // The raw rewrites of the bridge must agree with decoding and re-encoding.
@@ -89,4 +91,39 @@ func BenchmarkBridgeJSON(b *testing.B) {
 			s.seal(sealedState{call: "0123456789abcdef", round: 1}, stateBinding{principal: "p"})
 		}
 	})
+}
+
+// The bridge's workers: a burst leaves at most maxIdleWorkers waiting,
+// they are reused, and stop joins them all.
+func TestBridgeWorkers(t *testing.T) {
+	br := newBridge()
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	const burst = maxIdleWorkers + 36
+	for range burst {
+		started.Add(1)
+		br.run(func() { started.Done(); <-release }, func() {})
+	}
+	started.Wait()
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for br.idle.Load() != maxIdleWorkers {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle workers after a burst of %d, want %d", br.idle.Load(), burst, maxIdleWorkers)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ran := make(chan struct{})
+	br.run(func() { close(ran) }, func() {})
+	<-ran
+	stopped := make(chan struct{})
+	go func() { br.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stop did not join the workers")
+	}
+	if n := br.idle.Load(); n != 0 {
+		t.Errorf("%d workers still idle after stop", n)
+	}
 }

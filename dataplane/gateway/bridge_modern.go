@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgw/mcpgw/dataplane/rpc"
@@ -58,10 +59,16 @@ type bridge struct {
 	wg   sync.WaitGroup
 	jobs chan func()
 	done chan struct{}
+	idle atomic.Int32 // workers waiting on jobs
 }
 
-// workerIdle is how long a worker waits for another parked call.
-const workerIdle = 30 * time.Second
+// workerIdle is how long a worker waits for another parked call, and
+// maxIdleWorkers how many may wait, so a burst of bridged calls does not
+// leave its goroutines (and their grown stacks) behind.
+const (
+	workerIdle     = 30 * time.Second
+	maxIdleWorkers = 64
+)
 
 // run runs f on an idle worker, or a new one. cancel cancels f's call.
 func (br *bridge) run(f func(), cancel context.CancelFunc) {
@@ -90,12 +97,19 @@ func (br *bridge) worker(f func()) {
 	defer t.Stop()
 	for {
 		f()
+		if br.idle.Add(1) > maxIdleWorkers {
+			br.idle.Add(-1)
+			return
+		}
 		t.Reset(workerIdle)
 		select {
 		case f = <-br.jobs:
+			br.idle.Add(-1)
 		case <-t.C:
+			br.idle.Add(-1)
 			return
 		case <-br.done:
+			br.idle.Add(-1)
 			return
 		}
 	}
