@@ -117,6 +117,15 @@ func TestSessionsPerPrincipal(t *testing.T) {
 				if n := len(tap.sessions("initialize ")); n != 3 {
 					t.Errorf("%d upstream initializes, want 3 (shared, alice, bob)", n)
 				}
+				resp, err := http.Get(e.Base + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if want := `mcpgw_edge_backend_principal_sessions{backend="ev"} 2`; !bytes.Contains(body, []byte(want)) {
+					t.Errorf("/metrics lacks %s", want)
+				}
 			case "shared":
 				for _, s := range called {
 					if s != shared {

@@ -21,6 +21,8 @@ var knownMethods = map[string]bool{
 	"resources/read": true, "resources/templates/list": true,
 	"resources/subscribe": true, "resources/unsubscribe": true,
 	"completion/complete": true, "logging/setLevel": true,
+	"server/discover": true, "subscriptions/listen": true,
+	"tasks/get": true, "tasks/result": true, "tasks/cancel": true, "tasks/list": true,
 }
 
 // NewMetrics registers the metrics with reg.
@@ -44,6 +46,7 @@ var (
 	sessionsDesc = prometheus.NewDesc("mcpgw_edge_sessions", "Live downstream MCP sessions.", nil, nil)
 	backendDesc  = prometheus.NewDesc("mcpgw_edge_backend_up", "1 when the backend has an initialized connection.", []string{"backend"}, nil)
 	configDesc   = prometheus.NewDesc("mcpgw_edge_state_seq", "Sequence number of the live state (bumps on config and catalog changes).", nil, nil)
+	perPrinDesc  = prometheus.NewDesc("mcpgw_edge_backend_principal_sessions", "Open per-principal upstream sessions of a sessions: per_principal backend.", []string{"backend"}, nil)
 )
 
 // Describe implements prometheus.Collector for the gauges read at scrape.
@@ -51,6 +54,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sessionsDesc
 	ch <- backendDesc
 	ch <- configDesc
+	ch <- perPrinDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -72,6 +76,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(backendDesc, prometheus.GaugeValue, v, b.Name())
+		if b.Config().PerPrincipal {
+			ch <- prometheus.MustNewConstMetric(perPrinDesc, prometheus.GaugeValue, float64(b.Principals()), b.Name())
+		}
 	}
 }
 

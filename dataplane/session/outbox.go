@@ -16,16 +16,19 @@ type Event struct {
 type Outbox struct {
 	// mu guards every field below.
 	mu     sync.Mutex
-	ring   []Event // oldest first, at most cap(ring)
-	next   uint64  // id of the next event; ids start at 1
-	sent   uint64  // newest id written to some stream
+	ring   []Event // oldest first, at most window
+	window int
+	next   uint64 // id of the next event; ids start at 1
+	sent   uint64 // newest id written to some stream
 	wake   chan struct{}
 	closed bool
 }
 
-// NewOutbox keeps up to window events.
+// NewOutbox keeps up to window events. The window grows as events come:
+// most sessions never get one, and a preallocated window (8 KiB at 256)
+// was most of an idle session's memory.
 func NewOutbox(window int) *Outbox {
-	return &Outbox{ring: make([]Event, 0, window), next: 1, wake: make(chan struct{})}
+	return &Outbox{window: max(window, 1), next: 1, wake: make(chan struct{})}
 }
 
 // Push appends a message and wakes the stream.
@@ -35,7 +38,7 @@ func (o *Outbox) Push(data []byte) {
 	if o.closed {
 		return
 	}
-	if len(o.ring) == cap(o.ring) {
+	if len(o.ring) == o.window {
 		copy(o.ring, o.ring[1:])
 		o.ring = o.ring[:len(o.ring)-1]
 	}
