@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -149,5 +150,52 @@ func TestRunIngestsAuditStream(t *testing.T) {
 	}
 	if sh.Stats().Notices != 0 {
 		t.Errorf("shipper got %d notices", sh.Stats().Notices)
+	}
+	// The ingest's series are on the replica's /metrics.
+	resp, err := http.Get("http://" + r.ready.OpsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "mcpgw_cp_audit_events_ingested_total 250") || !strings.Contains(string(body), "mcpgw_cp_audit_streams 1") {
+		t.Errorf("/metrics lacks the audit ingest series:\n%s", body)
+	}
+}
+
+// A replica maintains audit partitions under --audit-retention: at start
+// it creates the days ahead and drops the days that ended before the
+// retention period.
+func TestRunMaintainsAuditPartitionsWithRetention(t *testing.T) {
+	ctx := t.Context()
+	dbURL := pgtest.NewDatabase(t)
+	pool := pgtest.NewPool(t, dbURL)
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	old, kept := today.AddDate(0, 0, -10), today.AddDate(0, 0, -2)
+	for _, d := range []time.Time{old, kept} {
+		if _, err := pool.Exec(ctx, `SELECT mcpgw_ensure_audit_partitions($1::date, 1)`, d.Format(time.DateOnly)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(d time.Time) bool {
+		var ok bool
+		if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, "audit_events_p"+d.Format("20060102")).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	start(t, controlplane.Config{DatabaseURL: dbURL, DataDir: t.TempDir(), AuditRetention: 5 * 24 * time.Hour})
+	deadline := time.Now().Add(30 * time.Second)
+	for exists(old) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the day %s, older than the 5-day retention, was not dropped", old.Format(time.DateOnly))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !exists(kept) {
+		t.Errorf("the day %s, within the retention, was dropped", kept.Format(time.DateOnly))
+	}
+	if !exists(today.AddDate(0, 0, 7)) {
+		t.Errorf("the partition a week ahead was not created")
 	}
 }

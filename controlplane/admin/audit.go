@@ -84,7 +84,9 @@ func (s *Server) VerifyAudit(ctx context.Context, req *mcpgwv1.VerifyAuditReques
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		r := &mcpgwv1.AuditChainReport{NodeId: rep.Node, Complete: rep.ChainComplete}
+		// A chain with recorded drops is intact but not complete: events the
+		// edge handled are not in the log (AuditChainReport.complete).
+		r := &mcpgwv1.AuditChainReport{NodeId: rep.Node, Complete: rep.ChainComplete && rep.Dropped == 0}
 		for _, ep := range rep.Epochs {
 			e := &mcpgwv1.AuditEpochReport{Epoch: uint64(ep.Epoch), FirstSeq: uint64(ep.FirstSeq), LastSeq: uint64(ep.LastSeq),
 				Batches: uint64(ep.Batches), LedgerEvents: uint64(ep.Events), RejectedEvents: uint64(ep.Rejected), DroppedEvents: uint64(ep.Dropped)}
@@ -96,6 +98,13 @@ func (s *Server) VerifyAudit(ctx context.Context, req *mcpgwv1.VerifyAuditReques
 			}
 			for _, c := range ep.CRCFailures {
 				e.CrcFailures = append(e.CrcFailures, uint64(c))
+			}
+			for _, g := range ep.Gaps {
+				pg := &mcpgwv1.AuditGap{Seq: uint64(g.Seq), Events: uint64(g.Events)}
+				if !g.First.IsZero() {
+					pg.FirstEventTime, pg.LastEventTime = timestamppb.New(g.First), timestamppb.New(g.Last)
+				}
+				e.Gaps = append(e.Gaps, pg)
 			}
 			// Stored counts are known per node, not per epoch; an epoch is
 			// complete on its own chain evidence.

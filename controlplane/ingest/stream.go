@@ -320,9 +320,9 @@ func (s *Server) receive(st *streamState, m *mcpgwv1.AuditStreamRequest, send fu
 
 // wireBatch turns a received batch into the auditdb.Batch the edge sealed:
 // the payload is its canonical JSON lines, and the hash and CRC the edge
-// computed are over fields the message carries, so ingest recomputes them
-// and records (never silently accepts) a mismatch. Only the gap times of a
-// batch after on_full: drop do not travel; the ledger keeps the count.
+// computed are over fields the message carries (the gap times of a batch
+// after on_full: drop included), so ingest recomputes them and records
+// (never silently accepts) a mismatch.
 func wireBatch(epoch int64, wb *mcpgwv1.AuditBatch) (auditdb.Batch, error) {
 	if wb.GetPayloadEncoding() != mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL {
 		return auditdb.Batch{}, fmt.Errorf("%w: payload_encoding %v is not accepted yet; send PAYLOAD_ENCODING_JSONL",
@@ -339,6 +339,16 @@ func wireBatch(epoch int64, wb *mcpgwv1.AuditBatch) (auditdb.Batch, error) {
 		Count: int(wb.GetEventCount()), Lines: wb.GetPayload(), CRC: wb.GetCrc32C(),
 	}
 	copy(b.PrevHash[:], wb.GetPrevHash())
+	if gf, gl := wb.GetGapFirstTime(), wb.GetGapLastTime(); gf != nil || gl != nil {
+		if gf == nil || gl == nil || !gf.IsValid() || !gl.IsValid() || gl.AsTime().Before(gf.AsTime()) || wb.GetDroppedBefore() == 0 {
+			return auditdb.Batch{}, fmt.Errorf("%w: batch %d: gap_first_time and gap_last_time must both be valid, in order, and only with dropped_before > 0",
+				errProtocol, wb.GetSeq())
+		}
+		b.GapFirst, b.GapLast = gf.AsTime().Truncate(time.Microsecond), gl.AsTime().Truncate(time.Microsecond)
+		if b.GapFirst.IsZero() {
+			return auditdb.Batch{}, fmt.Errorf("%w: batch %d: gap_first_time is the zero time", errProtocol, wb.GetSeq())
+		}
+	}
 	return b, nil
 }
 

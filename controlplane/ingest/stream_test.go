@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mcpgw/mcpgw/controlplane/ingest"
 	"github.com/mcpgw/mcpgw/controlplane/nodeapi"
@@ -41,10 +42,11 @@ func (n nodeService) AuditStream(s grpc.BidiStreamingServer[mcpgwv1.AuditStreamR
 // harness is a database, its CA, and an ingest server on a loopback port
 // with the node listener's mTLS.
 type harness struct {
-	t    *testing.T
-	ca   *pki.CA
-	addr string
-	ing  *ingest.Server
+	t     *testing.T
+	ca    *pki.CA
+	addr  string
+	ing   *ingest.Server
+	store *auditdb.Store
 }
 
 func newHarness(t *testing.T) *harness {
@@ -58,7 +60,8 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ing, err := ingest.New(ingest.Config{Store: auditdb.New(pool, auditdb.Options{}), MaintenanceInterval: -1, HelloTimeout: time.Second})
+	st := auditdb.New(pool, auditdb.Options{})
+	ing, err := ingest.New(ingest.Config{Store: st, MaintenanceInterval: -1, HelloTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +80,7 @@ func newHarness(t *testing.T) *harness {
 	go func() { _ = ing.Run(ctx); done <- struct{}{} }()
 	go func() { _ = gs.Serve(lis); done <- struct{}{} }()
 	t.Cleanup(func() { gs.Stop(); cancel(); <-done; <-done })
-	return &harness{t: t, ca: ca, addr: lis.Addr().String(), ing: ing}
+	return &harness{t: t, ca: ca, addr: lis.Addr().String(), ing: ing, store: st}
 }
 
 // client dials as node ("" = without a client certificate).
@@ -172,11 +175,22 @@ func TestAuditStreamProtocolViolations(t *testing.T) {
 	b1, h1 := batch(node, 1, [32]byte{}, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
 	b3, _ := batch(node, 3, h1, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
 	gz, _ := batch(node, 1, [32]byte{}, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO_GZIP)
+	// Gap times must come in pairs, in order, and only with dropped_before.
+	gapTimes := func(drop uint64, first, last *timestamppb.Timestamp) *mcpgwv1.AuditStreamRequest {
+		b, _ := batch(node, 1, [32]byte{}, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
+		b.GetBatch().DroppedBefore, b.GetBatch().GapFirstTime, b.GetBatch().GapLastTime = drop, first, last
+		return b
+	}
+	t0, t1 := timestamppb.New(time.Now().Add(-time.Second)), timestamppb.Now()
 	for name, msgs := range map[string][]*mcpgwv1.AuditStreamRequest{
-		"batch before hello":        {b1},
-		"seq zero in hello":         {hello(1, 0)},
-		"seq skipped":               {hello(2, 1), b1, b3},
-		"encoding not accepted yet": {hello(3, 1), gz},
+		"batch before hello":           {b1},
+		"seq zero in hello":            {hello(1, 0)},
+		"seq skipped":                  {hello(2, 1), b1, b3},
+		"encoding not accepted yet":    {hello(3, 1), gz},
+		"gap times without a drop":     {hello(6, 1), gapTimes(0, t0, t1)},
+		"only the first gap time":      {hello(7, 1), gapTimes(3, t0, nil)},
+		"gap times out of order":       {hello(8, 1), gapTimes(3, t1, t0)},
+		"gap time not a valid instant": {hello(9, 1), gapTimes(3, &timestamppb.Timestamp{Seconds: -1 << 40}, t1)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if got := endCode(t, h.open(c, msgs...)); got != codes.FailedPrecondition {
@@ -299,5 +313,56 @@ func TestWrongHashIsNoticed(t *testing.T) {
 	}
 	if !noticed {
 		t.Fatal("no CHAIN_BROKEN notice for a batch with a wrong hash")
+	}
+}
+
+// A gap's time span is covered by the batch hash: times altered on the way
+// (here: moved an hour later) no longer match the hash the edge sealed, and
+// the batch is flagged; the same span as sealed is stored and verified.
+func TestGapTimesAreHashed(t *testing.T) {
+	h := newHarness(t)
+	node := uuid.NewString()
+	first, last := time.Now().Add(-time.Minute).Truncate(time.Microsecond), time.Now().Add(-50*time.Second).Truncate(time.Microsecond)
+	seal := func(seq uint64, prev [32]byte) (*mcpgwv1.AuditStreamRequest, [32]byte) {
+		ev := audit.Event{ID: audit.NewID(time.Now()), TS: time.Now(), NodeID: node, Transport: audit.TransportHTTP, Method: "tools/call",
+			Decision: audit.DecisionAllow, Status: audit.StatusOK}
+		b := auditdb.Batch{Seq: int64(seq), PrevHash: prev, DroppedBefore: 5, GapFirst: first, GapLast: last, Count: 1,
+			Lines: append(ev.AppendJSON(nil), '\n')}
+		b.CRC = auditdb.CRC32C(b.Lines)
+		sum := b.Hash()
+		wb := &mcpgwv1.AuditBatch{Seq: seq, Payload: b.Lines, PayloadEncoding: mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL,
+			EventCount: 1, Crc32C: b.CRC, Hash: sum[:], DroppedBefore: 5, GapFirstTime: timestamppb.New(first), GapLastTime: timestamppb.New(last)}
+		if b.HasPrev() {
+			wb.PrevHash = prev[:]
+		}
+		return &mcpgwv1.AuditStreamRequest{Msg: &mcpgwv1.AuditStreamRequest_Batch{Batch: wb}}, sum
+	}
+	b1, h1 := seal(1, [32]byte{})
+	b2, _ := seal(2, h1)
+	b2.GetBatch().GapLastTime = timestamppb.New(last.Add(time.Hour))
+	s := h.open(h.client(node), hello(10, 1), b1, b2)
+	var flagged []uint64
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := m.GetNotice(); n != nil && n.GetCode() == mcpgwv1.AuditNoticeCode_AUDIT_NOTICE_CODE_CHAIN_BROKEN {
+			flagged = append(flagged, n.GetSeq())
+		}
+		if m.GetAck().GetAckedThroughSeq() == 2 {
+			break
+		}
+	}
+	if len(flagged) == 0 || flagged[0] != 2 {
+		t.Fatalf("CHAIN_BROKEN notices for seqs %v, want one for the batch whose gap time was altered (2)", flagged)
+	}
+	rep, err := h.store.Verify(t.Context(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gaps := rep.Epochs[0].Gaps
+	if len(gaps) != 2 || !gaps[0].First.Equal(first) || !gaps[0].Last.Equal(last) || rep.Dropped != 10 {
+		t.Fatalf("verify gaps %+v (dropped %d), want two of 5 events, the first spanning %v..%v", gaps, rep.Dropped, first, last)
 	}
 }

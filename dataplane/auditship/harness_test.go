@@ -200,12 +200,22 @@ type edge struct {
 
 func startEdge(t *testing.T, node, dir string, conn grpc.ClientConnInterface) *edge {
 	t.Helper()
+	return startEdgeWith(t, node, dir, conn, nil)
+}
+
+// startEdgeWith is startEdge with the spool's config adjusted by tune.
+func startEdgeWith(t *testing.T, node, dir string, conn grpc.ClientConnInterface, tune func(*auditlog.Config)) *edge {
+	t.Helper()
 	sh, err := auditship.New(auditship.Config{Conn: conn, BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := auditlog.Open(auditlog.Config{Dir: dir, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
-		ShutdownDrain: 100 * time.Millisecond, Logger: testLogger()}, sh)
+	cfg := auditlog.Config{Dir: dir, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
+		ShutdownDrain: 100 * time.Millisecond, Logger: testLogger()}
+	if tune != nil {
+		tune(&cfg)
+	}
+	l, err := auditlog.Open(cfg, sh)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,6 +244,15 @@ func TestVerifyReportsGaps(t *testing.T) {
 	if !rep.ChainComplete || rep.Dropped != 7 || len(rep.Problems) != 1 {
 		t.Fatalf("verify after the late batch: %+v", rep)
 	}
+	// The drop says when it happened (to the microsecond the edge sent).
+	gaps := rep.Epochs[0].Gaps
+	if len(gaps) != 1 || gaps[0].Seq != 5 || gaps[0].Events != 7 ||
+		!gaps[0].First.Equal(now.Truncate(time.Microsecond)) || !gaps[0].Last.Equal(now.Add(time.Second).Truncate(time.Microsecond)) {
+		t.Fatalf("gaps %+v, want seq 5, 7 events, %v..%v", gaps, now, now.Add(time.Second))
+	}
+	if p := rep.Problems[0]; !strings.Contains(p, "7 events dropped") || !strings.Contains(p, now.Truncate(time.Microsecond).Format(time.RFC3339Nano)) {
+		t.Fatalf("problem line lacks the gap's span: %q", p)
+	}
 }
 
 func TestQueryFiltersAndPaginates(t *testing.T) {
@@ -387,5 +396,42 @@ func TestTailPollCanUseTheLedgerIndex(t *testing.T) {
 	}
 	if !strings.Contains(plan.String(), "audit_ledger_received_at_brin") {
 		t.Fatalf("the tail's ledger poll does not use the received_at index:\n%s", plan.String())
+	}
+}
+
+// One call may carry the same batch twice (a resend queued behind the
+// original) and batches whose predecessor is in the same call: the
+// duplicate is stored once and counted, links within the call are checked
+// like links to stored rows, and a different batch under a key the call
+// itself inserts is a conflict.
+func TestIngestOneCallWithRepeatsAndLinks(t *testing.T) {
+	s, pool := newStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	bs := chain(2, 1, [32]byte{}, [][]audit.Event{evts(now, 2, 0), evts(now, 2, 2), evts(now, 2, 4), evts(now, 2, 6)})
+	bs[3].PrevHash[5] ^= 1 // seq 4 does not link to seq 3
+	res, err := s.Ingest(ctx, node, bs[0], bs[1], bs[1], bs[2], bs[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Batches != 4 || res.Duplicates != 1 || res.Events != 8 || res.ChainBreaks != 1 {
+		t.Fatalf("result %+v, want 4 new batches, 1 duplicate, 8 events, 1 chain break", res)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM audit_ledger WHERE NOT chain_ok AND seq = 4`); n != 1 {
+		t.Fatalf("seq 4 not flagged (%d rows)", n)
+	}
+	rep, err := s.Verify(ctx, node)
+	if err != nil || !slices.Equal(rep.Epochs[0].BrokenLinks, []int64{4}) || rep.StoredEvents != 8 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+
+	// In one call: a new seq 5 and a different batch also claiming seq 5.
+	next := chain(2, 5, bs[3].Hash(), [][]audit.Event{evts(now, 1, 8)})
+	forged := chain(2, 5, bs[3].Hash(), [][]audit.Event{evts(now, 1, 9)})
+	if _, err := s.Ingest(ctx, node, next[0], forged[0]); !errors.Is(err, auditdb.ErrConflict) {
+		t.Fatalf("two different batches under one seq in one call: %v, want ErrConflict", err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM audit_ledger WHERE seq = 5`); n != 0 {
+		t.Fatalf("a failed call left %d ledger rows", n)
 	}
 }

@@ -76,8 +76,10 @@ func (b *Batch) AppendBinary(dst []byte) []byte {
 // Hash is the batch's link in its epoch's chain (AuditBatch.hash, the next
 // batch's PrevHash, audit_ledger.batch_hash): SHA-256 over PrevHash (32
 // zero bytes for none), Seq and DroppedBefore as 8-byte big-endian, and
-// Lines. Epoch and the gap times are not covered: the wire carries the
-// epoch once per stream and no gap times.
+// Lines; then, only when GapFirst is set, GapFirst and GapLast as 8-byte
+// big-endian Unix microseconds, so that a gap's times cannot be altered
+// unnoticed while every batch without them hashes as it did before they
+// travelled. Epoch is not covered: the wire carries it once per stream.
 func (b *Batch) Hash() [32]byte {
 	h := sha256.New()
 	var hdr [48]byte
@@ -86,6 +88,12 @@ func (b *Batch) Hash() [32]byte {
 	binary.BigEndian.PutUint64(hdr[40:], uint64(b.DroppedBefore))
 	h.Write(hdr[:])
 	h.Write(b.Lines)
+	if !b.GapFirst.IsZero() {
+		var gap [16]byte
+		binary.BigEndian.PutUint64(gap[:8], uint64(b.GapFirst.UnixMicro()))
+		binary.BigEndian.PutUint64(gap[8:], uint64(unixMicro(b.GapLast)))
+		h.Write(gap[:])
+	}
 	var out [32]byte
 	h.Sum(out[:0])
 	return out

@@ -90,4 +90,23 @@ func TestHashIsTheWireContract(t *testing.T) {
 	if first.CRC != auditdb.CRC32C(first.Lines) {
 		t.Fatal("CRC is not over the payload")
 	}
+
+	// With gap times, they follow the payload as Unix µs; the hash of the
+	// same batch without them stays what it was before they travelled.
+	gap := chain(3, 7, [32]byte{9, 9}, [][]audit.Event{evts(time.Now(), 2, 0)})[0]
+	gap.DroppedBefore = 5
+	without := gap.Hash()
+	gap.GapFirst, gap.GapLast = time.UnixMicro(1_700_000_000_000_001), time.UnixMicro(1_700_000_000_900_000)
+	in = append(in[:0], gap.PrevHash[:]...)
+	in = binary.BigEndian.AppendUint64(in, 7)
+	in = binary.BigEndian.AppendUint64(in, 5)
+	in = append(in, gap.Lines...)
+	if without != sha256.Sum256(in) {
+		t.Fatal("a batch without gap times must hash as before")
+	}
+	in = binary.BigEndian.AppendUint64(in, 1_700_000_000_000_001)
+	in = binary.BigEndian.AppendUint64(in, 1_700_000_000_900_000)
+	if gap.Hash() != sha256.Sum256(in) {
+		t.Fatal("gap times are not covered as the AuditBatch.hash definition says")
+	}
 }

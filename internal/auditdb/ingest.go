@@ -263,67 +263,153 @@ func (p *preparedBatch) prepare(lo, hi time.Time) {
 	}
 }
 
+// insertLedgerSQL inserts every batch's ledger row in one statement. The
+// chain check of a row compares its prev_hash with the stored batch before
+// it (the statement's snapshot) or, when that batch is not stored yet but
+// travels in the same call (a catch-up ships runs of consecutive batches
+// together), with that batch's hash, which the caller passes as call_prev;
+// seq 1 must have no prev_hash. Rows whose key is stored (or repeated in
+// the call) are skipped by ON CONFLICT and are absent from RETURNING.
 const insertLedgerSQL = `
 INSERT INTO audit_ledger (node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash,
     crc, crc_ok, rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, chain_ok)
-VALUES ($1::uuid, $2::bigint, $3::bigint, $4, $5, $6, $7, $8::bytea, $9, $10, $11, $12, $13, $14, $15,
-    coalesce((SELECT l.batch_hash = $8::bytea FROM audit_ledger l
-              WHERE l.node_id = $1::uuid AND l.epoch = $2::bigint AND l.seq = $3::bigint - 1),
-             $3::bigint = 1 AND $8::bytea IS NULL))
+SELECT i.node_id, i.epoch, i.seq, i.event_count, i.first_ts, i.last_ts, i.batch_hash, i.prev_hash,
+    i.crc, i.crc_ok, i.rejected_count, i.rejected_reason, i.dropped_before, i.gap_first_ts, i.gap_last_ts,
+    coalesce((SELECT l.batch_hash = i.prev_hash FROM audit_ledger l
+              WHERE l.node_id = i.node_id AND l.epoch = i.epoch AND l.seq = i.seq - 1),
+             CASE WHEN i.call_prev IS NOT NULL THEN i.call_prev = i.prev_hash END,
+             i.seq = 1 AND i.prev_hash IS NULL)
+FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::integer[], $5::timestamptz[], $6::timestamptz[],
+    $7::bytea[], $8::bytea[], $9::bigint[], $10::boolean[], $11::integer[], $12::text[], $13::bigint[],
+    $14::timestamptz[], $15::timestamptz[], $16::bytea[])
+    AS i(node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash, crc, crc_ok,
+        rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, call_prev)
 ON CONFLICT (node_id, epoch, seq) DO NOTHING
-RETURNING chain_ok`
+RETURNING node_id, epoch, seq, chain_ok`
 
-// queueLedger queues the batch's ledger insert on pb.
-func (p *preparedBatch) queueLedger(pb *pgx.Batch) {
-	b := p.b
-	var prev []byte
-	if b.HasPrev() {
-		prev = b.PrevHash[:]
-	}
-	var reason *string
-	if p.rejected > 0 {
-		reason = &p.reason
-	}
-	pb.Queue(insertLedgerSQL,
-		p.node, b.Epoch, b.Seq, b.Count, nullTime(p.first), nullTime(p.last), p.hash[:], prev,
-		int64(b.CRC), p.crcOK, p.rejected, reason, b.DroppedBefore, nullTime(b.GapFirst), nullTime(b.GapLast))
+// ledgerKey is an audit_ledger primary key.
+type ledgerKey struct {
+	node       uuid.UUID
+	epoch, seq int64
 }
 
-// insertLedgers inserts the ledger rows of all batches in one round trip
-// (a pipeline: the statements still run in order, so each chain check sees
-// the rows inserted before it), and checks that replayed batches carry the
-// hash already stored for their seq. A catch-up after an outage can be
-// thousands of small batches; one round trip each would dominate.
+// insertLedgers inserts the ledger rows of all batches in one statement,
+// marks the batches whose row is new (with their chain verdict), and checks
+// that every other one carries the hash already stored for its seq. A
+// catch-up after an outage, or an edge under sync durability (a batch per
+// group commit), ships thousands of small batches: a statement or a round
+// trip per batch would dominate the ingest.
 func insertLedgers(ctx context.Context, tx pgx.Tx, prepared []*preparedBatch) error {
-	pb := &pgx.Batch{}
+	n := len(prepared)
+	var (
+		nodes                     = make([]uuid.UUID, n)
+		epochs, seqs, crcs, drops = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		counts, rejected          = make([]int32, n), make([]int32, n)
+		firsts, lasts             = make([]*time.Time, n), make([]*time.Time, n)
+		gapFirsts, gapLasts       = make([]*time.Time, n), make([]*time.Time, n)
+		hashes, prevs, callPrevs  = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		crcOK                     = make([]bool, n)
+		reasons                   = make([]*string, n)
+	)
+	// The hash of the first batch of the call under each key, for the
+	// chain check of the batch after it.
+	inCall := make(map[ledgerKey][]byte, n)
 	for _, p := range prepared {
-		p.queueLedger(pb)
-	}
-	br := tx.SendBatch(ctx, pb)
-	var dups []*preparedBatch
-	for _, p := range prepared {
-		err := br.QueryRow().Scan(&p.chainOK)
-		switch {
-		case err == nil:
-			p.isNew = true
-		case errors.Is(err, pgx.ErrNoRows):
-			dups = append(dups, p)
-		default:
-			br.Close()
-			return fmt.Errorf("audit ingest: ledger row for batch %d/%d: %w", p.b.Epoch, p.b.Seq, err)
+		k := ledgerKey{p.node, p.b.Epoch, p.b.Seq}
+		if _, ok := inCall[k]; !ok {
+			inCall[k] = p.hash[:]
 		}
 	}
-	if err := br.Close(); err != nil {
+	for i, p := range prepared {
+		b := p.b
+		nodes[i], epochs[i], seqs[i], counts[i] = p.node, b.Epoch, b.Seq, int32(b.Count)
+		callPrevs[i] = inCall[ledgerKey{p.node, b.Epoch, b.Seq - 1}]
+		firsts[i], lasts[i] = nullTime(p.first), nullTime(p.last)
+		hashes[i] = p.hash[:]
+		if b.HasPrev() {
+			prevs[i] = b.PrevHash[:]
+		}
+		crcs[i], crcOK[i], rejected[i] = int64(b.CRC), p.crcOK, int32(p.rejected)
+		if p.rejected > 0 {
+			reasons[i] = &p.reason
+		}
+		drops[i], gapFirsts[i], gapLasts[i] = b.DroppedBefore, nullTime(b.GapFirst), nullTime(b.GapLast)
+	}
+	rows, err := tx.Query(ctx, insertLedgerSQL, nodes, epochs, seqs, counts, firsts, lasts, hashes, prevs,
+		crcs, crcOK, rejected, reasons, drops, gapFirsts, gapLasts, callPrevs)
+	if err != nil {
 		return fmt.Errorf("audit ingest: ledger rows: %w", err)
 	}
-	for _, p := range dups {
-		var stored []byte
-		if err := tx.QueryRow(ctx, `SELECT batch_hash FROM audit_ledger WHERE node_id = $1 AND epoch = $2 AND seq = $3`,
-			p.node, p.b.Epoch, p.b.Seq).Scan(&stored); err != nil {
-			return fmt.Errorf("audit ingest: reading the stored batch %d/%d: %w", p.b.Epoch, p.b.Seq, err)
+	inserted := make(map[ledgerKey]bool, n)
+	for rows.Next() {
+		var k ledgerKey
+		var chainOK bool
+		if err := rows.Scan(&k.node, &k.epoch, &k.seq, &chainOK); err != nil {
+			rows.Close()
+			return fmt.Errorf("audit ingest: ledger rows: %w", err)
 		}
-		if string(stored) != string(p.hash[:]) {
-			return fmt.Errorf("%w: node %s epoch %d seq %d: stored hash %x, received %x", ErrConflict, p.node, p.b.Epoch, p.b.Seq, stored, p.hash[:])
+		inserted[k] = chainOK
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit ingest: ledger rows: %w", err)
+	}
+	// The first batch of the call under a new key is the one that was
+	// inserted; any later one under the same key is a replay of it.
+	var dups []*preparedBatch
+	for _, p := range prepared {
+		k := ledgerKey{p.node, p.b.Epoch, p.b.Seq}
+		if chainOK, ok := inserted[k]; ok {
+			p.isNew, p.chainOK = true, chainOK
+			delete(inserted, k)
+			continue
+		}
+		dups = append(dups, p)
+	}
+	if len(inserted) > 0 {
+		return fmt.Errorf("audit ingest: the ledger returned %d rows no batch of the call asked for", len(inserted))
+	}
+	return checkReplays(ctx, tx, dups)
+}
+
+// checkReplays makes sure every batch whose key the ledger already holds
+// (a replay after a lost ack) is the stored batch, in one query; a
+// different hash under a stored seq is a forgery or a rewrite: ErrConflict.
+func checkReplays(ctx context.Context, tx pgx.Tx, dups []*preparedBatch) error {
+	if len(dups) == 0 {
+		return nil
+	}
+	nodes, epochs, seqs := make([]uuid.UUID, len(dups)), make([]int64, len(dups)), make([]int64, len(dups))
+	for i, p := range dups {
+		nodes[i], epochs[i], seqs[i] = p.node, p.b.Epoch, p.b.Seq
+	}
+	rows, err := tx.Query(ctx, `SELECT l.node_id, l.epoch, l.seq, l.batch_hash
+		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS d(node_id, epoch, seq)
+		JOIN audit_ledger l ON l.node_id = d.node_id AND l.epoch = d.epoch AND l.seq = d.seq`, nodes, epochs, seqs)
+	if err != nil {
+		return fmt.Errorf("audit ingest: reading the stored batches of %d replays: %w", len(dups), err)
+	}
+	stored := make(map[ledgerKey][]byte, len(dups))
+	for rows.Next() {
+		var k ledgerKey
+		var h []byte
+		if err := rows.Scan(&k.node, &k.epoch, &k.seq, &h); err != nil {
+			rows.Close()
+			return fmt.Errorf("audit ingest: reading the stored batches of %d replays: %w", len(dups), err)
+		}
+		stored[k] = h
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit ingest: reading the stored batches of %d replays: %w", len(dups), err)
+	}
+	for _, p := range dups {
+		h, ok := stored[ledgerKey{p.node, p.b.Epoch, p.b.Seq}]
+		if !ok {
+			return fmt.Errorf("audit ingest: batch %d/%d was neither inserted nor found in the ledger", p.b.Epoch, p.b.Seq)
+		}
+		if string(h) != string(p.hash[:]) {
+			return fmt.Errorf("%w: node %s epoch %d seq %d: stored hash %x, received %x", ErrConflict, p.node, p.b.Epoch, p.b.Seq, h, p.hash[:])
 		}
 	}
 	return nil

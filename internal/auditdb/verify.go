@@ -27,6 +27,19 @@ type EpochReport struct {
 	// Events in the ledger, events refused at ingest, and events the edge
 	// dropped under on_full: drop (gap records).
 	Events, Rejected, Dropped int64
+	// Gaps lists the drops (at most maxListed), with when they happened.
+	Gaps []Gap
+}
+
+// Gap is one run of events an edge dropped (on_full: drop), recorded by the
+// batch after it.
+type Gap struct {
+	// Seq of the batch that recorded the gap.
+	Seq    int64
+	Events int64
+	// First and Last are the times of the first and last lost event; zero
+	// when the edge did not send them.
+	First, Last time.Time
 }
 
 // Report is the verification of a node's audit chain.
@@ -64,7 +77,7 @@ func (s *Store) Verify(ctx context.Context, node string) (Report, error) {
 	}
 	rep.Node = nodeID.String()
 	rows, err := s.pool.Query(ctx, `
-SELECT epoch, seq, event_count, batch_hash, prev_hash, crc_ok, rejected_count, dropped_before
+SELECT epoch, seq, event_count, batch_hash, prev_hash, crc_ok, rejected_count, dropped_before, gap_first_ts, gap_last_ts
 FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
 	if err != nil {
 		return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
@@ -72,9 +85,13 @@ FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
 	var links []LedgerLink
 	for rows.Next() {
 		var l LedgerLink
-		if err := rows.Scan(&l.Epoch, &l.Seq, &l.Count, &l.Hash, &l.Prev, &l.CRCOK, &l.Rejected, &l.Dropped); err != nil {
+		var gapFirst, gapLast *time.Time
+		if err := rows.Scan(&l.Epoch, &l.Seq, &l.Count, &l.Hash, &l.Prev, &l.CRCOK, &l.Rejected, &l.Dropped, &gapFirst, &gapLast); err != nil {
 			rows.Close()
 			return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
+		}
+		if gapFirst != nil && gapLast != nil {
+			l.GapFirst, l.GapLast = gapFirst.UTC(), gapLast.UTC()
 		}
 		links = append(links, l)
 	}
@@ -120,6 +137,9 @@ type LedgerLink struct {
 	CRCOK      bool
 	Rejected   int32
 	Dropped    int64
+	// GapFirst and GapLast bound the times of the Dropped events, when the
+	// edge sent them (zero otherwise).
+	GapFirst, GapLast time.Time
 }
 
 // VerifyLedger builds the Report of node from its ledger rows (sorted by
@@ -167,6 +187,9 @@ func (rep *Report) walkChain(links []LedgerLink) {
 		cur.Events += int64(l.Count)
 		cur.Rejected += int64(l.Rejected)
 		cur.Dropped += l.Dropped
+		if l.Dropped > 0 && len(cur.Gaps) < maxListed {
+			cur.Gaps = append(cur.Gaps, Gap{Seq: seq, Events: l.Dropped, First: l.GapFirst, Last: l.GapLast})
+		}
 		prevSeq, prevHash = seq, append(prevHash[:0], l.Hash...)
 	}
 }
@@ -192,8 +215,21 @@ func (rep *Report) conclude() {
 		for _, q := range e.CRCFailures {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: batch %d arrived corrupted (CRC mismatch)", e.Epoch, q))
 		}
-		if e.Dropped > 0 {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events dropped at the edge (on_full: drop)", e.Epoch, e.Dropped))
+		for _, g := range e.Gaps {
+			when := "at an unrecorded time"
+			if !g.First.IsZero() {
+				when = "between " + g.First.Format(time.RFC3339Nano) + " and " + g.Last.Format(time.RFC3339Nano)
+			}
+			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events dropped at the edge (on_full: drop) %s, before batch %d",
+				e.Epoch, g.Events, when, g.Seq))
+		}
+		if n := int64(0); len(e.Gaps) == maxListed {
+			for _, g := range e.Gaps {
+				n += g.Events
+			}
+			if e.Dropped > n {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d more events dropped at the edge in later gaps", e.Epoch, e.Dropped-n))
+			}
 		}
 		if e.Rejected > 0 {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events rejected at ingest", e.Epoch, e.Rejected))

@@ -359,12 +359,32 @@ func epochStatus(e *mcpgwv1.AuditEpochReport) string {
 		why = append(why, "missing batches "+strings.Join(rs, ","))
 	}
 	if e.GetDroppedEvents() > 0 {
-		why = append(why, "events dropped at the edge")
+		why = append(why, droppedText(e))
 	}
 	if len(why) == 0 {
 		why = append(why, "stored events differ from the ledger")
 	}
 	return "INCOMPLETE: " + strings.Join(why, "; ")
+}
+
+// droppedText says how many events the edge dropped and, where it sent
+// the times, when: "5 events dropped at the edge (3 at 10:00:00Z–10:00:02Z
+// before seq 4, 2 at an unrecorded time before seq 9)".
+func droppedText(e *mcpgwv1.AuditEpochReport) string {
+	s := fmt.Sprintf("%d events dropped at the edge", e.GetDroppedEvents())
+	var gaps []string
+	for _, g := range e.GetGaps() {
+		when := "at an unrecorded time"
+		if g.GetFirstEventTime() != nil {
+			first, last := g.GetFirstEventTime().AsTime().UTC(), g.GetLastEventTime().AsTime().UTC()
+			when = fmt.Sprintf("%s–%s", first.Format(time.RFC3339), last.Format(time.RFC3339))
+		}
+		gaps = append(gaps, fmt.Sprintf("%d %s before seq %d", g.GetEvents(), when, g.GetSeq()))
+	}
+	if len(gaps) == 0 {
+		return s
+	}
+	return s + " (" + strings.Join(gaps, ", ") + ")"
 }
 
 func joinUints(vs []uint64) string {

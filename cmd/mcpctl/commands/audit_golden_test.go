@@ -15,6 +15,7 @@ import (
 const (
 	nodeA = "0190c0de-0000-7000-8000-0000000000aa"
 	nodeB = "0190c0de-0000-7000-8000-0000000000bb"
+	nodeC = "0190c0de-0000-7000-8000-0000000000cc"
 )
 
 // auditEvents makes n events a second apart ending at end, alternating
@@ -86,6 +87,18 @@ func TestGoldenAudit(t *testing.T) {
 	ingest(t, cp.audit, nodeA, [][]audit.Event{evA[:3], evA[3:]}, nil)
 	evB := auditEvents(nodeB, end.Add(-time.Hour), 3)
 	ingest(t, cp.audit, nodeB, [][]audit.Event{evB[:1], evB[1:2], evB[2:]}, map[int64]bool{2: true})
+	// Node C's spool was full under on_full: drop: its second batch records
+	// 4 lost events and when they happened (fixed times, for the golden).
+	evC := auditEvents(nodeC, end.Add(-2*time.Hour), 2)
+	chC := &auditChain{st: cp.audit, node: nodeC, seq: 1}
+	chC.ingest(t, [][]audit.Event{evC[:1]}, nil)
+	gap := auditdb.Batch{Epoch: 1, Seq: chC.seq, PrevHash: chC.prev, DroppedBefore: 4,
+		GapFirst: time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC), GapLast: time.Date(2026, 1, 2, 10, 0, 5, 0, time.UTC), Count: 1}
+	gap.Lines = append(evC[1].AppendJSON(nil), '\n')
+	gap.CRC = auditdb.CRC32C(gap.Lines)
+	if _, err := cp.audit.Ingest(t.Context(), nodeC, gap); err != nil {
+		t.Fatal(err)
+	}
 
 	tr.ok("audit", "query")
 	tr.ok("audit", "query", "--principal", "alice", "--decision", "deny")
@@ -97,6 +110,7 @@ func TestGoldenAudit(t *testing.T) {
 	tr.run("audit", "verify")
 	tr.ok("audit", "verify", "--node", nodeA)
 	tr.run("audit", "verify", "--node", nodeB, "-o", "json")
+	tr.run("audit", "verify", "--node", nodeC, "-o", "json")
 	tr.check("audit")
 
 	// jsonl: one event per line, keys exactly the proto field names (the
@@ -123,7 +137,7 @@ func TestGoldenAudit(t *testing.T) {
 	// csv parses, with the columns as header.
 	out := c.mustRun("audit", "query", "-o", "csv", "--limit", "0", "--since", "3h")
 	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
-	if err != nil || len(recs) != 1+8 || recs[0][0] != "id" || len(recs[0]) != 23 {
+	if err != nil || len(recs) != 1+10 || recs[0][0] != "id" || len(recs[0]) != 23 {
 		t.Fatalf("csv: %v, %d records, header %v", err, len(recs), recs[0])
 	}
 }

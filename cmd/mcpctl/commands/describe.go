@@ -254,9 +254,13 @@ func (g *globals) describeNode(f fields, n *mcpgwv1.Node) {
 	}
 	f.add("Reported", timeText(st.GetReportTime()))
 	if s := st.GetAuditSpool(); s != nil {
+		oldest := "none"
+		if at, ok := oldestUnacked(st); ok {
+			oldest = "for " + g.age(at)
+		}
 		f.add("Audit spool", fmt.Sprintf("%s in %d batches (limit %s, oldest unacked %s, epoch %d)",
 			bytesText(s.GetDepthBytes()), s.GetDepthBatches(), bytesText(s.GetLimitBytes()),
-			s.GetOldestUnackedAge().AsDuration(), s.GetEpoch()))
+			oldest, s.GetEpoch()))
 	}
 	if c := st.GetCounters(); c != nil {
 		f.add("Counters", fmt.Sprintf("requests=%d denied=%d errors=%d audit_dropped=%d audit_refused=%d sessions=%d applied=%d rejected=%d",

@@ -86,7 +86,7 @@ func (g *globals) getNodes(ctx context.Context, cl *client, w io.Writer, id stri
 	t := newTable(w, headers...)
 	for _, n := range items {
 		row := []string{n.GetName(), nodeState(n), revisionText(n.GetAppliedRevision(), rev), g.ageText(n.GetLastSeenTime()),
-			spoolText(n.GetStatus().GetAuditSpool()), n.GetVersion(), nackText(n.GetLastNack())}
+			g.spoolText(n.GetStatus()), n.GetVersion(), nackText(n.GetLastNack())}
 		if wide {
 			row = append(row, n.GetId(), n.GetNodeGroup(), n.GetConnectedReplica(), shortHash(n.GetAppliedHash()),
 				backendsHealthText(n.GetStatus().GetBackends()), labelsText(n.GetLabels()))
@@ -177,11 +177,29 @@ func nackText(r *mcpgwv1.ConfigRejection) string {
 	return fmt.Sprintf("rev %d: %s", r.GetRevision(), oneLine(r.GetError()))
 }
 
-func spoolText(s *mcpgwv1.AuditSpoolStatus) string {
+func (g *globals) spoolText(st *mcpgwv1.EdgeStatus) string {
+	s := st.GetAuditSpool()
 	if s == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s/%d batches", bytesText(s.GetDepthBytes()), s.GetDepthBatches())
+	txt := fmt.Sprintf("%s/%d batches", bytesText(s.GetDepthBytes()), s.GetDepthBatches())
+	// How long the oldest batch has waited says more about a stuck
+	// pipeline than the depth: a deep spool draining fast is fine.
+	if at, ok := oldestUnacked(st); ok {
+		txt += ", oldest " + g.age(at)
+	}
+	return txt
+}
+
+// oldestUnacked is when the oldest unacknowledged batch of the report was
+// spooled: the age the edge reported is as of its report_time, which may
+// be a status interval old (or much older for a node that went away).
+func oldestUnacked(st *mcpgwv1.EdgeStatus) (time.Time, bool) {
+	age := st.GetAuditSpool().GetOldestUnackedAge()
+	if age == nil || age.AsDuration() <= 0 || st.GetReportTime() == nil {
+		return time.Time{}, false
+	}
+	return st.GetReportTime().AsTime().Add(-age.AsDuration()), true
 }
 
 func backendsHealthText(bs []*mcpgwv1.BackendHealth) string {

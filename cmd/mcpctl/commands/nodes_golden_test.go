@@ -179,3 +179,22 @@ func TestGoldenNodesAndRollout(t *testing.T) {
 	tr.ok("nodes", "--all")
 	tr.check("nodes")
 }
+
+// The oldest unacknowledged batch's age is as of the edge's report, so the
+// tables age it from report_time, not from now minus the reported age.
+func TestOldestUnackedIsAgedFromTheReport(t *testing.T) {
+	reported := time.Date(2026, 11, 27, 4, 0, 0, 0, time.UTC)
+	st := &mcpgwv1.EdgeStatus{ReportTime: timestamppb.New(reported),
+		AuditSpool: &mcpgwv1.AuditSpoolStatus{DepthBatches: 3, OldestUnackedAge: durationpb.New(90 * time.Second)}}
+	if at, ok := oldestUnacked(st); !ok || !at.Equal(reported.Add(-90*time.Second)) {
+		t.Fatalf("oldestUnacked = %v, %v; want %v", at, ok, reported.Add(-90*time.Second))
+	}
+	g := &globals{env: env{age: func(at time.Time) string { return humanAge(reported.Add(time.Minute).Sub(at)) }}}
+	if got := g.spoolText(st); got != "0B/3 batches, oldest 2m30s" {
+		t.Fatalf("spool column %q", got)
+	}
+	st.AuditSpool.OldestUnackedAge = nil
+	if got := g.spoolText(st); got != "0B/3 batches" {
+		t.Fatalf("spool column without an unacked batch: %q", got)
+	}
+}

@@ -352,14 +352,19 @@ func (s *Store) Verify(ctx context.Context, node string) (auditdb.Report, error)
 		since                time.Time
 	)
 	err = s.readTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT epoch, seq, event_count, batch_hash, prev_hash, crc_ok, rejected_count, dropped_before
+		rows, err := tx.QueryContext(ctx, `SELECT epoch, seq, event_count, batch_hash, prev_hash, crc_ok, rejected_count, dropped_before,
+			gap_first_ts, gap_last_ts
 			FROM audit_ledger WHERE node_id = ? ORDER BY epoch, seq`, nodeID.String())
 		if err != nil {
 			return fmt.Errorf("reading the ledger: %w", err)
 		}
 		links, err = collect(rows, func(r scanner) (auditdb.LedgerLink, error) {
 			var l auditdb.LedgerLink
-			err := r.Scan(&l.Epoch, &l.Seq, &l.Count, &l.Hash, &l.Prev, &l.CRCOK, &l.Rejected, &l.Dropped)
+			var gapFirst, gapLast sql.NullInt64
+			err := r.Scan(&l.Epoch, &l.Seq, &l.Count, &l.Hash, &l.Prev, &l.CRCOK, &l.Rejected, &l.Dropped, &gapFirst, &gapLast)
+			if gapFirst.Valid && gapLast.Valid {
+				l.GapFirst, l.GapLast = nullTS(gapFirst), nullTS(gapLast)
+			}
 			return l, err
 		})
 		if err != nil {

@@ -227,6 +227,9 @@ func testAuditVerify(t *testing.T, s Store) {
 	}
 	gap := chain(1, 1, [32]byte{}, before, after)
 	gap[1].DroppedBefore = 5 // the last batch: changing its hash breaks no link
+	// When the five were lost, to the microsecond the wire carries.
+	gapFirst, gapLast := start.Add(-time.Minute).Truncate(time.Microsecond), start.Add(-time.Second).Truncate(time.Microsecond)
+	gap[1].GapFirst, gap[1].GapLast = gapFirst, gapLast
 	if _, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: lossy, Batches: gap}); err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +237,9 @@ func testAuditVerify(t *testing.T, s Store) {
 	if err != nil || !rep.ChainComplete || rep.Dropped != 5 || len(rep.Epochs) != 1 || rep.Epochs[0].Dropped != 5 || rep.StoredEvents != 4 ||
 		!strings.Contains(strings.Join(rep.Problems, "\n"), "dropped at the edge") {
 		t.Fatalf("verify of a recorded drop: %+v, %v", rep, err)
+	}
+	if g := rep.Epochs[0].Gaps; len(g) != 1 || g[0].Seq != 2 || g[0].Events != 5 || !g[0].First.Equal(gapFirst) || !g[0].Last.Equal(gapLast) {
+		t.Fatalf("verify lists the drop as %+v, want seq 2, 5 events, %v..%v", g, gapFirst, gapLast)
 	}
 	nodes, err := s.Nodes(ctx)
 	if err != nil || len(nodes) != 3 {

@@ -555,7 +555,10 @@ type AuditEpochReport struct {
 	// dropped_before over the epoch's batches).
 	DroppedEvents uint64 `protobuf:"varint,12,opt,name=dropped_events,json=droppedEvents,proto3" json:"dropped_events,omitempty"`
 	// True when this epoch alone satisfies AuditChainReport.complete.
-	Complete      bool `protobuf:"varint,13,opt,name=complete,proto3" json:"complete,omitempty"`
+	Complete bool `protobuf:"varint,13,opt,name=complete,proto3" json:"complete,omitempty"`
+	// The drop gaps of this epoch (batches with dropped_before > 0), in seq
+	// order; their counts sum to dropped_events.
+	Gaps          []*AuditGap `protobuf:"bytes,14,rep,name=gaps,proto3" json:"gaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -681,6 +684,88 @@ func (x *AuditEpochReport) GetComplete() bool {
 	return false
 }
 
+func (x *AuditEpochReport) GetGaps() []*AuditGap {
+	if x != nil {
+		return x.Gaps
+	}
+	return nil
+}
+
+// AuditGap is one run of events an edge dropped because its spool was full
+// (on_full: drop), as the batch after the gap recorded it.
+type AuditGap struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Seq of the batch that recorded the gap (the gap lies just before it).
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Events lost.
+	Events uint64 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
+	// ts of the first and of the last lost event; unset when the edge did
+	// not send them (edges that predate AuditBatch.gap_first_time).
+	FirstEventTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=first_event_time,json=firstEventTime,proto3" json:"first_event_time,omitempty"`
+	// See first_event_time.
+	LastEventTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_event_time,json=lastEventTime,proto3" json:"last_event_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditGap) Reset() {
+	*x = AuditGap{}
+	mi := &file_mcpgw_v1_audit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditGap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditGap) ProtoMessage() {}
+
+func (x *AuditGap) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgw_v1_audit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditGap.ProtoReflect.Descriptor instead.
+func (*AuditGap) Descriptor() ([]byte, []int) {
+	return file_mcpgw_v1_audit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuditGap) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditGap) GetEvents() uint64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *AuditGap) GetFirstEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstEventTime
+	}
+	return nil
+}
+
+func (x *AuditGap) GetLastEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastEventTime
+	}
+	return nil
+}
+
 // SeqRange is an inclusive range of batch sequence numbers.
 type SeqRange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -694,7 +779,7 @@ type SeqRange struct {
 
 func (x *SeqRange) Reset() {
 	*x = SeqRange{}
-	mi := &file_mcpgw_v1_audit_proto_msgTypes[5]
+	mi := &file_mcpgw_v1_audit_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +791,7 @@ func (x *SeqRange) String() string {
 func (*SeqRange) ProtoMessage() {}
 
 func (x *SeqRange) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgw_v1_audit_proto_msgTypes[5]
+	mi := &file_mcpgw_v1_audit_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +804,7 @@ func (x *SeqRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeqRange.ProtoReflect.Descriptor instead.
 func (*SeqRange) Descriptor() ([]byte, []int) {
-	return file_mcpgw_v1_audit_proto_rawDescGZIP(), []int{5}
+	return file_mcpgw_v1_audit_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SeqRange) GetFirst() uint64 {
@@ -790,7 +875,7 @@ const file_mcpgw_v1_audit_proto_rawDesc = "" +
 	"\x10AuditChainReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x122\n" +
-	"\x06epochs\x18\x03 \x03(\v2\x1a.mcpgw.v1.AuditEpochReportR\x06epochs\"\xcb\x03\n" +
+	"\x06epochs\x18\x03 \x03(\v2\x1a.mcpgw.v1.AuditEpochReportR\x06epochs\"\xf3\x03\n" +
 	"\x10AuditEpochReport\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
@@ -805,7 +890,13 @@ const file_mcpgw_v1_audit_proto_rawDesc = "" +
 	" \x01(\x04R\rexpiredEvents\x12'\n" +
 	"\x0frejected_events\x18\v \x01(\x04R\x0erejectedEvents\x12%\n" +
 	"\x0edropped_events\x18\f \x01(\x04R\rdroppedEvents\x12\x1a\n" +
-	"\bcomplete\x18\r \x01(\bR\bcomplete\"4\n" +
+	"\bcomplete\x18\r \x01(\bR\bcomplete\x12&\n" +
+	"\x04gaps\x18\x0e \x03(\v2\x12.mcpgw.v1.AuditGapR\x04gaps\"\xbe\x01\n" +
+	"\bAuditGap\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06events\x18\x02 \x01(\x04R\x06events\x12D\n" +
+	"\x10first_event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0efirstEventTime\x12B\n" +
+	"\x0flast_event_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rlastEventTime\"4\n" +
 	"\bSeqRange\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\x04R\x04lastB-Z+github.com/mcpgw/mcpgw/gen/mcpgw/v1;mcpgwv1b\x06proto3"
@@ -822,28 +913,32 @@ func file_mcpgw_v1_audit_proto_rawDescGZIP() []byte {
 	return file_mcpgw_v1_audit_proto_rawDescData
 }
 
-var file_mcpgw_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_mcpgw_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_mcpgw_v1_audit_proto_goTypes = []any{
 	(*AuditEvent)(nil),            // 0: mcpgw.v1.AuditEvent
 	(*AuditEventList)(nil),        // 1: mcpgw.v1.AuditEventList
 	(*AuditFilter)(nil),           // 2: mcpgw.v1.AuditFilter
 	(*AuditChainReport)(nil),      // 3: mcpgw.v1.AuditChainReport
 	(*AuditEpochReport)(nil),      // 4: mcpgw.v1.AuditEpochReport
-	(*SeqRange)(nil),              // 5: mcpgw.v1.SeqRange
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*AuditGap)(nil),              // 5: mcpgw.v1.AuditGap
+	(*SeqRange)(nil),              // 6: mcpgw.v1.SeqRange
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_mcpgw_v1_audit_proto_depIdxs = []int32{
-	6, // 0: mcpgw.v1.AuditEvent.ts:type_name -> google.protobuf.Timestamp
+	7, // 0: mcpgw.v1.AuditEvent.ts:type_name -> google.protobuf.Timestamp
 	0, // 1: mcpgw.v1.AuditEventList.events:type_name -> mcpgw.v1.AuditEvent
-	6, // 2: mcpgw.v1.AuditFilter.start_time:type_name -> google.protobuf.Timestamp
-	6, // 3: mcpgw.v1.AuditFilter.end_time:type_name -> google.protobuf.Timestamp
+	7, // 2: mcpgw.v1.AuditFilter.start_time:type_name -> google.protobuf.Timestamp
+	7, // 3: mcpgw.v1.AuditFilter.end_time:type_name -> google.protobuf.Timestamp
 	4, // 4: mcpgw.v1.AuditChainReport.epochs:type_name -> mcpgw.v1.AuditEpochReport
-	5, // 5: mcpgw.v1.AuditEpochReport.missing:type_name -> mcpgw.v1.SeqRange
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 5: mcpgw.v1.AuditEpochReport.missing:type_name -> mcpgw.v1.SeqRange
+	5, // 6: mcpgw.v1.AuditEpochReport.gaps:type_name -> mcpgw.v1.AuditGap
+	7, // 7: mcpgw.v1.AuditGap.first_event_time:type_name -> google.protobuf.Timestamp
+	7, // 8: mcpgw.v1.AuditGap.last_event_time:type_name -> google.protobuf.Timestamp
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_mcpgw_v1_audit_proto_init() }
@@ -857,7 +952,7 @@ func file_mcpgw_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgw_v1_audit_proto_rawDesc), len(file_mcpgw_v1_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

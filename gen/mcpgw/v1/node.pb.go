@@ -1238,13 +1238,23 @@ type AuditBatch struct {
 	// hash of batch seq-1 of this epoch; empty for seq 1.
 	PrevHash []byte `protobuf:"bytes,7,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	// SHA-256 over: prev_hash (32 zero bytes when empty) || seq as 8-byte
-	// big-endian || dropped_before as 8-byte big-endian || payload. 32 bytes.
+	// big-endian || dropped_before as 8-byte big-endian || payload; and, only
+	// when gap_first_time is set, || gap_first_time || gap_last_time, each as
+	// Unix microseconds in 8-byte big-endian (so a batch without gap times
+	// hashes as before they existed). 32 bytes.
 	Hash []byte `protobuf:"bytes,8,opt,name=hash,proto3" json:"hash,omitempty"`
 	// Earliest ts of the events in the payload (checked against it). Lets the
 	// control plane pick partitions and refuse out-of-window events up front.
 	FirstEventTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=first_event_time,json=firstEventTime,proto3" json:"first_event_time,omitempty"`
 	// Latest ts of the events in the payload (checked against it).
 	LastEventTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_event_time,json=lastEventTime,proto3" json:"last_event_time,omitempty"`
+	// When dropped_before > 0: the ts of the first and of the last event lost
+	// in the gap, so VerifyAudit can say when the loss happened. Both set or
+	// both unset; unset when dropped_before is 0, and by edges that predate
+	// them. Covered by hash when set.
+	GapFirstTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=gap_first_time,json=gapFirstTime,proto3" json:"gap_first_time,omitempty"`
+	// See gap_first_time; >= it.
+	GapLastTime   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=gap_last_time,json=gapLastTime,proto3" json:"gap_last_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1345,6 +1355,20 @@ func (x *AuditBatch) GetFirstEventTime() *timestamppb.Timestamp {
 func (x *AuditBatch) GetLastEventTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.LastEventTime
+	}
+	return nil
+}
+
+func (x *AuditBatch) GetGapFirstTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GapFirstTime
+	}
+	return nil
+}
+
+func (x *AuditBatch) GetGapLastTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GapLastTime
 	}
 	return nil
 }
@@ -1506,7 +1530,9 @@ func (x *AuditAck) GetAckedThroughSeq() uint64 {
 
 // AuditFlowControl bounds the edge's window of unacknowledged batches. Until
 // the first one arrives the edge uses its configured default window
-// (suggested: 8). The latest flow_control replaces any earlier one.
+// (suggested: 64; under sync durability a batch may hold a single event, so
+// a smaller window caps shipping at window batches per commit round trip).
+// The latest flow_control replaces any earlier one.
 type AuditFlowControl struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum batches sent but not yet acknowledged. 0 = pause: send nothing
@@ -1733,7 +1759,7 @@ const file_mcpgw_v1_node_proto_rawDesc = "" +
 	"AuditHello\x12\x1f\n" +
 	"\vspool_epoch\x18\x01 \x01(\x04R\n" +
 	"spoolEpoch\x12(\n" +
-	"\x10next_unacked_seq\x18\x02 \x01(\x04R\x0enextUnackedSeq\"\x99\x03\n" +
+	"\x10next_unacked_seq\x18\x02 \x01(\x04R\x0enextUnackedSeq\"\x9b\x04\n" +
 	"\n" +
 	"AuditBatch\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
@@ -1747,7 +1773,9 @@ const file_mcpgw_v1_node_proto_rawDesc = "" +
 	"\x04hash\x18\b \x01(\fR\x04hash\x12D\n" +
 	"\x10first_event_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0efirstEventTime\x12B\n" +
 	"\x0flast_event_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\rlastEventTime\"\xb6\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\rlastEventTime\x12@\n" +
+	"\x0egap_first_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fgapFirstTime\x12>\n" +
+	"\rgap_last_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vgapLastTime\"\xb6\x01\n" +
 	"\x13AuditStreamResponse\x12&\n" +
 	"\x03ack\x18\x01 \x01(\v2\x12.mcpgw.v1.AuditAckH\x00R\x03ack\x12?\n" +
 	"\fflow_control\x18\x02 \x01(\v2\x1a.mcpgw.v1.AuditFlowControlH\x00R\vflowControl\x12/\n" +
@@ -1851,24 +1879,26 @@ var file_mcpgw_v1_node_proto_depIdxs = []int32{
 	0,  // 18: mcpgw.v1.AuditBatch.payload_encoding:type_name -> mcpgw.v1.PayloadEncoding
 	21, // 19: mcpgw.v1.AuditBatch.first_event_time:type_name -> google.protobuf.Timestamp
 	21, // 20: mcpgw.v1.AuditBatch.last_event_time:type_name -> google.protobuf.Timestamp
-	17, // 21: mcpgw.v1.AuditStreamResponse.ack:type_name -> mcpgw.v1.AuditAck
-	18, // 22: mcpgw.v1.AuditStreamResponse.flow_control:type_name -> mcpgw.v1.AuditFlowControl
-	19, // 23: mcpgw.v1.AuditStreamResponse.notice:type_name -> mcpgw.v1.AuditNotice
-	29, // 24: mcpgw.v1.AuditFlowControl.retry_after:type_name -> google.protobuf.Duration
-	1,  // 25: mcpgw.v1.AuditNotice.code:type_name -> mcpgw.v1.AuditNoticeCode
-	2,  // 26: mcpgw.v1.NodeService.Enroll:input_type -> mcpgw.v1.EnrollRequest
-	4,  // 27: mcpgw.v1.NodeService.RenewCertificate:input_type -> mcpgw.v1.RenewCertificateRequest
-	6,  // 28: mcpgw.v1.NodeService.ConfigStream:input_type -> mcpgw.v1.ConfigStreamRequest
-	13, // 29: mcpgw.v1.NodeService.AuditStream:input_type -> mcpgw.v1.AuditStreamRequest
-	3,  // 30: mcpgw.v1.NodeService.Enroll:output_type -> mcpgw.v1.EnrollResponse
-	5,  // 31: mcpgw.v1.NodeService.RenewCertificate:output_type -> mcpgw.v1.RenewCertificateResponse
-	10, // 32: mcpgw.v1.NodeService.ConfigStream:output_type -> mcpgw.v1.ConfigStreamResponse
-	16, // 33: mcpgw.v1.NodeService.AuditStream:output_type -> mcpgw.v1.AuditStreamResponse
-	30, // [30:34] is the sub-list for method output_type
-	26, // [26:30] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	21, // 21: mcpgw.v1.AuditBatch.gap_first_time:type_name -> google.protobuf.Timestamp
+	21, // 22: mcpgw.v1.AuditBatch.gap_last_time:type_name -> google.protobuf.Timestamp
+	17, // 23: mcpgw.v1.AuditStreamResponse.ack:type_name -> mcpgw.v1.AuditAck
+	18, // 24: mcpgw.v1.AuditStreamResponse.flow_control:type_name -> mcpgw.v1.AuditFlowControl
+	19, // 25: mcpgw.v1.AuditStreamResponse.notice:type_name -> mcpgw.v1.AuditNotice
+	29, // 26: mcpgw.v1.AuditFlowControl.retry_after:type_name -> google.protobuf.Duration
+	1,  // 27: mcpgw.v1.AuditNotice.code:type_name -> mcpgw.v1.AuditNoticeCode
+	2,  // 28: mcpgw.v1.NodeService.Enroll:input_type -> mcpgw.v1.EnrollRequest
+	4,  // 29: mcpgw.v1.NodeService.RenewCertificate:input_type -> mcpgw.v1.RenewCertificateRequest
+	6,  // 30: mcpgw.v1.NodeService.ConfigStream:input_type -> mcpgw.v1.ConfigStreamRequest
+	13, // 31: mcpgw.v1.NodeService.AuditStream:input_type -> mcpgw.v1.AuditStreamRequest
+	3,  // 32: mcpgw.v1.NodeService.Enroll:output_type -> mcpgw.v1.EnrollResponse
+	5,  // 33: mcpgw.v1.NodeService.RenewCertificate:output_type -> mcpgw.v1.RenewCertificateResponse
+	10, // 34: mcpgw.v1.NodeService.ConfigStream:output_type -> mcpgw.v1.ConfigStreamResponse
+	16, // 35: mcpgw.v1.NodeService.AuditStream:output_type -> mcpgw.v1.AuditStreamResponse
+	32, // [32:36] is the sub-list for method output_type
+	28, // [28:32] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_mcpgw_v1_node_proto_init() }
