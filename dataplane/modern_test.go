@@ -139,9 +139,8 @@ func TestModernListen(t *testing.T) {
 // A 2026-07-28 client on the stdio front door probes with server/discover
 // and then sends stateless requests. A modern (stateless HTTP) backend's
 // input_required results pass through; a stdio backend the edge opened
-// with a legacy session turns them into a server→client request, which a
-// modern client cannot take: that is a clear error (bridging eras is a
-// later issue), never a hang.
+// with a legacy session turns them into a server→client request, which the
+// edge bridges back into an input_required round.
 func TestModernStdioFrontDoor(t *testing.T) {
 	srv := mcptest.StartHTTP(t, serverBin, "", false)
 	dir := t.TempDir()
@@ -172,9 +171,11 @@ func TestModernStdioFrontDoor(t *testing.T) {
 	if err != nil || res.IsError {
 		t.Fatalf("input_required from a modern backend: %v %+v", err, res)
 	}
-	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_input_required_result_elicitation", Arguments: map[string]any{}})
-	if err == nil || !strings.Contains(err.Error(), "bridging") {
-		t.Errorf("input_required from a legacy-session backend: %v, want a clear bridging error", err)
+	// The stdio backend's session is legacy: its elicitation/create is
+	// bridged into an input_required round (issue 4).
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__test_input_required_result_elicitation", Arguments: map[string]any{}})
+	if err != nil || res.IsError || len(res.Content) != 1 || !strings.HasPrefix(res.Content[0].(*mcp.TextContent).Text, "Hello, ") {
+		t.Errorf("input_required from a legacy-session backend, bridged: %v %+v", err, res)
 	}
 	cs.Close()
 	select {

@@ -94,6 +94,10 @@ type Gateway struct {
 
 	// tasks maps the task ids clients see to backends' tasks.
 	tasks taskTable
+
+	// bridge holds modern clients' calls parked on legacy backends between
+	// input rounds (era bridging, bridge_modern.go).
+	bridge *bridge
 }
 
 type subKey struct{ backend, uri string }
@@ -139,6 +143,7 @@ func New(src StateSource, opts Options) *Gateway {
 		opts:     opts,
 		log:      opts.Logger,
 		subs:     make(map[subKey]int),
+		bridge:   newBridge(),
 	}
 	g.sessions.OnClose = g.sessionClosed
 	if opts.Metrics != nil {
@@ -150,6 +155,7 @@ func New(src StateSource, opts Options) *Gateway {
 
 // Run expires idle sessions until ctx ends, then closes all sessions.
 func (g *Gateway) Run(ctx context.Context) error {
+	defer g.bridge.stop()
 	return g.sessions.Run(ctx, g.opts.SessionIdle)
 }
 
@@ -179,6 +185,7 @@ func negotiate(requested string) string {
 func (g *Gateway) initialize(st *state.State, sess *session.Session, params json.RawMessage) json.RawMessage {
 	sess.Version = negotiate(rpc.StringField(params, "protocolVersion"))
 	caps := rpc.Field(params, "capabilities")
+	sess.CapsJSON = caps
 	sess.Caps = session.ClientCaps{
 		Sampling:    len(rpc.Field(caps, "sampling")) > 0,
 		Elicitation: len(rpc.Field(caps, "elicitation")) > 0,
@@ -690,7 +697,18 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	t0 := time.Now()
 	var resp upstream.Response
 	var err error
-	if mo, ok := ctx.Value(modernKey{}).(*modernCall); ok {
+	mo, modernClient := ctx.Value(modernKey{}).(*modernCall)
+	switch {
+	// The era is the server's, so the shared connection says it even when a
+	// principal's own session is still opening.
+	case modernClient && b.ModernVersion() == "":
+		// Era bridge: a modern client, a legacy backend (bridge_modern.go).
+		mout, _ := out.(*modernOut)
+		resp, err = g.callLegacy(ctx, ub, method, params, mout, mo, rq)
+	case !modernClient && sess != nil && bridgedMethod(method) && b.ModernVersion() != "":
+		// Era bridge: a legacy client, a modern backend (bridge_legacy.go).
+		resp, err = g.callModernBackend(ctx, st, ub, sess, rq.Name, method, params, sink)
+	case modernClient:
 		var name string
 		switch method {
 		case "tools/call", "prompts/get":
@@ -699,7 +717,7 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 			name = mo.m.uri()
 		}
 		resp, err = ub.CallModern(ctx, method, params, sink, upstream.Modern{Version: mo.version, Name: name, Params: mo.params})
-	} else {
+	default:
 		resp, err = ub.Call(ctx, method, params, sink)
 	}
 	rq.UpstreamLatency = time.Since(t0)

@@ -421,7 +421,7 @@ func (s *modernSink) Notify(method string, params json.RawMessage) {
 
 func (s *modernSink) Request(_ context.Context, method string, _ json.RawMessage) (upstream.Response, error) {
 	return upstream.Response{}, rpc.Errorf(rpc.CodeInternalError,
-		"mcpgw: the backend sent %s, but the client speaks 2026-07-28, which has no server-to-client requests; bridging a legacy backend session to a modern client is not supported yet", method)
+		"mcpgw: the backend sent %s in the course of a 2026-07-28 request, which has no server-to-client requests (the backend should answer input_required)", method)
 }
 
 // serveStdioModern serves a 2026-07-28 request arriving on the stdio front

@@ -54,6 +54,9 @@ type Session struct {
 	ClientName    string
 	ClientVersion string
 	Caps          ClientCaps
+	// CapsJSON is the client's capabilities object as it sent it, passed on
+	// to modern backends in each request's _meta (era bridging).
+	CapsJSON json.RawMessage
 
 	Outbox *Outbox
 
@@ -147,6 +150,14 @@ func (s *Session) SetLogLevel(level string) error {
 	}
 	s.logLevel.Store(int32(i + 1))
 	return nil
+}
+
+// LogLevel returns the level the client set, "" if it never did.
+func (s *Session) LogLevel() string {
+	if l := s.logLevel.Load(); l > 0 {
+		return levels[l-1]
+	}
+	return ""
 }
 
 // WantsLog reports whether a log message at level should reach the client:

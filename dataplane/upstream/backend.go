@@ -191,6 +191,12 @@ type Backend struct {
 	mu      sync.Mutex
 	changed chan struct{}
 
+	// Era bridging (era.go): watchMu guards watched, the resources clients
+	// subscribed to on a modern backend; rewatch wakes its listen stream.
+	watchMu sync.Mutex
+	watched map[string]int
+	rewatch chan struct{}
+
 	// principalsMu guards principals: the per-principal connections of a
 	// PerPrincipal backend, by principal. spawn hands new ones to Run.
 	principalsMu sync.Mutex
@@ -247,6 +253,7 @@ func New(cfg Config, opts Options) (*Backend, error) {
 		opts:    opts,
 		log:     opts.Logger.With("backend", cfg.Name),
 		changed: make(chan struct{}),
+		rewatch: make(chan struct{}, 1),
 		spawn:   make(chan *principalConn, 64),
 	}, nil
 }
@@ -381,6 +388,12 @@ func (b *Backend) call(ctx context.Context, method string, params json.RawMessag
 		if c == nil {
 			if c = b.awaitConn(ctx); c == nil {
 				return Response{}, fmt.Errorf("calling %s on backend %q: %w", method, b.cfg.Name, ErrUnavailable)
+			}
+		}
+		if c.modern != "" && modern == nil {
+			// Era bridge: a modern backend has no resources/subscribe.
+			if r, ok := b.callWatch(method, params); ok {
+				return r, nil
 			}
 		}
 		resp, err := c.call(ctx, method, params, sink, modern)

@@ -38,6 +38,9 @@ type conn struct {
 	shared     bool
 	pid        int // the child's pid (stdio), for logs and tests
 	initResult json.RawMessage
+	// modern is the 2026-07-28 version the backend serves statelessly, ""
+	// for a legacy backend (set before the conn is published; era.go).
+	modern string
 
 	nextID atomic.Int64
 	done   chan struct{}

@@ -320,14 +320,20 @@ func (b *Backend) runHTTP(ctx context.Context) error {
 		c.close(err)
 		return err
 	}
+	c.modern = c.discoverEra(ctx) // era bridging: see era.go
 	b.setConn(c)
 	b.opts.Observer.BackendUp(b)
-	b.log.Info("backend session initialized", "session", t.session() != "")
+	b.log.Info("backend session initialized", "session", t.session() != "", "modern", c.modern)
 
 	listenCtx, cancel := context.WithCancel(ctx)
 	var wg, inbound sync.WaitGroup
 	if t.session() != "" {
 		wg.Go(func() { t.listen(listenCtx, c, &inbound) })
+	}
+	if _, perPrincipal := b.opts.Observer.(principalObserver); c.modern != "" && !perPrincipal {
+		// A principal's own connection has nothing to deliver outside
+		// calls; the shared one listens.
+		wg.Go(func() { t.listenModern(listenCtx, c) })
 	}
 	select {
 	case <-ctx.Done():
