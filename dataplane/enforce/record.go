@@ -159,6 +159,7 @@ func (r *Recorder) fill(ev *audit.Event, rq *gateway.Request) {
 		UpstreamLatencyUS: max(rq.UpstreamLatency.Microseconds(), 0),
 		RequestBytes:      int64(max(rq.RequestBytes, 0)),
 		ResponseBytes:     int64(max(rq.ResponseBytes, 0)),
+		TraceID:           rq.TraceID,
 	}
 	if rq.Decision.Allow {
 		ev.Decision = audit.DecisionAllow

@@ -32,11 +32,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// DNS rebinding defence: a page on an attacker's domain that resolves
 	// to this edge still sends its own Host and Origin.
 	if !g.hostAllowed(r.Host) {
-		http.Error(w, "mcpgw: Host "+strconv.Quote(r.Host)+" is not allowed", http.StatusForbidden)
+		g.refuseText(w, r, nil, http.StatusForbidden, StatusDenied, "mcpgw: Host "+strconv.Quote(r.Host)+" is not allowed")
 		return
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && !g.originAllowed(origin) {
-		http.Error(w, "mcpgw: Origin "+strconv.Quote(origin)+" is not allowed", http.StatusForbidden)
+		g.refuseText(w, r, nil, http.StatusForbidden, StatusDenied, "mcpgw: Origin "+strconv.Quote(origin)+" is not allowed")
 		return
 	}
 	switch r.Method {
@@ -48,7 +48,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveDelete(w, r)
 	default:
 		w.Header()["Allow"] = hdrAllowVerbs
-		http.Error(w, "mcpgw: method not allowed", http.StatusMethodNotAllowed)
+		g.refuseText(w, r, nil, http.StatusMethodNotAllowed, StatusError, "mcpgw: method not allowed")
 	}
 }
 
@@ -119,32 +119,94 @@ func (g *Gateway) authenticate(r *http.Request, rq *Request) bool {
 	return true
 }
 
-// unauthorized answers a refused credential: 401 with the challenge and,
-// when the attempt was audited, its event id.
-func unauthorized(w http.ResponseWriter, rq *Request) {
-	h := w.Header()
-	h["Www-Authenticate"] = []string{authChallenge}
-	if rq.AuditID != "" {
-		h["Mcpgw-Audit-Id"] = []string{rq.AuditID}
-	}
-	writeRPCError(w, http.StatusUnauthorized, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: unauthenticated: %s", rq.Error))
+// unauthorized answers a refused credential, once the attempt is
+// recorded: 401 with the challenge and the event id.
+func (g *Gateway) unauthorized(w http.ResponseWriter, r *http.Request, rq *Request) {
+	msg := "mcpgw: unauthenticated: " + rq.Error
+	g.recordRefusal(w, r, rq, http.StatusUnauthorized, StatusDenied, msg)
+	w.Header()["Www-Authenticate"] = []string{authChallenge}
+	writeRPCError(w, http.StatusUnauthorized, nil, &rpc.Error{Code: rpc.CodeInvalidRequest, Message: msg})
 }
 
-// lookupSession finds the request's session or answers 400 (no id) or 404
-// (unknown, expired, or another principal's: never reveal which).
-func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request, p Principal, id json.RawMessage) *session.Session {
+// Refusals. An HTTP request the edge turns away before serving it is a
+// request all the same: it yields one audit event (DESIGN §6, rejected
+// attempts included), written before the refusal goes out, whose id the
+// client gets in Mcpgw-Audit-Id. This is the slow path; nothing here runs
+// for a request that is served.
+
+// refuse records rq (nil: made now) as refused with outcome and answers
+// with the HTTP status and a JSON-RPC error body.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, rq *Request, status int, outcome Status, id json.RawMessage, e *rpc.Error) {
+	g.recordRefusal(w, r, rq, status, outcome, e.Message)
+	writeRPCError(w, status, id, e)
+}
+
+// refuseText is refuse with a plain-text body, for refusals that are not
+// about a JSON-RPC message (a GET or DELETE, a foreign Host).
+func (g *Gateway) refuseText(w http.ResponseWriter, r *http.Request, rq *Request, status int, outcome Status, msg string) {
+	g.recordRefusal(w, r, rq, status, outcome, msg)
+	http.Error(w, msg, status)
+}
+
+// recordRefusal records the refused request and sets its Mcpgw-Audit-Id
+// (not when the event could not be written: the refusal still goes out,
+// it had no effect to withhold). The event's status vocabulary is coarser
+// than HTTP's, so its error text starts with the HTTP status; its method is
+// the HTTP method when no JSON-RPC method was read.
+func (g *Gateway) recordRefusal(w http.ResponseWriter, r *http.Request, rq *Request, status int, outcome Status, msg string) {
+	if rq == nil {
+		rq = &Request{Start: time.Now(), Transport: "http"}
+	}
+	if rq.AuditID == "" {
+		g.opts.Record.Begin(rq)
+	}
+	if rq.Method == "" {
+		rq.Method = r.Method
+	}
+	if rq.TraceID == "" {
+		withTrace(r.Context(), rq, traceOf(r.Header, nil))
+	}
+	rq.Status = outcome
+	rq.Error = "HTTP " + strconv.Itoa(status) + ": " + msg
+	g.finish(r.Context(), rq.ID, rq, nil)
+	if rq.AuditID != "" && !rq.unrecorded {
+		w.Header()["Mcpgw-Audit-Id"] = []string{rq.AuditID}
+	}
+}
+
+// maxPresentedSession bounds the session id a refused request presented
+// that goes into its audit event: real ids are 32 characters.
+const maxPresentedSession = 128
+
+// lookupSession finds the request's session or, having recorded the
+// refusal, answers 400 (no id) or 404 (unknown, expired, or another
+// principal's: never reveal which to the client; the audit event does).
+func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request, rq *Request) *session.Session {
 	sid := r.Header.Get("Mcp-Session-Id")
 	if sid == "" {
-		writeRPCError(w, http.StatusBadRequest, id, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: missing Mcp-Session-Id header (initialize first)"))
+		g.refuse(w, r, rq, http.StatusBadRequest, StatusError, rq.ID, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: missing Mcp-Session-Id header (initialize first)"))
 		return nil
 	}
 	s := g.sessions.Get(sid)
-	if s == nil || s.Principal != p.Name {
-		writeRPCError(w, http.StatusNotFound, id, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: unknown or expired session; initialize a new one"))
+	if s == nil || s.Principal != rq.Principal.Name {
+		if len(sid) <= maxPresentedSession {
+			rq.SessionID = sid
+		}
+		const msg = "mcpgw: unknown or expired session; initialize a new one"
+		if s == nil {
+			g.recordRefusal(w, r, rq, http.StatusNotFound, StatusError, msg)
+		} else {
+			// A session id used by a principal it does not belong to is
+			// worth an operator's attention; the client must not learn it
+			// exists.
+			g.recordRefusal(w, r, rq, http.StatusNotFound, StatusDenied, msg+" (the session belongs to another principal)")
+		}
+		writeRPCError(w, http.StatusNotFound, rq.ID, rpc.Errorf(rpc.CodeInvalidRequest, msg))
 		return nil
 	}
 	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && v != s.Version {
-		writeRPCError(w, http.StatusBadRequest, id, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: MCP-Protocol-Version %q does not match the session's negotiated %q", v, s.Version))
+		rq.SessionID, rq.ProtocolVersion = s.ID, s.Version
+		g.refuse(w, r, rq, http.StatusBadRequest, StatusError, rq.ID, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: MCP-Protocol-Version %q does not match the session's negotiated %q", v, s.Version))
 		return nil
 	}
 	return s
@@ -153,35 +215,34 @@ func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request, p Princi
 func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 	rq := &Request{Start: time.Now(), Transport: "http"}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		writeRPCError(w, http.StatusUnsupportedMediaType, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: Content-Type must be application/json, got %q", ct))
+		g.refuse(w, r, rq, http.StatusUnsupportedMediaType, StatusError, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: Content-Type must be application/json, got %q", ct))
 		return
 	}
 	body, err := readBody(w, r, g.opts.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeRPCError(w, http.StatusRequestEntityTooLarge, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: request body exceeds %d bytes", g.opts.MaxBodyBytes))
+			g.refuse(w, r, rq, http.StatusRequestEntityTooLarge, StatusError, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: request body exceeds %d bytes", g.opts.MaxBodyBytes))
 			return
 		}
-		writeRPCError(w, http.StatusBadRequest, nil, rpc.Errorf(rpc.CodeParseError, "mcpgw: reading body: %v", err))
+		g.refuse(w, r, rq, http.StatusBadRequest, StatusError, nil, rpc.Errorf(rpc.CodeParseError, "mcpgw: reading body: %v", err))
 		return
 	}
 	rq.RequestBytes = len(body)
 	m, badID, perr := parse(body)
 	if perr != nil {
-		writeRPCError(w, http.StatusBadRequest, badID, perr)
+		g.refuse(w, r, rq, http.StatusBadRequest, StatusError, badID, perr)
 		return
 	}
+	rq.Method, rq.ID = m.Method, m.ID
 	if m.IsRequest() {
 		g.opts.Record.Begin(rq)
 	}
+	if t := traceOf(r.Header, m.env.Meta); t.Parent != "" {
+		r = r.WithContext(withTrace(r.Context(), rq, t))
+	}
 	if !g.authenticate(r, rq) {
-		if m.IsRequest() {
-			// Recorded before the answer goes out, as every outcome is.
-			rq.Method = m.Method
-			g.finish(r.Context(), m.ID, rq, nil)
-		}
-		unauthorized(w, rq)
+		g.unauthorized(w, r, rq)
 		return
 	}
 	st := g.state.Load()
@@ -201,7 +262,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		g.serveModern(w, r, st, m, rq)
 		return
 	}
-	sess := g.lookupSession(w, r, rq.Principal, m.ID)
+	sess := g.lookupSession(w, r, rq)
 	if sess == nil {
 		return
 	}
@@ -518,26 +579,28 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 		// Without a session there is no stream to open: 2026-07-28 has
 		// none (subscriptions/listen replaces it).
 		w.Header()["Allow"] = []string{"POST"}
-		http.Error(w, "mcpgw: GET needs an Mcp-Session-Id (2026-07-28 clients use subscriptions/listen)", http.StatusMethodNotAllowed)
+		g.refuseText(w, r, nil, http.StatusMethodNotAllowed, StatusError, "mcpgw: GET needs an Mcp-Session-Id (2026-07-28 clients use subscriptions/listen)")
 		return
 	}
 	if !acceptsSSE(r) {
-		http.Error(w, "mcpgw: GET needs Accept: text/event-stream", http.StatusNotAcceptable)
+		g.refuseText(w, r, nil, http.StatusNotAcceptable, StatusError, "mcpgw: GET needs Accept: text/event-stream")
 		return
 	}
 	rq := &Request{Start: time.Now(), Transport: "http"}
 	if !g.authenticate(r, rq) {
-		unauthorized(w, rq)
+		g.unauthorized(w, r, rq)
 		return
 	}
-	sess := g.lookupSession(w, r, rq.Principal, nil)
+	sess := g.lookupSession(w, r, rq)
 	if sess == nil {
 		return
 	}
 	release := sess.Acquire()
 	defer release()
+	rq.SessionID, rq.ProtocolVersion = sess.ID, sess.Version
+	rq.ClientName, rq.ClientVersion = sess.ClientName, sess.ClientVersion
 	if v := r.Header.Get("Last-Event-ID"); strings.Contains(v, "-") {
-		g.resumeReply(w, r, sess, v)
+		g.resumeReply(w, r, sess, rq, v)
 		return
 	}
 	mine := sess.ClaimStream()
@@ -545,7 +608,7 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			http.Error(w, "mcpgw: bad Last-Event-ID", http.StatusBadRequest)
+			g.refuseText(w, r, rq, http.StatusBadRequest, StatusError, "mcpgw: bad Last-Event-ID")
 			return
 		}
 		after = n
@@ -599,15 +662,15 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Mcp-Session-Id") == "" {
 		w.Header()["Allow"] = []string{"POST"}
-		http.Error(w, "mcpgw: DELETE needs an Mcp-Session-Id; 2026-07-28 has no sessions", http.StatusMethodNotAllowed)
+		g.refuseText(w, r, nil, http.StatusMethodNotAllowed, StatusError, "mcpgw: DELETE needs an Mcp-Session-Id; 2026-07-28 has no sessions")
 		return
 	}
 	rq := &Request{Start: time.Now(), Transport: "http"}
 	if !g.authenticate(r, rq) {
-		unauthorized(w, rq)
+		g.unauthorized(w, r, rq)
 		return
 	}
-	sess := g.lookupSession(w, r, rq.Principal, nil)
+	sess := g.lookupSession(w, r, rq)
 	if sess == nil {
 		return
 	}
@@ -617,10 +680,10 @@ func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
 
 // resumeReply continues a POST reply stream after Last-Event-ID: what the
 // client missed, then the rest as it comes, ending with the response.
-func (g *Gateway) resumeReply(w http.ResponseWriter, r *http.Request, sess *session.Session, lastID string) {
+func (g *Gateway) resumeReply(w http.ResponseWriter, r *http.Request, sess *session.Session, rq *Request, lastID string) {
 	rp, seq, ok := sess.FindReplay(lastID)
 	if !ok {
-		http.Error(w, "mcpgw: cannot resume "+strconv.Quote(lastID)+": unknown or expired stream", http.StatusBadRequest)
+		g.refuseText(w, r, rq, http.StatusBadRequest, StatusError, "mcpgw: cannot resume "+strconv.Quote(lastID)+": unknown or expired stream")
 		return
 	}
 	h := w.Header()

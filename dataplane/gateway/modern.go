@@ -43,30 +43,27 @@ func supportedVersions() []string {
 	return append(append([]string{}, modernVersions...), legacyVersions...)
 }
 
-// headerError answers 400 with the 2026-07-28 header-mismatch code.
-func headerError(w http.ResponseWriter, id json.RawMessage, format string, args ...any) {
-	writeRPCError(w, http.StatusBadRequest, id, rpc.Errorf(rpc.CodeHeaderMismatch, "mcpgw: "+format, args...))
+// headerError is the 2026-07-28 header-mismatch error (answered with 400).
+func headerError(format string, args ...any) *rpc.Error {
+	return rpc.Errorf(rpc.CodeHeaderMismatch, "mcpgw: "+format, args...)
 }
 
 // checkModernHeaders validates the standard headers against the body: the
 // headers exist so intermediaries can route and authorize without parsing
 // JSON, which is only safe if they cannot disagree with it.
-func checkModernHeaders(w http.ResponseWriter, r *http.Request, m *message, version string) bool {
+func checkModernHeaders(r *http.Request, m *message, version string) *rpc.Error {
 	if hv := r.Header.Get("Mcp-Protocol-Version"); hv != "" && hv != version {
-		headerError(w, m.ID, "MCP-Protocol-Version header %q does not match _meta protocol version %q", hv, version)
-		return false
+		return headerError("MCP-Protocol-Version header %q does not match _meta protocol version %q", hv, version)
 	}
 	if !m.IsRequest() && !m.IsNotification() {
-		return true
+		return nil
 	}
 	hm := r.Header.Get("Mcp-Method")
 	if hm == "" {
-		headerError(w, m.ID, "missing Mcp-Method header")
-		return false
+		return headerError("missing Mcp-Method header")
 	}
 	if hm != m.Method {
-		headerError(w, m.ID, "Mcp-Method header %q does not match body method %q", hm, m.Method)
-		return false
+		return headerError("Mcp-Method header %q does not match body method %q", hm, m.Method)
 	}
 	var want string
 	switch m.Method {
@@ -75,18 +72,16 @@ func checkModernHeaders(w http.ResponseWriter, r *http.Request, m *message, vers
 	case "resources/read":
 		want = m.uri()
 	default:
-		return true
+		return nil
 	}
 	hn := r.Header.Get("Mcp-Name")
 	if hn == "" {
-		headerError(w, m.ID, "missing Mcp-Name header for %s", m.Method)
-		return false
+		return headerError("missing Mcp-Name header for %s", m.Method)
 	}
 	if hn != want {
-		headerError(w, m.ID, "Mcp-Name header %q does not match body value %q", hn, want)
-		return false
+		return headerError("Mcp-Name header %q does not match body value %q", hn, want)
 	}
-	return true
+	return nil
 }
 
 // serveModern serves one stateless 2026-07-28 message.
@@ -95,12 +90,17 @@ func (g *Gateway) serveModern(w http.ResponseWriter, r *http.Request, st *state.
 	if version == "" {
 		version = r.Header.Get("Mcp-Protocol-Version")
 	}
+	rq.ProtocolVersion = version
+	rq.ClientName = rpc.StringField(m.env.ClientInfo, "name")
+	rq.ClientVersion = rpc.StringField(m.env.ClientInfo, "version")
+	rq.Method, rq.ID = m.Method, m.ID
 	if !isModernVersion(version) {
 		data, _ := json.Marshal(map[string]any{"supported": supportedVersions(), "requested": version})
-		writeRPCError(w, http.StatusBadRequest, m.ID, &rpc.Error{Code: rpc.CodeUnsupportedVersion, Message: "mcpgw: unsupported protocol version " + version, Data: data})
+		g.refuse(w, r, rq, http.StatusBadRequest, StatusError, m.ID, &rpc.Error{Code: rpc.CodeUnsupportedVersion, Message: "mcpgw: unsupported protocol version " + version, Data: data})
 		return
 	}
-	if !checkModernHeaders(w, r, m, version) {
+	if e := checkModernHeaders(r, m, version); e != nil {
+		g.refuse(w, r, rq, http.StatusBadRequest, StatusError, m.ID, e)
 		return
 	}
 	if !m.IsRequest() {
@@ -111,10 +111,6 @@ func (g *Gateway) serveModern(w http.ResponseWriter, r *http.Request, st *state.
 	}
 
 	caps := m.env.ClientCapabilities
-	rq.ProtocolVersion = version
-	rq.ClientName = rpc.StringField(m.env.ClientInfo, "name")
-	rq.ClientVersion = rpc.StringField(m.env.ClientInfo, "version")
-	rq.Method, rq.ID = m.Method, m.ID
 
 	rw := newReplyWriter(w, acceptsSSE(r), g.opts.KeepAlive)
 	var resp []byte

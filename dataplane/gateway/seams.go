@@ -106,6 +106,10 @@ type Request struct {
 	UpstreamLatency time.Duration
 	RequestBytes    int
 	ResponseBytes   int
+	// TraceID is the W3C trace id (32 lowercase hex digits) of the
+	// traceparent the request carried, "" when it carried none or a
+	// malformed one.
+	TraceID string
 	// AuditID, when a Recorder sets it in Begin, is returned to HTTP
 	// clients in the Mcpgw-Audit-Id header.
 	AuditID string

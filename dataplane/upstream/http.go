@@ -177,6 +177,7 @@ func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []by
 	if err != nil {
 		return err
 	}
+	setTrace(ctx, req.Header)
 	if m := cl.modern; m != nil {
 		// A 2026-07-28 request stands alone: no legacy session, its own
 		// version, and the headers a server checks against the body.

@@ -1,0 +1,31 @@
+package upstream
+
+import "context"
+
+// Trace is the W3C trace context (traceparent, tracestate) of the client
+// request a call serves. HTTP backends get it as headers, so a trace
+// started by the client continues through the edge; the edge validated it
+// and does not take part in it (it sends the client's traceparent as is).
+type Trace struct {
+	Parent string // traceparent, already validated
+	State  string // tracestate, "" when none
+}
+
+type traceKey struct{}
+
+// WithTrace returns ctx carrying t for the calls made under it.
+func WithTrace(ctx context.Context, t Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
+// setTrace adds ctx's trace context to an upstream HTTP request's headers.
+func setTrace(ctx context.Context, h map[string][]string) {
+	t, ok := ctx.Value(traceKey{}).(Trace)
+	if !ok || t.Parent == "" {
+		return
+	}
+	h["Traceparent"] = []string{t.Parent}
+	if t.State != "" {
+		h["Tracestate"] = []string{t.State}
+	}
+}
