@@ -88,6 +88,10 @@ type Config struct {
 	AllowedHosts, AllowedOrigins []string
 	// MaxBodyBytes bounds a request body (default 4 MiB).
 	MaxBodyBytes int64
+	// MaxParkedPerPrincipal bounds the era-bridged calls one principal may
+	// keep parked waiting for its input (see gateway.Options; default 16,
+	// negative: no limit).
+	MaxParkedPerPrincipal int
 	// ReloadInterval is how often the config file is checked (default 500ms).
 	ReloadInterval time.Duration
 	// PageSize bounds list pages (default 100).
@@ -373,6 +377,8 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		AllowedHosts:   cfg.AllowedHosts,
 		AllowedOrigins: cfg.AllowedOrigins,
+
+		MaxParkedPerPrincipal: cfg.MaxParkedPerPrincipal,
 	})
 	mgr.SetNotifier(gw)
 	// A policy change that alters what sessions may see sends them

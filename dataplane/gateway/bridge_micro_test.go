@@ -96,7 +96,7 @@ func BenchmarkBridgeJSON(b *testing.B) {
 // The bridge's workers: a burst leaves at most maxIdleWorkers waiting,
 // they are reused, and stop joins them all.
 func TestBridgeWorkers(t *testing.T) {
-	br := newBridge()
+	br := newBridge(16)
 	release := make(chan struct{})
 	var started sync.WaitGroup
 	const burst = maxIdleWorkers + 36

@@ -60,6 +60,13 @@ type bridge struct {
 	jobs chan func()
 	done chan struct{}
 	idle atomic.Int32 // workers waiting on jobs
+
+	// maxHeld bounds the calls one principal may hold parked (waiting for
+	// its retry); heldMu guards held, the count per principal. Taken once
+	// when a call first parks and once when it goes.
+	maxHeld int
+	heldMu  sync.Mutex
+	held    map[string]int
 }
 
 // workerIdle is how long a worker waits for another parked call, and
@@ -115,13 +122,38 @@ func (br *bridge) worker(f func()) {
 	}
 }
 
-func newBridge() *bridge {
+func newBridge(maxHeld int) *bridge {
 	s, err := newSealer()
 	if err != nil {
 		// crypto/rand does not fail on the platforms the edge runs on.
 		panic(err)
 	}
-	return &bridge{seal: s, jobs: make(chan func()), done: make(chan struct{})}
+	return &bridge{seal: s, jobs: make(chan func()), done: make(chan struct{}), maxHeld: maxHeld, held: map[string]int{}}
+}
+
+// hold counts p, about to park for the first time, against its
+// principal's limit, and reports whether it may park. A client that never
+// retries would otherwise keep up to (its calls × the backend timeout)
+// upstream calls open.
+func (br *bridge) hold(p *parked) bool {
+	if p.held.Load() || br.maxHeld <= 0 {
+		return true
+	}
+	br.heldMu.Lock()
+	defer br.heldMu.Unlock()
+	if br.held[p.bind.principal] >= br.maxHeld {
+		return false
+	}
+	br.held[p.bind.principal]++
+	p.held.Store(true)
+	return true
+}
+
+// tooManyParked answers a call refused by hold.
+func (br *bridge) tooManyParked(p *parked) upstream.Response {
+	return upstream.Response{Error: rpc.Errorf(rpc.CodeInvalidRequest,
+		"mcpgw: backend %q asked for input during this call, but principal %q already has %d bridged calls waiting for input (the limit); answer or abandon one of them (retry it with inputResponses, or let it expire) and send this request again",
+		p.bind.backend, p.bind.principal, br.maxHeld).Raw()}
 }
 
 // stop cancels every parked call and waits for them to end.
@@ -146,7 +178,16 @@ func (br *bridge) get(id string) *parked {
 	return nil
 }
 
-func (br *bridge) remove(p *parked) { br.calls.Delete(p.id) }
+func (br *bridge) remove(p *parked) {
+	br.calls.Delete(p.id)
+	if p.held.CompareAndSwap(true, false) {
+		br.heldMu.Lock()
+		if br.held[p.bind.principal]--; br.held[p.bind.principal] <= 0 {
+			delete(br.held, p.bind.principal)
+		}
+		br.heldMu.Unlock()
+	}
+}
 
 // parked is one call on a legacy backend made for a modern client.
 type parked struct {
@@ -154,6 +195,9 @@ type parked struct {
 	bind     stateBinding
 	deadline time.Time
 	cancel   context.CancelFunc
+	// held says the call counts against its principal's parked calls
+	// (bridge.hold), until remove.
+	held atomic.Bool
 	// events wakes the waiting round: a new server→client request or a
 	// refusal. done is closed once resp and err are final.
 	events chan struct{}
@@ -461,6 +505,14 @@ func (br *bridge) await(ctx context.Context, p *parked, out *modernOut) (upstrea
 				t.Stop()
 				return finished()
 			case <-t.C:
+			}
+			if !br.hold(p) {
+				// Refused before the client ever sees a round: the
+				// backend's question is withdrawn with the call.
+				p.cancel()
+				<-p.done
+				br.remove(p)
+				return br.tooManyParked(p), nil
 			}
 			if r, ok := br.inputRequired(p); ok {
 				return r, nil

@@ -69,6 +69,11 @@ type Options struct {
 	// starting or reconnecting) before the item is reported unknown or
 	// the backend unavailable (default 5s).
 	ListWait time.Duration
+	// MaxParkedPerPrincipal bounds the era-bridged calls one principal may
+	// hold parked waiting for its input (a 2026-07-28 client of a legacy
+	// backend, bridge_modern.go); a call that would park beyond it gets a
+	// JSON-RPC error instead (default 16; negative: no limit).
+	MaxParkedPerPrincipal int
 }
 
 // Gateway serves MCP clients from the live state.
@@ -137,13 +142,16 @@ func New(src StateSource, opts Options) *Gateway {
 	if opts.ListWait <= 0 {
 		opts.ListWait = 5 * time.Second
 	}
+	if opts.MaxParkedPerPrincipal == 0 {
+		opts.MaxParkedPerPrincipal = 16
+	}
 	g := &Gateway{
 		state:    src,
 		sessions: &session.Store{},
 		opts:     opts,
 		log:      opts.Logger,
 		subs:     make(map[subKey]int),
-		bridge:   newBridge(),
+		bridge:   newBridge(opts.MaxParkedPerPrincipal),
 	}
 	g.sessions.OnClose = g.sessionClosed
 	if opts.Metrics != nil {

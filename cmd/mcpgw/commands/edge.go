@@ -86,6 +86,7 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 	f.StringSliceVar(&cfg.AllowedHosts, "allowed-host", nil, `Host header values accepted ("*" for any; default: localhost names on a loopback listener, any otherwise)`)
 	f.StringSliceVar(&cfg.AllowedOrigins, "allowed-origin", nil, `Origin header values accepted ("*" for any; default: origins on an allowed host)`)
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body accepted")
+	f.IntVar(&cfg.MaxParkedPerPrincipal, "max-parked-calls", 16, "era bridging: calls one principal may keep waiting for its input on a legacy backend (2026-07-28 clients); beyond it such a call gets an error (-1: no limit)")
 	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often the config file is checked for changes (default 500ms)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return c
