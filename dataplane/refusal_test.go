@@ -1,6 +1,7 @@
 package dataplane_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -308,19 +309,28 @@ func TestTraceparent(t *testing.T) {
 }
 
 // askServer is a legacy Go SDK server over HTTP whose tool "ask" elicits
-// once and answers with what it got.
-func askServer(t *testing.T) string {
+// once and answers with what it got; a call whose question is withdrawn
+// (the call cancelled) is reported on the channel.
+func askServer(t *testing.T) (string, chan struct{}) {
 	s := mcp.NewServer(&mcp.Implementation{Name: "asker", Version: "1"}, nil)
+	withdrawn := make(chan struct{}, 8)
 	mcp.AddTool(s, &mcp.Tool{Name: "ask"}, func(ctx context.Context, req *mcp.CallToolRequest, _ any) (*mcp.CallToolResult, any, error) {
 		r, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "x?", RequestedSchema: &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{"x": {Type: "string"}}}})
 		if err != nil {
+			// The edge refuses the question as it cancels the call; the
+			// cancellation follows.
+			select {
+			case <-ctx.Done():
+				withdrawn <- struct{}{}
+			case <-time.After(5 * time.Second):
+			}
 			return nil, nil, err
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "got " + fmt.Sprint(r.Content["x"])}}}, nil, nil
 	})
 	hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(hs.Close)
-	return hs.URL
+	return hs.URL, withdrawn
 }
 
 // Issue 4: a 2026-07-28 client of a legacy backend that never retries
@@ -331,7 +341,8 @@ func askServer(t *testing.T) string {
 func TestBridgeParkedLimit(t *testing.T) {
 	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
 	cfg, keys := keyedPolicy(t, auditFile, "alice", "bob")
-	e := startEdge(t, cfg+"backends:\n  - name: b\n    http:\n      url: \""+askServer(t)+"\"\n    timeout: 20s\n",
+	url, withdrawn := askServer(t)
+	e := startEdge(t, cfg+"backends:\n  - name: b\n    http:\n      url: \""+url+"\"\n    timeout: 20s\n",
 		func(c *dataplane.Config) { c.MaxParkedPerPrincipal = 2 })
 	waitTools(t, connect(t, e.URL, nil), 1)
 	call := func(who, extra string) map[string]any {
@@ -358,6 +369,11 @@ func TestBridgeParkedLimit(t *testing.T) {
 	if !strings.Contains(msg, "-32600") || !strings.Contains(msg, `principal "alice" already has 2 bridged calls waiting for input`) {
 		t.Fatalf("alice's third call: %v", refused)
 	}
+	select {
+	case <-withdrawn:
+	case <-time.After(5 * time.Second):
+		t.Error("the refused call was not cancelled at the backend")
+	}
 	if parked(call("bob", "")) == "" {
 		t.Error("bob's call did not park while alice is at her limit")
 	}
@@ -372,4 +388,83 @@ func TestBridgeParkedLimit(t *testing.T) {
 	if parked(call("alice", "")) == "" {
 		t.Error("alice's call did not park after one of hers ended")
 	}
+}
+
+// Over stdio the trace context can only come in params._meta; it reaches
+// the audit event and an HTTP backend the same way.
+func TestTraceparentStdio(t *testing.T) {
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	cfg, _ := keyedPolicy(t, auditFile)
+	backend := newTraceServer(t)
+	path := filepath.Join(t.TempDir(), "mcpgw.yaml")
+	writeConfig(t, path, cfg+"backends:\n"+httpBackend("b", backend.URL, "-"))
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- dataplane.Run(ctx, dataplane.Config{ConfigFile: path, StateDir: t.TempDir(), Stdio: true, Stdin: inR, Stdout: outW, Logger: testLogger()})
+		outW.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		inW.Close()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("edge did not stop")
+		}
+	})
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(outR)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	reply := func(id string) string {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("stdout closed")
+				}
+				if strings.Contains(l, `"id":`+id+`,`) || strings.HasSuffix(l, `"id":`+id+`}`) {
+					return l
+				}
+			case <-deadline:
+				t.Fatalf("no reply to %s", id)
+			}
+		}
+	}
+	write := func(s string) {
+		if _, err := io.WriteString(inW, s+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(initBody)
+	reply("1")
+	write(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	deadline := time.Now().Add(10 * time.Second)
+	for id := 2; ; id++ {
+		// The backend may not be listed yet right after start.
+		write(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"b__echo","arguments":{},"_meta":{"traceparent":%q}}}`, id, tp))
+		if l := reply(fmt.Sprint(id)); strings.Contains(l, `"text":"echo"`) {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("stdio call: %s", l)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := backend.last(); got != tp {
+		t.Errorf("backend saw traceparent %q, want %q", got, tp)
+	}
+	findEvent(t, auditFile, "the traced stdio call", func(ev audit.Event) bool {
+		return ev.Transport == "stdio" && ev.Method == "tools/call" && ev.Status == audit.StatusOK && ev.TraceID == "0af7651916cd43dd8448eb211c80319c"
+	})
 }
