@@ -193,6 +193,34 @@ func TestEveryRefusalIsAudited(t *testing.T) {
 	if resp, body := post(t, e, ping, map[string]string{"Mcp-Session-Id": anonSID}); resp.StatusCode != 200 {
 		t.Errorf("anonymous's session after the refusals: %d %s", resp.StatusCode, body)
 	}
+
+	// A GET stream and a DELETE that are served are requests too.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.URL, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", aliceSID)
+	req.Header.Set("Authorization", alice)
+	req.Header.Set("Traceparent", traceparent)
+	gresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := gresp.Header.Get("Mcpgw-Audit-Id")
+	cancel()
+	gresp.Body.Close()
+	dresp, _ := send(t, e, "DELETE", "", map[string]string{"Authorization": alice, "Mcp-Session-Id": aliceSID})
+	if gresp.StatusCode != 200 || dresp.StatusCode != 204 || gid == "" || dresp.Header.Get("Mcpgw-Audit-Id") == "" {
+		t.Fatalf("GET %d %q, DELETE %d %q", gresp.StatusCode, gid, dresp.StatusCode, dresp.Header.Get("Mcpgw-Audit-Id"))
+	}
+	for method, id := range map[string]string{"GET": gid, "DELETE": dresp.Header.Get("Mcpgw-Audit-Id")} {
+		ev := onlyEvent(t, auditFile, id)
+		if ev.Method != method || ev.Status != audit.StatusOK || ev.Decision != audit.DecisionAllow || ev.Principal != "alice" || ev.SessionID != aliceSID {
+			t.Errorf("%s audited as %+v", method, ev)
+		}
+		if method == "GET" && ev.TraceID != "0af7651916cd43dd8448eb211c80319c" {
+			t.Errorf("GET trace_id %q", ev.TraceID)
+		}
+	}
 }
 
 // traceServer is a legacy Go SDK server over HTTP whose tool "echo"
@@ -464,6 +492,14 @@ func TestTraceparentStdio(t *testing.T) {
 	if got := backend.last(); got != tp {
 		t.Errorf("backend saw traceparent %q, want %q", got, tp)
 	}
+	// A malformed line is a refused request, audited too.
+	write(`{"jsonrpc":"2.0","id":99,"method":"ping","method":"tools/list"}`)
+	if l := reply("99"); !strings.Contains(l, "-32600") {
+		t.Errorf("duplicate key over stdio: %s", l)
+	}
+	findEvent(t, auditFile, "the malformed stdio line", func(ev audit.Event) bool {
+		return ev.Transport == "stdio" && ev.Status == audit.StatusError && strings.Contains(ev.Error, "duplicate")
+	})
 	findEvent(t, auditFile, "the traced stdio call", func(ev audit.Event) bool {
 		return ev.Transport == "stdio" && ev.Method == "tools/call" && ev.Status == audit.StatusOK && ev.TraceID == "0af7651916cd43dd8448eb211c80319c"
 	})

@@ -613,6 +613,9 @@ func (g *Gateway) serveGet(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
+	if !g.recordSessionRequest(w, r, rq) {
+		return
+	}
 	h := w.Header()
 	h["Content-Type"] = hdrEventStrm
 	h["Cache-Control"] = hdrNoCache
@@ -674,8 +677,35 @@ func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		return
 	}
+	rq.SessionID, rq.ProtocolVersion = sess.ID, sess.Version
+	rq.ClientName, rq.ClientVersion = sess.ClientName, sess.ClientVersion
+	if !g.recordSessionRequest(w, r, rq) {
+		return
+	}
 	g.sessions.Remove(sess.ID)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// recordSessionRequest records a GET (a stream opened) or DELETE (a
+// session ended) about to be served, and sets its Mcpgw-Audit-Id. Policy
+// has no say in these (they are about the caller's own session, which
+// only its principal can name), so the event says allow with no rule. An
+// event that cannot be written refuses the request (503), as for calls.
+func (g *Gateway) recordSessionRequest(w http.ResponseWriter, r *http.Request, rq *Request) bool {
+	g.opts.Record.Begin(rq)
+	rq.Method = r.Method
+	withTrace(r.Context(), rq, traceOf(r.Header, nil))
+	rq.Decision = Decision{Allow: true}
+	rq.Status = StatusOK
+	g.finish(r.Context(), nil, rq, nil)
+	if rq.unrecorded {
+		writeRPCError(w, http.StatusServiceUnavailable, nil, errAuditUnavailable)
+		return false
+	}
+	if rq.AuditID != "" {
+		w.Header()["Mcpgw-Audit-Id"] = []string{rq.AuditID}
+	}
+	return true
 }
 
 // resumeReply continues a POST reply stream after Last-Event-ID: what the
@@ -684,6 +714,9 @@ func (g *Gateway) resumeReply(w http.ResponseWriter, r *http.Request, sess *sess
 	rp, seq, ok := sess.FindReplay(lastID)
 	if !ok {
 		g.refuseText(w, r, rq, http.StatusBadRequest, StatusError, "mcpgw: cannot resume "+strconv.Quote(lastID)+": unknown or expired stream")
+		return
+	}
+	if !g.recordSessionRequest(w, r, rq) {
 		return
 	}
 	h := w.Header()

@@ -120,7 +120,11 @@ func readStdioLines(ctx context.Context, r io.Reader, lines chan<- []byte) error
 func (g *Gateway) serveStdioLine(ctx context.Context, sess *session.Session, p Principal, out *stdioOut, line []byte, wg *sync.WaitGroup) {
 	m, badID, perr := parse(line)
 	if perr != nil {
-		_ = out.Send(rpc.AppendErrorResponse(nil, badID, perr))
+		// A line that is not a well-formed message is a refused request,
+		// audited like any other (DESIGN §6).
+		rq := &Request{Start: time.Now(), Transport: "stdio", Principal: p, SessionID: sess.ID, ID: badID, RequestBytes: len(line), Status: StatusError, Error: perr.Message}
+		g.opts.Record.Begin(rq)
+		_ = out.Send(g.finish(ctx, badID, rq, rpc.AppendErrorResponse(nil, badID, perr)))
 		return
 	}
 	st := g.state.Load()
