@@ -405,6 +405,17 @@ func TestBridgeParkedLimit(t *testing.T) {
 	if parked(call("bob", "")) == "" {
 		t.Error("bob's call did not park while alice is at her limit")
 	}
+	resp, err := http.Get(e.Base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"mcpgw_edge_bridge_parked_calls 3\n", "mcpgw_edge_bridge_parked_refused_total 1\n"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	findEvent(t, auditFile, "the refused park", func(ev audit.Event) bool {
 		return ev.Principal == "alice" && ev.Status == audit.StatusError && strings.Contains(ev.Error, "waiting for input")
 	})

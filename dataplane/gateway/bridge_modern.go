@@ -67,6 +67,9 @@ type bridge struct {
 	maxHeld int
 	heldMu  sync.Mutex
 	held    map[string]int
+	// heldTotal and overLimit feed the metrics.
+	heldTotal atomic.Int64
+	overLimit atomic.Int64
 }
 
 // workerIdle is how long a worker waits for another parked call, and
@@ -136,17 +139,24 @@ func newBridge(maxHeld int) *bridge {
 // retries would otherwise keep up to (its calls × the backend timeout)
 // upstream calls open.
 func (br *bridge) hold(p *parked) bool {
-	if p.held.Load() || br.maxHeld <= 0 {
+	if p.held.Load() {
 		return true
 	}
 	br.heldMu.Lock()
 	defer br.heldMu.Unlock()
-	if br.held[p.bind.principal] >= br.maxHeld {
+	if br.maxHeld > 0 && br.held[p.bind.principal] >= br.maxHeld {
+		br.overLimit.Add(1)
 		return false
 	}
 	br.held[p.bind.principal]++
+	br.heldTotal.Add(1)
 	p.held.Store(true)
 	return true
+}
+
+// heldStats reports the calls parked now and those refused for the limit.
+func (br *bridge) heldStats() (parked, refused int64) {
+	return br.heldTotal.Load(), br.overLimit.Load()
 }
 
 // tooManyParked answers a call refused by hold.
@@ -186,6 +196,7 @@ func (br *bridge) remove(p *parked) {
 			delete(br.held, p.bind.principal)
 		}
 		br.heldMu.Unlock()
+		br.heldTotal.Add(-1)
 	}
 }
 

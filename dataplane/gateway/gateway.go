@@ -157,6 +157,7 @@ func New(src StateSource, opts Options) *Gateway {
 	if opts.Metrics != nil {
 		opts.Metrics.sessions = g.sessions
 		opts.Metrics.state = src
+		opts.Metrics.bridge = g.bridge
 	}
 	return g
 }

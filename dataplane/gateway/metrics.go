@@ -12,6 +12,7 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	sessions *session.Store
 	state    StateSource
+	bridge   *bridge
 }
 
 // knownMethods bounds the method label's cardinality.
@@ -47,6 +48,8 @@ var (
 	backendDesc  = prometheus.NewDesc("mcpgw_edge_backend_up", "1 when the backend has an initialized connection.", []string{"backend"}, nil)
 	configDesc   = prometheus.NewDesc("mcpgw_edge_state_seq", "Sequence number of the live state (bumps on config and catalog changes).", nil, nil)
 	perPrinDesc  = prometheus.NewDesc("mcpgw_edge_backend_principal_sessions", "Open per-principal upstream sessions of a sessions: per_principal backend.", []string{"backend"}, nil)
+	parkedDesc   = prometheus.NewDesc("mcpgw_edge_bridge_parked_calls", "Era-bridged calls parked waiting for their client's input, all principals.", nil, nil)
+	overDesc     = prometheus.NewDesc("mcpgw_edge_bridge_parked_refused_total", "Era-bridged calls refused because their principal had the limit of calls parked.", nil, nil)
 )
 
 // Describe implements prometheus.Collector for the gauges read at scrape.
@@ -55,12 +58,19 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- backendDesc
 	ch <- configDesc
 	ch <- perPrinDesc
+	ch <- parkedDesc
+	ch <- overDesc
 }
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if m.sessions != nil {
 		ch <- prometheus.MustNewConstMetric(sessionsDesc, prometheus.GaugeValue, float64(m.sessions.Len()))
+	}
+	if m.bridge != nil {
+		parked, refused := m.bridge.heldStats()
+		ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, float64(parked))
+		ch <- prometheus.MustNewConstMetric(overDesc, prometheus.CounterValue, float64(refused))
 	}
 	if m.state == nil {
 		return
