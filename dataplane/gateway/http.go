@@ -238,7 +238,7 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 	if m.IsRequest() {
 		g.opts.Record.Begin(rq)
 	}
-	if t := traceOf(r.Header, m.env.Meta); t.Parent != "" {
+	if t := traceOf(r.Header, &m.env); t.Parent != "" {
 		r = r.WithContext(withTrace(r.Context(), rq, t))
 	}
 	if !g.authenticate(r, rq) {

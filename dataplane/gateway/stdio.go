@@ -142,7 +142,7 @@ func (g *Gateway) serveStdioLine(ctx context.Context, sess *session.Session, p P
 	}
 	rq := &Request{Start: time.Now(), Transport: "stdio", Principal: p, RequestBytes: len(line)}
 	g.opts.Record.Begin(rq)
-	ctx = withTrace(ctx, rq, traceOf(nil, m.env.Meta))
+	ctx = withTrace(ctx, rq, traceOf(nil, &m.env))
 	if m.Method == "initialize" {
 		result := g.initialize(st, sess, m.Params)
 		rq.Method, rq.ID, rq.SessionID, rq.ProtocolVersion = m.Method, m.ID, sess.ID, sess.Version

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/dataplane/rpc"
 	"github.com/mcpgw/mcpgw/dataplane/upstream"
+	"github.com/mcpgw/mcpgw/internal/mcpwire"
 )
 
 // Trace context (W3C Trace Context, traceparent and tracestate). A client
@@ -19,10 +20,11 @@ import (
 
 // traceOf returns the trace context of a request: _meta's when it holds a
 // valid traceparent (it names this message, where a header names only the
-// HTTP request that carried it), else the header's (h may be nil, on
-// stdio). The zero Trace means none.
-func traceOf(h http.Header, meta []byte) upstream.Trace {
-	if len(meta) > 0 && bytes.Contains(meta, []byte(`"traceparent"`)) {
+// HTTP request that carried it), else the header's. h is nil on stdio, e
+// nil when no message was read. The zero Trace means none.
+func traceOf(h http.Header, e *mcpwire.Envelope) upstream.Trace {
+	if e != nil && len(e.Meta) > 0 && !metaOnlyKnown(e) && bytes.Contains(e.Meta, []byte(`"traceparent"`)) {
+		meta := e.Meta
 		if tp := rpc.StringField(meta, "traceparent"); validTraceparent(tp) {
 			return upstream.Trace{Parent: tp, State: validTracestate(rpc.StringField(meta, "tracestate"))}
 		}
@@ -67,6 +69,35 @@ func validTraceparent(s string) bool {
 		}
 	}
 	return !allZero(s[3:35]) && !allZero(s[36:52])
+}
+
+// metaOnlyKnown reports whether _meta consists of nothing but the members
+// the envelope scanner already found, written compactly, so it cannot hold
+// a traceparent: the common 2026-07-28 _meta is settled by arithmetic
+// instead of a search. Anything else (another key, whitespace, an escaped
+// key) makes the lengths differ and the caller searches.
+func metaOnlyKnown(e *mcpwire.Envelope) bool {
+	members := [...]struct {
+		key string
+		val []byte
+	}{
+		{"progressToken", e.ProgressToken},
+		{mcpwire.MetaProtocolVersion, e.ProtocolVersion},
+		{mcpwire.MetaClientCapabilities, e.ClientCapabilities},
+		{mcpwire.MetaClientInfo, e.ClientInfo},
+		{mcpwire.MetaLogLevel, e.LogLevel},
+	}
+	n, k := 2, 0 // the braces; the members
+	for _, m := range members {
+		if m.val != nil {
+			n += len(m.key) + 3 + len(m.val) // "key":value
+			k++
+		}
+	}
+	if k > 1 {
+		n += k - 1 // commas
+	}
+	return n == len(e.Meta)
 }
 
 func allZero(s string) bool {
