@@ -15,6 +15,21 @@ import (
 // and the rows a chunk deletes are rows no ingest writes.
 const PruneChunk = 5000
 
+// PacePrune waits after a pruning chunk that took d as long again, so that
+// pruning a backlog takes at most about half of the time (and of a core)
+// from ingest, which on a small machine competes with it for the CPUs. It
+// returns false when ctx ended.
+func PacePrune(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // pruneLedger deletes, per (node, epoch), the longest prefix of ledger rows
 // whose events all lie before cut (the first retained day), folding them
 // into the epoch's audit_ledger_pruned row (FoldPruned), in transactions
@@ -66,6 +81,7 @@ func pruneEpoch(ctx context.Context, conn *pgx.Conn, node uuid.UUID, epoch int64
 	for {
 		var n int
 		more := false
+		began := time.Now()
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			p, err := readEpochPruned(ctx, tx, node, epoch)
 			if err != nil {
@@ -132,8 +148,14 @@ func pruneEpoch(ctx context.Context, conn *pgx.Conn, node uuid.UUID, epoch int64
 			return nil
 		})
 		total += int64(n)
-		if err != nil || !more {
+		if err != nil {
 			return total, err
+		}
+		if n > 0 && !PacePrune(ctx, time.Since(began)) {
+			return total, ctx.Err()
+		}
+		if !more {
+			return total, nil
 		}
 	}
 }

@@ -298,10 +298,15 @@ func (s *Store) pruneLedger(ctx context.Context, cut time.Time) (int64, error) {
 	var total int64
 	for _, k := range keys {
 		for {
+			began := time.Now()
 			n, more, err := s.pruneChunk(ctx, k.node, k.epoch, cut)
 			total += n
 			if err != nil {
 				return total, fmt.Errorf("audit ledger pruning: node %s epoch %d: %w", k.node, k.epoch, err)
+			}
+			// Leave the one writer to ingest and admin writes as long again.
+			if n > 0 && !auditdb.PacePrune(ctx, time.Since(began)) {
+				return total, ctx.Err()
 			}
 			if !more {
 				break
