@@ -10,9 +10,10 @@
 --     is checked against (its prev_hash must be batch_hash), and the bound
 --     under which a replayed batch is acknowledged without being stored
 --     (and, at through_seq itself, compared by hash);
---   * first_seq and the counts: VerifyAudit reports the prefix as pruned,
---     with the same totals and verdict as before the prune (problems found
---     in it are counted; their seqs are no longer listed).
+--   * first_seq, the counts and the listed problems: VerifyAudit reports
+--     the prefix as pruned and otherwise exactly as before the prune (same
+--     totals, same missing seqs, broken links, CRC failures and drop gaps,
+--     same verdict).
 CREATE TABLE audit_ledger_pruned (
     node_id      uuid NOT NULL,
     epoch        bigint NOT NULL CHECK (epoch >= 0),
@@ -32,6 +33,10 @@ CREATE TABLE audit_ledger_pruned (
     missing      bigint NOT NULL CHECK (missing >= 0),
     broken_links bigint NOT NULL CHECK (broken_links >= 0),
     crc_failures bigint NOT NULL CHECK (crc_failures >= 0),
+    -- Those problems as VerifyAudit lists them (each list capped at 100, as
+    -- there): {"missing": [{"From", "To"}], "broken_links": [seq],
+    -- "crc_failures": [seq], "gaps": [{"Seq", "Events", "First", "Last"}]}.
+    listed       jsonb NOT NULL DEFAULT '{}',
     -- Newest event time among the pruned batches (NULL when none stored).
     last_ts      timestamptz,
     pruned_at    timestamptz NOT NULL DEFAULT now(),

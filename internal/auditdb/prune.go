@@ -2,6 +2,7 @@ package auditdb
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -125,6 +126,10 @@ func pruneEpoch(ctx context.Context, conn *pgx.Conn, node uuid.UUID, epoch int64
 				return nil
 			}
 			p = FoldPruned(p, epoch, links)
+			listed, err := json.Marshal(p.Listed)
+			if err != nil {
+				return err
+			}
 			// Rows at or below the old prefix that arrived again while it
 			// was pruned go too: they were accounted for.
 			tag, err := tx.Exec(ctx, `DELETE FROM audit_ledger WHERE node_id = $1 AND epoch = $2 AND seq <= $3`, node, epoch, p.Through)
@@ -133,15 +138,15 @@ func pruneEpoch(ctx context.Context, conn *pgx.Conn, node uuid.UUID, epoch int64
 			}
 			n = int(tag.RowsAffected())
 			if _, err := tx.Exec(ctx, `INSERT INTO audit_ledger_pruned AS p (node_id, epoch, first_seq, through_seq, batch_hash,
-				batches, events, rejected, dropped, missing, broken_links, crc_failures, last_ts)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+				batches, events, rejected, dropped, missing, broken_links, crc_failures, last_ts, listed)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 				ON CONFLICT (node_id, epoch) DO UPDATE SET first_seq = excluded.first_seq, through_seq = excluded.through_seq,
 					batch_hash = excluded.batch_hash, batches = excluded.batches, events = excluded.events,
 					rejected = excluded.rejected, dropped = excluded.dropped, missing = excluded.missing,
 					broken_links = excluded.broken_links, crc_failures = excluded.crc_failures,
-					last_ts = excluded.last_ts, pruned_at = now()`,
+					last_ts = excluded.last_ts, listed = excluded.listed, pruned_at = now()`,
 				node, epoch, p.FirstSeq, p.Through, p.Hash, p.Batches, p.Events, p.Rejected, p.Dropped,
-				p.Missing, p.BrokenLinks, p.CRCFailures, nullTime(p.LastTS)); err != nil {
+				p.Missing, p.BrokenLinks, p.CRCFailures, nullTime(p.LastTS), listed); err != nil {
 				return fmt.Errorf("recording the pruned prefix: %w", err)
 			}
 			more = len(links) == PruneChunk
@@ -167,19 +172,30 @@ type queryer interface {
 }
 
 const prunedColumns = `epoch, first_seq, through_seq, batch_hash, batches, events, rejected, dropped,
-	missing, broken_links, crc_failures, last_ts`
+	missing, broken_links, crc_failures, last_ts, listed`
 
 func scanPruned(r pgx.CollectableRow) (Pruned, error) {
 	var (
 		p      Pruned
 		lastTS *time.Time
+		listed []byte
 	)
-	err := r.Scan(&p.Epoch, &p.FirstSeq, &p.Through, &p.Hash, &p.Batches, &p.Events, &p.Rejected, &p.Dropped,
-		&p.Missing, &p.BrokenLinks, &p.CRCFailures, &lastTS)
+	if err := r.Scan(&p.Epoch, &p.FirstSeq, &p.Through, &p.Hash, &p.Batches, &p.Events, &p.Rejected, &p.Dropped,
+		&p.Missing, &p.BrokenLinks, &p.CRCFailures, &lastTS, &listed); err != nil {
+		return p, err
+	}
 	if lastTS != nil {
 		p.LastTS = lastTS.UTC()
 	}
-	return p, err
+	return p, UnmarshalListed(listed, &p.Listed)
+}
+
+// UnmarshalListed reads audit_ledger_pruned.listed.
+func UnmarshalListed(b []byte, l *Listed) error {
+	if err := json.Unmarshal(b, l); err != nil {
+		return fmt.Errorf("decoding the listed problems: %w", err)
+	}
+	return nil
 }
 
 // readPruned returns node's pruned prefixes, by epoch.

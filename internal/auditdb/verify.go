@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,9 +31,9 @@ type EpochReport struct {
 	// Gaps lists the drops (at most maxListed), with when they happened.
 	Gaps []Gap
 	// Pruned is the prefix of the epoch whose ledger rows retention has
-	// removed (Through is 0 when none). Its batches and counts are included
-	// in the fields above, so a report reads the same before and after a
-	// prune; only the seqs of its problems are no longer listed.
+	// removed (Through is 0 when none). Its batches, counts and listed
+	// problems are included in the fields above, so a report reads the
+	// same before and after a prune.
 	Pruned Pruned
 
 	// Totals of the capped lists, for folding into a Pruned.
@@ -55,8 +56,10 @@ type Pruned struct {
 	Hash []byte
 	// Batches pruned and their events, rejected and dropped counts.
 	Batches, Events, Rejected, Dropped int64
-	// Problems among the pruned rows, counted (Verify listed their seqs).
+	// Problems among the pruned rows, counted, and listed as Verify lists
+	// them (capped alike), so that a report reads the same after a prune.
 	Missing, BrokenLinks, CRCFailures int64
+	Listed                            Listed
 	// LastTS is the newest event time among the pruned batches.
 	LastTS time.Time
 }
@@ -78,7 +81,17 @@ func FoldPruned(pruned Pruned, epoch int64, links []LedgerLink) Pruned {
 	e := rep.Epochs[0]
 	return Pruned{Epoch: epoch, FirstSeq: e.FirstSeq, Through: e.LastSeq, Hash: e.lastHash,
 		Batches: e.Batches, Events: e.Events, Rejected: e.Rejected, Dropped: e.Dropped,
-		Missing: e.missing, BrokenLinks: e.broken, CRCFailures: e.crcFailed, LastTS: e.lastTS}
+		Missing: e.missing, BrokenLinks: e.broken, CRCFailures: e.crcFailed, LastTS: e.lastTS,
+		Listed: Listed{Missing: e.Missing, BrokenLinks: e.BrokenLinks, CRCFailures: e.CRCFailures, Gaps: e.Gaps}}
+}
+
+// Listed are the per-epoch lists of a report, as a pruned prefix keeps
+// them (audit_ledger_pruned.listed, JSON).
+type Listed struct {
+	Missing     []SeqRange `json:"missing,omitempty"`
+	BrokenLinks []int64    `json:"broken_links,omitempty"`
+	CRCFailures []int64    `json:"crc_failures,omitempty"`
+	Gaps        []Gap      `json:"gaps,omitempty"`
 }
 
 func (p Pruned) asList() []Pruned {
@@ -240,6 +253,8 @@ func (rep *Report) walkChain(pruned []Pruned, links []LedgerLink) {
 			cur.FirstSeq, cur.LastSeq = p.FirstSeq, p.Through
 			cur.Batches, cur.Events, cur.Rejected, cur.Dropped = p.Batches, p.Events, p.Rejected, p.Dropped
 			cur.missing, cur.broken, cur.crcFailed = p.Missing, p.BrokenLinks, p.CRCFailures
+			cur.Missing, cur.BrokenLinks = slices.Clone(p.Listed.Missing), slices.Clone(p.Listed.BrokenLinks)
+			cur.CRCFailures, cur.Gaps = slices.Clone(p.Listed.CRCFailures), slices.Clone(p.Listed.Gaps)
 			cur.lastTS = p.LastTS
 			prevSeq, prevHash = p.Through, p.Hash
 			cur.lastHash = p.Hash
@@ -310,14 +325,6 @@ func (rep *Report) conclude() {
 		if e.missing > 0 || e.broken > 0 || e.crcFailed > 0 {
 			rep.ChainComplete = false
 		}
-		if p := e.Pruned; p.Missing > 0 || p.BrokenLinks > 0 || p.CRCFailures > 0 {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: among the pruned batches %d..%d (seqs no longer listed): %d missing, %d not linked to the batch before, %d corrupted",
-				e.Epoch, p.FirstSeq, p.Through, p.Missing, p.BrokenLinks, p.CRCFailures))
-		}
-		if p := e.Pruned; p.Dropped > 0 {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events dropped at the edge (on_full: drop) before batch %d, in pruned batches (times no longer listed)",
-				e.Epoch, p.Dropped, p.Through))
-		}
 		for _, m := range e.Missing {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: batches %d..%d missing", e.Epoch, m.From, m.To))
 		}
@@ -335,7 +342,7 @@ func (rep *Report) conclude() {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("epoch %d: %d events dropped at the edge (on_full: drop) %s, before batch %d",
 				e.Epoch, g.Events, when, g.Seq))
 		}
-		if n := e.Pruned.Dropped; len(e.Gaps) == maxListed {
+		if n := int64(0); len(e.Gaps) == maxListed {
 			for _, g := range e.Gaps {
 				n += g.Events
 			}

@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -362,6 +363,10 @@ func (s *Store) pruneChunk(ctx context.Context, node uuid.UUID, epoch int64, cut
 			return nil
 		}
 		p = auditdb.FoldPruned(p, epoch, links)
+		listed, err := json.Marshal(p.Listed)
+		if err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM audit_ledger WHERE node_id = ? AND epoch = ? AND seq <= ?`, node.String(), epoch, p.Through)
 		if err != nil {
 			return fmt.Errorf("deleting rows: %w", err)
@@ -370,15 +375,15 @@ func (s *Store) pruneChunk(ctx context.Context, node uuid.UUID, epoch int64, cut
 			return fmt.Errorf("deleting rows: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_ledger_pruned (node_id, epoch, first_seq, through_seq, batch_hash,
-			batches, events, rejected, dropped, missing, broken_links, crc_failures, last_ts, pruned_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			batches, events, rejected, dropped, missing, broken_links, crc_failures, last_ts, listed, pruned_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (node_id, epoch) DO UPDATE SET first_seq = excluded.first_seq, through_seq = excluded.through_seq,
 				batch_hash = excluded.batch_hash, batches = excluded.batches, events = excluded.events,
 				rejected = excluded.rejected, dropped = excluded.dropped, missing = excluded.missing,
 				broken_links = excluded.broken_links, crc_failures = excluded.crc_failures,
-				last_ts = excluded.last_ts, pruned_at = excluded.pruned_at`,
+				last_ts = excluded.last_ts, listed = excluded.listed, pruned_at = excluded.pruned_at`,
 			node.String(), epoch, p.FirstSeq, p.Through, p.Hash, p.Batches, p.Events, p.Rejected, p.Dropped,
-			p.Missing, p.BrokenLinks, p.CRCFailures, nullUS(p.LastTS), us(now())); err != nil {
+			p.Missing, p.BrokenLinks, p.CRCFailures, nullUS(p.LastTS), string(listed), us(now())); err != nil {
 			return fmt.Errorf("recording the pruned prefix: %w", err)
 		}
 		more = len(links) == auditdb.PruneChunk
@@ -391,7 +396,7 @@ func (s *Store) pruneChunk(ctx context.Context, node uuid.UUID, epoch int64, cut
 // epoch is not nil.
 func readPruned(ctx context.Context, q queryer, node uuid.UUID, epoch *int64) ([]auditdb.Pruned, error) {
 	query, args := `SELECT epoch, first_seq, through_seq, batch_hash, batches, events, rejected, dropped,
-		missing, broken_links, crc_failures, last_ts FROM audit_ledger_pruned WHERE node_id = ?`, []any{node.String()}
+		missing, broken_links, crc_failures, last_ts, listed FROM audit_ledger_pruned WHERE node_id = ?`, []any{node.String()}
 	if epoch != nil {
 		query, args = query+` AND epoch = ?`, append(args, *epoch)
 	}
@@ -403,11 +408,14 @@ func readPruned(ctx context.Context, q queryer, node uuid.UUID, epoch *int64) ([
 		var (
 			p      auditdb.Pruned
 			lastTS sql.NullInt64
+			listed []byte
 		)
-		err := r.Scan(&p.Epoch, &p.FirstSeq, &p.Through, &p.Hash, &p.Batches, &p.Events, &p.Rejected, &p.Dropped,
-			&p.Missing, &p.BrokenLinks, &p.CRCFailures, &lastTS)
+		if err := r.Scan(&p.Epoch, &p.FirstSeq, &p.Through, &p.Hash, &p.Batches, &p.Events, &p.Rejected, &p.Dropped,
+			&p.Missing, &p.BrokenLinks, &p.CRCFailures, &lastTS, &listed); err != nil {
+			return p, err
+		}
 		p.LastTS = nullTS(lastTS)
-		return p, err
+		return p, auditdb.UnmarshalListed(listed, &p.Listed)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the pruned ledger: %w", err)

@@ -3,7 +3,7 @@
 -- Postgres migration 0005_audit_ledger_pruned; see docs/schema.md). Ingest
 -- links the batch after the prefix to batch_hash and acknowledges a replay
 -- at or below through_seq without storing it; Verify reports the prefix as
--- pruned with its counts.
+-- pruned, otherwise exactly as before (listed: the problems' JSON lists).
 CREATE TABLE audit_ledger_pruned (
     node_id      TEXT NOT NULL,
     epoch        INTEGER NOT NULL,
@@ -17,6 +17,7 @@ CREATE TABLE audit_ledger_pruned (
     missing      INTEGER NOT NULL,
     broken_links INTEGER NOT NULL,
     crc_failures INTEGER NOT NULL,
+    listed       TEXT NOT NULL DEFAULT '{}',
     last_ts      INTEGER,
     pruned_at    INTEGER NOT NULL,
     PRIMARY KEY (node_id, epoch)
