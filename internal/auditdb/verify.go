@@ -64,10 +64,10 @@ type Pruned struct {
 	LastTS time.Time
 }
 
-// FoldPruned extends pruned (zero for none) by ledger rows of the same
-// epoch that follow it, sorted by seq, judging their links exactly as
-// Verify does. Rows at or below pruned.Through are ignored. Both stores
-// prune with it, so a prune never changes a verdict.
+// FoldPruned extends pruned (zero for none) by ledger rows of epoch that
+// follow it, sorted by seq (their Epoch is set to epoch), judging their
+// links exactly as Verify does. Rows at or below pruned.Through are
+// ignored. Both stores prune with it, so a prune never changes a report.
 func FoldPruned(pruned Pruned, epoch int64, links []LedgerLink) Pruned {
 	pruned.Epoch = epoch
 	for i := range links {
