@@ -298,6 +298,19 @@ func (s *Store) pruneLedger(ctx context.Context, cut time.Time) (int64, error) {
 	}
 	var total int64
 	for _, k := range keys {
+		// Most epochs have nothing to prune at a given run: one probe of
+		// the row after the pruned prefix answers for them.
+		var expired bool
+		err := s.r.QueryRowContext(ctx, `SELECT coalesce(last_ts, received_at) < ? FROM audit_ledger
+			WHERE node_id = ? AND epoch = ?
+				AND seq > coalesce((SELECT through_seq FROM audit_ledger_pruned WHERE node_id = ? AND epoch = ?), -1)
+			ORDER BY seq LIMIT 1`, us(cut), k.node.String(), k.epoch, k.node.String(), k.epoch).Scan(&expired)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && !expired) {
+			continue
+		}
+		if err != nil {
+			return total, fmt.Errorf("audit ledger pruning: node %s epoch %d: %w", k.node, k.epoch, err)
+		}
 		for {
 			began := time.Now()
 			n, more, err := s.pruneChunk(ctx, k.node, k.epoch, cut)
