@@ -269,9 +269,6 @@ func (rep *Report) walkChain(pruned []Pruned, links []LedgerLink) {
 		if cur == nil || cur.Epoch != epoch {
 			start(epoch)
 		}
-		if cur.Batches == 0 {
-			cur.FirstSeq = seq
-		}
 		// Seqs start at 1 (the AuditStream contract): the first row is
 		// judged against seq 0 with no hash.
 		switch {
@@ -293,6 +290,9 @@ func (rep *Report) walkChain(pruned []Pruned, links []LedgerLink) {
 				cur.CRCFailures = append(cur.CRCFailures, seq)
 			}
 			cur.crcFailed++
+		}
+		if cur.Batches == 0 {
+			cur.FirstSeq = seq
 		}
 		cur.Batches++
 		cur.LastSeq = seq
