@@ -398,20 +398,28 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Two edges, each enrolled through a different replica.
-	edges := make([]*edgeProc, 2)
-	for i := range edges {
+	joinToken := func(r *replica) string {
 		var tok struct {
 			Token string `json:"token"`
 		}
-		if err := json.Unmarshal([]byte(f.mcpctl(cps[i].admin, caFile(cps[i]), "join-token", "create", "--ttl", "10m", "-o", "json")), &tok); err != nil {
+		if err := json.Unmarshal([]byte(f.mcpctl(r.admin, caFile(r), "join-token", "create", "--ttl", "10m", "-o", "json")), &tok); err != nil {
 			t.Fatal(err)
 		}
+		return tok.Token
+	}
+	// Two edges, each enrolled through a different replica.
+	edges := make([]*edgeProc, 2)
+	tokens := make([]string, 2)
+	for i := range edges {
+		tokens[i] = joinToken(cps[i])
 		e := &edgeProc{name: fmt.Sprintf("edge%d", i+1), listen: mcptest.FreeAddr(t), stateDir: filepath.Join(f.dir, fmt.Sprintf("edge%d", i+1))}
 		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[i].node, "--ca-file", caFile(cps[i]),
-			"--join-token", tok.Token, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name, "--label", "e2e-edge="+e.name)
+			"--join-token", tokens[i], "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name, "--label", "e2e-edge="+e.name)
 		edges[i] = e
 	}
+	// A third edge enrolls later, while the control plane is down.
+	edge3 := &edgeProc{name: "edge3", listen: mcptest.FreeAddr(t), stateDir: filepath.Join(f.dir, "edge3")}
+	token3 := joinToken(cps[0])
 	sessions := make([]*mcp.ClientSession, 2)
 	for i, e := range edges {
 		waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 30*time.Second)
@@ -576,6 +584,47 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a new edge whose control plane is unreachable serves its ops endpoints while it enrolls", func(t *testing.T) {
+		e := edge3
+		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--ca-file", caFile(cps[0]),
+			"--join-token", token3, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name)
+		if d := waitHTTP(t, e.proc, "http://"+e.listen+"/healthz", 5*time.Second); d > 2*time.Second {
+			t.Errorf("/healthz answered after %v", d)
+		}
+		// Not ready, and why: it keeps trying the control plane.
+		deadline := time.Now().Add(10 * time.Second)
+		for r := readyz(t, e); !strings.Contains(r, "last attempt"); r = readyz(t, e) {
+			if !strings.HasPrefix(r, "503 not ready: enrolling with "+cps[0].node) {
+				t.Fatalf("%s readyz while enrolling: %s", e.name, r)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s readyz does not say why enrolling fails: %s", e.name, r)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("%s while enrolling: %s", e.name, readyz(t, e))
+		// MCP requests are refused with a JSON-RPC error that says why.
+		resp, err := http.Post(e.url(), "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var rpcErr struct {
+			Error struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(body, &rpcErr); err != nil || resp.StatusCode != http.StatusServiceUnavailable ||
+			!strings.Contains(rpcErr.Error.Message, "no configuration yet: enrolling with "+cps[0].node) {
+			t.Fatalf("%s /mcp while enrolling: %d %s", e.name, resp.StatusCode, body)
+		}
+		// The join token another edge used is refused: that edge exits
+		// with the control plane's reason instead of retrying. Run while
+		// the control plane is up (below).
+	})
+
 	t.Run("the control plane returns; edges reconnect without being sent the config again", func(t *testing.T) {
 		for _, r := range cps {
 			f.startCP(r)
@@ -619,6 +668,65 @@ func TestFleetEndToEnd(t *testing.T) {
 		f.mcpctl(cps[1].admin, caFile(cps[1]), "apply", "-f", policyFile)
 		for _, cs := range sessions {
 			waitCallable(t, cs, "ev__test_embedded_resource", false, time.Second)
+		}
+	})
+
+	t.Run("the edge that waited enrolls, serves, and reports its backends at once", func(t *testing.T) {
+		e := edge3
+		// Enrollment retries back off (capped at 30 s, jittered).
+		waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 40*time.Second)
+		ready := time.Now()
+		cs := client(t, top, e.url(), key.Key)
+		waitCallable(t, cs, "ev__test_simple_text", true, 20*time.Second)
+		waitCallable(t, cs, "ev__test_embedded_resource", false, time.Second)
+		// Its first status report went out when its stream opened, before
+		// it had a config; the one sent after the config went live lists
+		// the backend, long before the next periodic report (20 s).
+		deadline := time.Now().Add(8 * time.Second)
+		for {
+			var nodes struct {
+				Nodes []struct {
+					Name   string `json:"name"`
+					Status struct {
+						Backends []struct {
+							Name  string `json:"name"`
+							State string `json:"state"`
+						} `json:"backends"`
+					} `json:"status"`
+				} `json:"nodes"`
+			}
+			out := f.mcpctl(cps[0].admin, caFile(cps[0]), "get", "nodes", "-o", "json")
+			if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+				t.Fatal(err)
+			}
+			healthy := false
+			for _, n := range nodes.Nodes {
+				for _, b := range n.Status.Backends {
+					healthy = healthy || n.Name == e.name && b.Name == "ev" && b.State == "BACKEND_STATE_HEALTHY"
+				}
+			}
+			if healthy {
+				t.Logf("%s's backend reported healthy %v after it became ready", e.name, time.Since(ready))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's backend is not reported healthy %v after it became ready:\n%s", e.name, time.Since(ready), out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("a used join token is refused and the edge says so", func(t *testing.T) {
+		p := f.start("edge-reused-token", nil, bins.mcpgw, "edge", "--control-plane", cps[1].node, "--ca-file", caFile(cps[1]),
+			"--join-token", tokens[0], "--state-dir", filepath.Join(f.dir, "edge-reused"), "--listen", mcptest.FreeAddr(t))
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			t.Fatal("an edge with a used join token is still running")
+		}
+		b, _ := os.ReadFile(p.log)
+		if p.cmd.ProcessState.ExitCode() != 1 || !bytes.Contains(b, []byte("join token refused")) {
+			t.Fatalf("edge with a used join token: exit %d, output:\n%s", p.cmd.ProcessState.ExitCode(), b)
 		}
 	})
 	t.Run("every answered request's audit event reaches the control plane once", func(t *testing.T) {
@@ -673,6 +781,25 @@ func TestFleetEndToEnd(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		f.mcpctl(cps[1].admin, caFile(cps[1]), "audit", "verify") // exits 1 on an incomplete chain
+	})
+
+	t.Run("a revoked edge is refused by the control plane", func(t *testing.T) {
+		e := edge3
+		f.mcpctl(cps[0].admin, caFile(cps[0]), "delete", "node", e.name)
+		deadline := time.Now().Add(10 * time.Second)
+		for r := readyz(t, e); !strings.Contains(r, "refuses this node"); r = readyz(t, e) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s readyz after its revocation: %s", e.name, r)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := e.metric(t, "mcpgw_edge_control_plane_connected"); got != 0 {
+			t.Errorf("revoked %s is connected (%v)", e.name, got)
+		}
+		if nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json"); strings.Contains(nodes, `"`+e.name+`"`) {
+			t.Errorf("get nodes still lists the revoked %s:\n%s", e.name, nodes)
+		}
+		t.Logf("%s after revocation: %s", e.name, readyz(t, e))
 	})
 	t.Logf("total %v", time.Since(begin))
 }
