@@ -159,13 +159,19 @@ func (f *fleet) status() string {
 	case f.client.Refused() != nil:
 		cp = "refuses this node, revoked? (" + status.Convert(f.client.Refused()).Message() + "; serving the last config it sent)"
 	}
+	var s string
 	if rev == 0 {
-		return "control plane " + cp + ", no revision applied"
+		s = "control plane " + cp + ", no revision applied"
+	} else {
+		if len(hash) > 12 {
+			hash = hash[:12]
+		}
+		s = fmt.Sprintf("control plane %s, revision %d (%s) applied", cp, rev, hash)
 	}
-	if len(hash) > 12 {
-		hash = hash[:12]
+	if r := f.client.Rejected(); r != nil {
+		s += fmt.Sprintf(", revision %d rejected (%s)", r.Revision, r.Error)
 	}
-	return fmt.Sprintf("control plane %s, revision %d (%s) applied", cp, rev, hash)
+	return s
 }
 
 func (f *fleet) register(reg prometheus.Registerer) {

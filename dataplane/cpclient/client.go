@@ -130,6 +130,15 @@ type Client struct {
 	enrollErr atomic.Pointer[error]
 	// report asks the stream's status reporter for a report now.
 	report chan struct{}
+	// rejected is the last snapshot NACKed, until a config at least as new
+	// is applied.
+	rejected atomic.Pointer[Rejection]
+}
+
+// Rejection is a snapshot the edge refused (NACKed).
+type Rejection struct {
+	Revision int64
+	Error    string
 }
 
 // appliedState is what the edge serves now.
@@ -268,6 +277,10 @@ func (c *Client) Identity(ctx context.Context) (string, error) {
 	c.enrolled = true
 	return info.NodeID, nil
 }
+
+// Rejected returns the last snapshot the edge NACKed, unless a config at
+// least as new has been applied since; nil when there is none.
+func (c *Client) Rejected() *Rejection { return c.rejected.Load() }
 
 // ReportStatus asks for a status report (Config.Status) on the open
 // ConfigStream now rather than at the next StatusInterval, or as soon as
@@ -543,12 +556,16 @@ func (c *Client) handle(ctx context.Context, s *mcpgwv1.Snapshot) *mcpgwv1.Confi
 	if err != nil {
 		c.nacks.Add(1)
 		msg, rejected := nackFor(err)
+		c.rejected.Store(&Rejection{Revision: s.GetRevision(), Error: msg})
 		c.log.Warn("rejected config; still serving the previous one", "revision", s.GetRevision(), "err", msg)
 		return &mcpgwv1.ConfigStreamRequest{Msg: &mcpgwv1.ConfigStreamRequest_Nack{Nack: &mcpgwv1.ConfigNack{
 			Nonce: s.GetNonce(), Revision: s.GetRevision(), Error: msg, Rejected: rejected,
 		}}}
 	}
 	c.acks.Add(1)
+	if r := c.rejected.Load(); r != nil && r.Revision <= u.Revision {
+		c.rejected.CompareAndSwap(r, nil)
+	}
 	c.log.Info("applied config", "revision", u.Revision, "hash", u.Hash)
 	return &mcpgwv1.ConfigStreamRequest{Msg: &mcpgwv1.ConfigStreamRequest_Ack{Ack: &mcpgwv1.ConfigAck{
 		Nonce: s.GetNonce(), Revision: u.Revision, Hash: u.Hash,

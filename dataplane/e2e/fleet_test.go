@@ -509,6 +509,11 @@ func TestFleetEndToEnd(t *testing.T) {
 			if e.metric(t, "mcpgw_edge_config_nacks_total") < 1 {
 				t.Errorf("%s counted no NACK", e.name)
 			}
+			// The edge says so itself, for whoever looks at it rather than
+			// at the control plane.
+			if r := readyz(t, e); !strings.HasPrefix(r, "200 ") || !strings.Contains(r, "rejected (") || !strings.Contains(r, "MCPGW_E2E_UNSET") {
+				t.Errorf("%s readyz after a NACK: %s", e.name, r)
+			}
 			waitCallable(t, sessions[i], "ev__test_embedded_resource", true, time.Second)
 		}
 		// Remove the broken backend again.
@@ -520,6 +525,9 @@ func TestFleetEndToEnd(t *testing.T) {
 					t.Fatalf("%s did not apply the repaired config", e.name)
 				}
 				time.Sleep(20 * time.Millisecond)
+			}
+			if r := readyz(t, e); strings.Contains(r, "rejected") {
+				t.Errorf("%s readyz after the repair: %s", e.name, r)
 			}
 		}
 	})
