@@ -474,6 +474,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := src.start(ctx); err != nil {
 		return err
 	}
+	live.Store(&liveEdge{gw: gw, src: src, alog: alog})
+	if fl == nil {
+		if err := openDoors(); err != nil {
+			return err
+		}
+	}
 	srcStarted = true
 	go func() {
 		defer close(srcDone)
@@ -514,10 +520,6 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 	g.Go(func() error { return gw.Run(ctx) })
-	live.Store(&liveEdge{gw: gw, src: src, alog: alog})
-	if fl == nil {
-		g.Go(openDoors) // a failure stops the parts started above
-	}
 
 	if cfg.Stdio {
 		g.Go(func() error {
