@@ -3,20 +3,17 @@ package commands
 import (
 	"bufio"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/proctest"
 )
 
 // guidePath is the operator guide, relative to this package.
@@ -157,8 +154,15 @@ func TestOperatorGuide(t *testing.T) {
 	steps := readGuide(t)
 	cp := startControlPlane(t)
 	c := newCLI(t) // nothing from the environment: the context does it all
-	bin := buildGuideBinaries(t)
-	edgeAddr := freeAddr(t)
+	// The guide's demo backend is the Go SDK's everything-server (a tool
+	// dependency); the edge finds it on its PATH as a reader's would.
+	bin := t.TempDir()
+	bins, err := proctest.Build(bin, "github.com/mcpgw/mcpgw/cmd/mcpgw", "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs := proctest.New(t, t.TempDir())
+	edgeAddr := proctest.FreeAddr(t)
 	t.Chdir(t.TempDir())
 	vars := map[string]string{"MCPGW_ADMIN_TOKEN": testAdminToken}
 	edgeEnv := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")}
@@ -214,7 +218,8 @@ func TestOperatorGuide(t *testing.T) {
 				}
 				args = append(args, mapArg(w))
 			}
-			startGuideEdge(t, filepath.Join(bin, "mcpgw"), edgeEnv, edgeAddr, args)
+			edge := procs.Start("edge", edgeEnv, bins[0], args...)
+			proctest.WaitHTTP(t, edge, "http://"+edgeAddr+"/readyz", 30*time.Second)
 			// The reader's next step, get nodes, shows the edge connected
 			// once the control plane's node registry has it (it is
 			// written in batches).
@@ -285,85 +290,6 @@ func TestOperatorGuide(t *testing.T) {
 		if !slices.ContainsFunc(ran, func(r string) bool { return strings.HasPrefix(r, want) }) {
 			t.Errorf("the guide runs no %q (ran %q)", want, ran)
 		}
-	}
-}
-
-// buildGuideBinaries builds mcpgw and the guide's demo backend (the Go
-// SDK's everything-server, a tool dependency) into a temp dir.
-func buildGuideBinaries(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, pkg := range []string{"github.com/mcpgw/mcpgw/cmd/mcpgw", "github.com/modelcontextprotocol/go-sdk/conformance/everything-server"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, path.Base(pkg)), pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("building %s: %v\n%s", pkg, err, out)
-		}
-	}
-	return dir
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startGuideEdge runs `mcpgw edge` with args until the test ends and waits
-// until it serves a config (/readyz 200).
-func startGuideEdge(t *testing.T, mcpgw string, env []string, addr string, args []string) {
-	t.Helper()
-	logFile := filepath.Join(t.TempDir(), "edge.log")
-	out, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(mcpgw, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		out.Close()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile)
-			t.Logf("mcpgw edge output:\n%s", b)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("mcpgw %s exited", strings.Join(args, " "))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mcpgw edge not ready after 30s (%v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
