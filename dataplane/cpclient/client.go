@@ -563,9 +563,6 @@ func (c *Client) handle(ctx context.Context, s *mcpgwv1.Snapshot) *mcpgwv1.Confi
 		}}}
 	}
 	c.acks.Add(1)
-	if r := c.rejected.Load(); r != nil && r.Revision <= u.Revision {
-		c.rejected.CompareAndSwap(r, nil)
-	}
 	c.log.Info("applied config", "revision", u.Revision, "hash", u.Hash)
 	return &mcpgwv1.ConfigStreamRequest{Msg: &mcpgwv1.ConfigStreamRequest_Ack{Ack: &mcpgwv1.ConfigAck{
 		Nonce: s.GetNonce(), Revision: u.Revision, Hash: u.Hash,
@@ -619,6 +616,11 @@ func (c *Client) apply(ctx context.Context, s *mcpgwv1.Snapshot, cache bool) (*U
 	}
 	if err := c.cfg.Applier.Apply(ctx, u); err != nil {
 		return nil, err
+	}
+	// A rejection this config supersedes is cleared first, so whoever sees
+	// the new revision applied does not see it still rejected.
+	if r := c.rejected.Load(); r != nil && r.Revision <= u.Revision {
+		c.rejected.CompareAndSwap(r, nil)
 	}
 	c.applied.Store(&appliedState{update: u, raw: raw})
 	if !cache {
