@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/internal/pgtest"
+	"github.com/mcpgw/mcpgw/internal/proctest"
 )
 
 var bins struct{ mcpgw, mcpctl, everything string }
@@ -36,19 +36,12 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		for _, b := range []struct {
-			out *string
-			pkg string
-		}{{&bins.mcpgw, "./cmd/mcpgw"}, {&bins.mcpctl, "./cmd/mcpctl"}} {
-			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
-			cmd := exec.Command("go", "build", "-o", *b.out, b.pkg)
-			cmd.Dir = "../.."
-			cmd.Stderr = os.Stderr
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintln(os.Stderr, "building", b.pkg+":", err)
-				return 1
-			}
+		built, err := proctest.Build(dir, "github.com/mcpgw/mcpgw/cmd/mcpgw", "github.com/mcpgw/mcpgw/cmd/mcpctl")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
+		bins.mcpgw, bins.mcpctl = built[0], built[1]
 		if bins.everything, err = mcptest.Build(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -58,101 +51,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is one child process with its output in a log file.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-// fleet is the processes of one test; every one is killed at cleanup.
+// fleet is the processes of one test (proctest kills every one at
+// cleanup) and the environment they share.
 type fleet struct {
 	t   *testing.T
 	dir string
 	env []string
-
-	mu    sync.Mutex // guards procs
-	procs []*proc
+	*proctest.Procs
 }
 
-func newFleet(t *testing.T) *fleet {
-	f := &fleet{t: t, dir: t.TempDir()}
-	t.Cleanup(func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		for _, p := range f.procs {
-			p.kill(syscall.SIGKILL)
-		}
-		if t.Failed() {
-			for _, p := range f.procs {
-				b, _ := os.ReadFile(p.log)
-				if len(b) > 6000 {
-					b = b[len(b)-6000:]
-				}
-				t.Logf("--- %s (%s), last output:\n%s", p.name, p.log, b)
-			}
-		}
-	})
-	return f
-}
-
-// start runs bin with args; its output goes to a log file named after it.
-func (f *fleet) start(name string, env []string, bin string, args ...string) *proc {
-	f.t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, p := range f.procs {
-		if p.name == name {
-			n++
-		}
-	}
-	logPath := filepath.Join(f.dir, fmt.Sprintf("%s.%d.log", name, n))
-	out, err := os.Create(logPath)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), f.env...), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
-		f.t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	f.procs = append(f.procs, p)
-	return p
-}
-
-// kill signals the process and waits for it to exit.
-func (p *proc) kill(sig syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+// newFleet returns a fleet whose children all get env (the replicas' shared
+// key-encryption key and admin token).
+func newFleet(t *testing.T, env ...string) *fleet {
+	dir := t.TempDir()
+	return &fleet{t: t, dir: dir, env: env, Procs: proctest.New(t, dir, env...)}
 }
 
 // mcpctl runs the admin CLI against the replica at server and returns its
@@ -178,43 +90,20 @@ type replica struct {
 	name                      string
 	node, admin, ops, dataDir string
 	dbURL                     string
-	proc                      *proc
+	proc                      *proctest.Proc
 }
 
 func (f *fleet) startCP(r *replica) {
 	f.t.Helper()
-	r.proc = f.start(r.name, nil, bins.mcpgw, "cp", "--database-url", r.dbURL, "--node-listen", r.node, "--admin-listen", r.admin,
+	r.proc = f.Start(r.name, nil, bins.mcpgw, "cp", "--database-url", r.dbURL, "--node-listen", r.node, "--admin-listen", r.admin,
 		"--ops-listen", r.ops, "--data-dir", r.dataDir, "--replica-name", r.name, "--log-level", "info")
-	waitHTTP(f.t, r.proc, "http://"+r.ops+"/readyz", 30*time.Second)
-}
-
-// waitHTTP waits for url to answer 200 while p runs.
-func waitHTTP(t *testing.T, p *proc, url string, within time.Duration) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return time.Since(start)
-			}
-		}
-		if p.exited() {
-			t.Fatalf("%s exited while waiting for %s", p.name, url)
-		}
-		if time.Since(start) > within {
-			t.Fatalf("%s: %s not ready after %v (%v)", p.name, url, within, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.WaitHTTP(f.t, r.proc, "http://"+r.ops+"/readyz", 30*time.Second)
 }
 
 // edgeProc is one `mcpgw edge --control-plane` process.
 type edgeProc struct {
 	name, listen, stateDir string
-	proc                   *proc
+	proc                   *proctest.Proc
 }
 
 func (e *edgeProc) url() string { return "http://" + e.listen + "/mcp" }
@@ -368,14 +257,13 @@ func policyDoc(deny bool) string {
 func TestFleetEndToEnd(t *testing.T) {
 	begin := time.Now()
 	top := t
-	f := newFleet(t)
 	dbURL := pgtest.NewDatabase(t)
 	kek := make([]byte, 32)
 	if _, err := rand.Read(kek); err != nil {
 		t.Fatal(err)
 	}
 	// Every replica needs the same key-encryption key and admin token.
-	f.env = []string{"MCPGW_KEK=" + base64.StdEncoding.EncodeToString(kek), "MCPGW_ADMIN_TOKEN=" + adminToken}
+	f := newFleet(t, "MCPGW_KEK="+base64.StdEncoding.EncodeToString(kek), "MCPGW_ADMIN_TOKEN="+adminToken)
 
 	cps := []*replica{
 		{name: "cp1", node: mcptest.FreeAddr(t), admin: mcptest.FreeAddr(t), ops: mcptest.FreeAddr(t), dataDir: filepath.Join(f.dir, "cp1"), dbURL: dbURL},
@@ -413,7 +301,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	for i := range edges {
 		tokens[i] = joinToken(cps[i])
 		e := &edgeProc{name: fmt.Sprintf("edge%d", i+1), listen: mcptest.FreeAddr(t), stateDir: filepath.Join(f.dir, fmt.Sprintf("edge%d", i+1))}
-		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[i].node, "--ca-file", caFile(cps[i]),
+		e.proc = f.Start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[i].node, "--ca-file", caFile(cps[i]),
 			"--join-token", tokens[i], "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name, "--label", "e2e-edge="+e.name)
 		edges[i] = e
 	}
@@ -422,7 +310,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	token3 := joinToken(cps[0])
 	sessions := make([]*mcp.ClientSession, 2)
 	for i, e := range edges {
-		waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 30*time.Second)
+		proctest.WaitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 30*time.Second)
 		sessions[i] = client(t, t, e.url(), key.Key)
 		// The backend starts with the config; until it lists, the tool
 		// is unknown rather than refused.
@@ -550,7 +438,7 @@ func TestFleetEndToEnd(t *testing.T) {
 
 	t.Run("with the control plane SIGKILLed the edges keep serving", func(t *testing.T) {
 		for _, r := range cps {
-			r.proc.kill(syscall.SIGKILL)
+			r.proc.Kill(syscall.SIGKILL)
 		}
 		for i, cs := range sessions {
 			waitCallable(t, cs, "ev__test_embedded_resource", true, time.Second)
@@ -568,12 +456,12 @@ func TestFleetEndToEnd(t *testing.T) {
 
 	t.Run("an edge restarted while the control plane is down serves its last-known-good config within 1s", func(t *testing.T) {
 		e := edges[0]
-		e.proc.kill(syscall.SIGTERM)
+		e.proc.Kill(syscall.SIGTERM)
 		// Restarted with its own spool cap, which its status reports must
 		// carry (checked once the control plane is back).
-		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name,
+		e.proc = f.Start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name,
 			"--audit-spool-max-bytes", "268435456", "--audit-durability", "sync", "--audit-on-full", "refuse")
-		ready := waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 10*time.Second)
+		ready := proctest.WaitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 10*time.Second)
 		if ready > time.Second {
 			t.Errorf("serving from the last-known-good config took %v", ready)
 		}
@@ -594,9 +482,9 @@ func TestFleetEndToEnd(t *testing.T) {
 
 	t.Run("a new edge whose control plane is unreachable serves its ops endpoints while it enrolls", func(t *testing.T) {
 		e := edge3
-		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--ca-file", caFile(cps[0]),
+		e.proc = f.Start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--ca-file", caFile(cps[0]),
 			"--join-token", token3, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name)
-		if d := waitHTTP(t, e.proc, "http://"+e.listen+"/healthz", 5*time.Second); d > 2*time.Second {
+		if d := proctest.WaitHTTP(t, e.proc, "http://"+e.listen+"/healthz", 5*time.Second); d > 2*time.Second {
 			t.Errorf("/healthz answered after %v", d)
 		}
 		// Not ready, and why: it keeps trying the control plane.
@@ -682,7 +570,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	t.Run("the edge that waited enrolls, serves, and reports its backends at once", func(t *testing.T) {
 		e := edge3
 		// Enrollment retries back off (capped at 30 s, jittered).
-		waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 40*time.Second)
+		proctest.WaitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 40*time.Second)
 		ready := time.Now()
 		cs := client(t, top, e.url(), key.Key)
 		waitCallable(t, cs, "ev__test_simple_text", true, 20*time.Second)
@@ -725,16 +613,16 @@ func TestFleetEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a used join token is refused and the edge says so", func(t *testing.T) {
-		p := f.start("edge-reused-token", nil, bins.mcpgw, "edge", "--control-plane", cps[1].node, "--ca-file", caFile(cps[1]),
+		p := f.Start("edge-reused-token", nil, bins.mcpgw, "edge", "--control-plane", cps[1].node, "--ca-file", caFile(cps[1]),
 			"--join-token", tokens[0], "--state-dir", filepath.Join(f.dir, "edge-reused"), "--listen", mcptest.FreeAddr(t))
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(15 * time.Second):
 			t.Fatal("an edge with a used join token is still running")
 		}
-		b, _ := os.ReadFile(p.log)
-		if p.cmd.ProcessState.ExitCode() != 1 || !bytes.Contains(b, []byte("join token refused")) {
-			t.Fatalf("edge with a used join token: exit %d, output:\n%s", p.cmd.ProcessState.ExitCode(), b)
+		b, _ := os.ReadFile(p.Log)
+		if p.ExitCode() != 1 || !bytes.Contains(b, []byte("join token refused")) {
+			t.Fatalf("edge with a used join token: exit %d, output:\n%s", p.ExitCode(), b)
 		}
 	})
 	t.Run("every answered request's audit event reaches the control plane once", func(t *testing.T) {
