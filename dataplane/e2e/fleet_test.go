@@ -71,15 +71,26 @@ func newFleet(t *testing.T, env ...string) *fleet {
 // stdout.
 func (f *fleet) mcpctl(server, caFile string, args ...string) string {
 	f.t.Helper()
+	stdout, stderr, code := f.mcpctlExit(server, caFile, args...)
+	if code != 0 {
+		f.t.Fatalf("mcpctl %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	return stdout
+}
+
+// mcpctlExit runs mcpctl like mcpctl but returns its exit code rather than
+// failing the test on a non-zero one.
+func (f *fleet) mcpctlExit(server, caFile string, args ...string) (stdout, stderr string, code int) {
+	f.t.Helper()
 	cmd := exec.Command(bins.mcpctl, args...)
 	cmd.Env = append(os.Environ(), f.env...)
 	cmd.Env = append(cmd.Env, "MCPCTL_SERVER="+server, "MCPCTL_CA_FILE="+caFile, "MCPCTL_TOKEN="+adminToken)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		f.t.Fatalf("mcpctl %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+		f.t.Fatalf("mcpctl %s: %v", strings.Join(args, " "), err)
 	}
-	return stdout.String()
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
 const adminToken = "mcpgwadm_e2etest_0123456789abcdef0123456789abcdef"
@@ -334,11 +345,14 @@ func TestFleetEndToEnd(t *testing.T) {
 				t.Logf("change via %s (deny=%v) seen at %s after %v", via.name, deny, edges[j].name, d)
 			}
 		}
-		// Leave the grant in place for the rest of the test.
+		// Leave the grant in place for the rest of the test; --wait
+		// reports both edges' ACKs (each through its own replica).
 		if err := os.WriteFile(policyFile, []byte(policyDoc(false)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", policyFile)
+		if out := f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", policyFile, "--wait", "--timeout", "20s"); !strings.HasSuffix(out, ": 2/2 nodes acked\n") {
+			t.Errorf("apply --wait with two edges:\n%s", out)
+		}
 		for _, cs := range sessions {
 			waitCallable(t, cs, "ev__test_embedded_resource", true, time.Second)
 		}
@@ -378,7 +392,12 @@ func TestFleetEndToEnd(t *testing.T) {
 		if err := os.WriteFile(badFile, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", badFile)
+		// apply --wait fails and names both edges and the error.
+		out, errOut, code := f.mcpctlExit(cps[0].admin, caFile(cps[0]), "apply", "-f", badFile, "--wait", "--timeout", "20s")
+		if code != 1 || strings.Count(out, "NACK from node edge") != 2 || !strings.Contains(out, "MCPGW_E2E_UNSET") ||
+			!strings.Contains(errOut, "failed: 2 nodes rejected it") {
+			t.Errorf("apply --wait of a config both edges reject: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
