@@ -631,19 +631,29 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("a used join token is refused and the edge says so", func(t *testing.T) {
-		p := f.Start("edge-reused-token", nil, bins.mcpgw, "edge", "--control-plane", cps[1].node, "--ca-file", caFile(cps[1]),
-			"--join-token", tokens[0], "--state-dir", filepath.Join(f.dir, "edge-reused"), "--listen", mcptest.FreeAddr(t))
-		select {
-		case <-p.Done():
-		case <-time.After(15 * time.Second):
-			t.Fatal("an edge with a used join token is still running")
+	t.Run("used and expired join tokens are refused and the edge says so", func(t *testing.T) {
+		var tok struct {
+			Token string `json:"token"`
 		}
-		b, _ := os.ReadFile(p.Log)
-		if p.ExitCode() != 1 || !bytes.Contains(b, []byte("join token refused")) {
-			t.Fatalf("edge with a used join token: exit %d, output:\n%s", p.ExitCode(), b)
+		if err := json.Unmarshal([]byte(f.mcpctl(cps[1].admin, caFile(cps[1]), "join-token", "create", "--ttl", "1s", "-o", "json")), &tok); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		for name, token := range map[string]string{"used": tokens[0], "expired": tok.Token} {
+			p := f.Start("edge-"+name+"-token", nil, bins.mcpgw, "edge", "--control-plane", cps[1].node, "--ca-file", caFile(cps[1]),
+				"--join-token", token, "--state-dir", filepath.Join(f.dir, "edge-"+name), "--listen", mcptest.FreeAddr(t))
+			select {
+			case <-p.Done():
+			case <-time.After(15 * time.Second):
+				t.Fatalf("an edge with a %s join token is still running", name)
+			}
+			b, _ := os.ReadFile(p.Log)
+			if p.ExitCode() != 1 || !bytes.Contains(b, []byte("join token refused")) {
+				t.Fatalf("edge with a %s join token: exit %d, output:\n%s", name, p.ExitCode(), b)
+			}
 		}
 	})
+
 	t.Run("every answered request's audit event reaches the control plane once", func(t *testing.T) {
 		want := map[string]bool{}
 		for _, id := range auditIDs {
