@@ -26,8 +26,10 @@ const DefaultFileKeep = 5
 //	{"gap":{"epoch":E,"seq":S,"dropped":N,"first_ts":"…","last_ts":"…"}}
 //
 // Redelivery after a crash is harmless: on (re)open the sink reads the
-// file's last line and skips everything up to it in the first batches it is
-// given, so every event appears once.
+// file's last line, the Log starts its delivery at the spooled batch holding
+// that line when the sink's cursor is behind it, and the sink skips
+// everything up to it in the first batches it is given, so every event
+// appears once.
 type FileSink struct {
 	path     string
 	maxBytes int64
@@ -126,6 +128,17 @@ func (s *FileSink) Deliver(_ context.Context, batches []SealedBatch) error {
 	}
 	s.size += int64(len(s.buf))
 	return nil
+}
+
+// lastStored implements resumer: it opens the file (as the first Deliver
+// would) and returns the identity of its last line.
+func (s *FileSink) lastStored() ([]byte, error) {
+	if s.f == nil {
+		if err := s.open(); err != nil {
+			return nil, err
+		}
+	}
+	return s.mark, nil
 }
 
 // Close closes the file; a later Deliver reopens it.

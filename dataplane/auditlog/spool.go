@@ -84,7 +84,25 @@ type cursor struct {
 	name  string
 	acked int64 // last acknowledged seq of this epoch; 0 for none (seqs start at 1)
 	hash  [32]byte
+
+	// Owned by the consumer's goroutine (ack, closeCursor): the cursor
+	// file, open for overwriting in place, the line buffer, and when the
+	// file was last fsynced with what it holds now.
+	f        *os.File
+	line     []byte
+	unsynced bool
+	syncedAt time.Time
 }
+
+// cursorSyncInterval bounds how long an acknowledged cursor stays unsynced.
+// Every ack overwrites the cursor file in place (one pwrite, which survives
+// the process being killed); fsync, which only matters if the machine
+// itself goes down, happens at most this often, before acknowledged
+// segments are deleted, and when the sink stops. A cursor that a machine
+// crash left behind only makes the sink receive batches again that it
+// already has: every sink tolerates that (Postgres and the control plane
+// by (node, epoch, seq), the file sink by resuming after its last line).
+const cursorSyncInterval = time.Second
 
 // recoveryReport says what open found, for logs and tests.
 type recoveryReport struct {
@@ -404,6 +422,7 @@ func (s *spool) close() error {
 
 // ack records that consumer name has durably delivered every batch through
 // seq, persists its cursor, and deletes segments every consumer is done with.
+// Only the consumer's own goroutine acks it.
 func (s *spool) ack(name string, seq int64, hash [32]byte) error {
 	s.mu.Lock()
 	c := s.consumers[name]
@@ -411,8 +430,7 @@ func (s *spool) ack(name string, seq int64, hash [32]byte) error {
 	if c == nil {
 		return fmt.Errorf("audit spool: unknown consumer %q", name)
 	}
-	line := fmt.Sprintf("v1 %d %d %s\n", s.epoch, seq, hex.EncodeToString(hash[:]))
-	if err := writeFileAtomic(s.dir, cursorPrefix+name, []byte(line)); err != nil {
+	if err := s.writeCursor(c, seq, hash); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -430,6 +448,12 @@ func (s *spool) ack(name string, seq int64, hash [32]byte) error {
 		s.segs = s.segs[1:]
 	}
 	s.mu.Unlock()
+	if len(drop) > 0 {
+		// The cursor reaches the disk before the batches it covers leave it.
+		if err := s.syncCursor(c); err != nil {
+			return err
+		}
+	}
 	for _, seg := range drop {
 		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Error("deleting acknowledged audit spool segment", "path", seg.path, "err", err)
@@ -438,6 +462,84 @@ func (s *spool) ack(name string, seq int64, hash [32]byte) error {
 		s.used.Add(-seg.size)
 	}
 	return nil
+}
+
+// writeCursor persists c as acknowledged through seq. The first write of a
+// process replaces the file atomically (an older file may have another
+// length); later ones overwrite the same bytes in place, since the line has
+// a fixed width for the spool's epoch, and are fsynced lazily (see
+// cursorSyncInterval).
+func (s *spool) writeCursor(c *cursor, seq int64, hash [32]byte) error {
+	c.line = append(c.line[:0], "v1 "...)
+	c.line = strconv.AppendInt(c.line, s.epoch, 10)
+	c.line = append(c.line, ' ')
+	for n := seqDigits(seq); n < 20; n++ { // zero-padded to a fixed width
+		c.line = append(c.line, '0')
+	}
+	c.line = strconv.AppendInt(c.line, seq, 10)
+	c.line = append(c.line, ' ')
+	c.line = hex.AppendEncode(c.line, hash[:])
+	c.line = append(c.line, '\n')
+	if c.f == nil {
+		if err := writeFileAtomic(s.dir, cursorPrefix+c.name, c.line); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(filepath.Join(s.dir, cursorPrefix+c.name), os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("opening audit spool cursor %q: %w", c.name, err)
+		}
+		c.f, c.unsynced, c.syncedAt = f, false, time.Now()
+		return nil
+	}
+	if _, err := c.f.WriteAt(c.line, 0); err != nil {
+		c.f.Close()
+		c.f = nil // rewritten whole by the next ack
+		return fmt.Errorf("writing audit spool cursor %q: %w", c.name, err)
+	}
+	c.unsynced = true
+	if time.Since(c.syncedAt) >= cursorSyncInterval {
+		return s.syncCursor(c)
+	}
+	return nil
+}
+
+// seqDigits is how many decimal digits seq (>= 0) has.
+func seqDigits(seq int64) int {
+	n := 1
+	for seq >= 10 {
+		seq /= 10
+		n++
+	}
+	return n
+}
+
+// syncCursor fsyncs c's file if an ack was written to it since the last fsync.
+func (s *spool) syncCursor(c *cursor) error {
+	if c.f == nil || !c.unsynced {
+		return nil
+	}
+	if err := c.f.Sync(); err != nil {
+		return fmt.Errorf("fsyncing audit spool cursor %q: %w", c.name, err)
+	}
+	c.unsynced, c.syncedAt = false, time.Now()
+	return nil
+}
+
+// closeCursor fsyncs and closes consumer name's cursor file, when its
+// goroutine stops.
+func (s *spool) closeCursor(name string) error {
+	s.mu.Lock()
+	c := s.consumers[name]
+	s.mu.Unlock()
+	if c == nil || c.f == nil {
+		return nil
+	}
+	err := s.syncCursor(c)
+	if cerr := c.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing audit spool cursor %q: %w", c.name, cerr)
+	}
+	c.f = nil
+	return err
 }
 
 // minAcked is the lowest seq every consumer has acknowledged.
