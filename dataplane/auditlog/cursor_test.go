@@ -1,9 +1,11 @@
 package auditlog
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,7 +28,7 @@ func TestCursorOverwrittenInPlace(t *testing.T) {
 	var size int64 = -1
 	for _, seq := range []int64{1, 9, 10, 99, 100, 12345, 1 << 40, 2} {
 		h := [32]byte{byte(seq), byte(seq >> 8), 0xee}
-		if err := s.ack("file", seq, h); err != nil {
+		if err := s.ack("file", seq, h, nil); err != nil {
 			t.Fatal(err)
 		}
 		c, err := readCursor(dir, "file", s.epoch)
@@ -45,7 +47,7 @@ func TestCursorOverwrittenInPlace(t *testing.T) {
 		}
 		size = st.Size()
 	}
-	if err := s.closeCursor("file"); err != nil {
+	if err := s.closeCursor("file", nil); err != nil {
 		t.Fatal(err)
 	}
 	// A cursor written by an older version (shorter line) is replaced whole
@@ -61,13 +63,13 @@ func TestCursorOverwrittenInPlace(t *testing.T) {
 	if got := s2.consumers["file"].acked; got != 7 {
 		t.Fatalf("old-format cursor read as %d, want 7", got)
 	}
-	if err := s2.ack("file", 123456789, [32]byte{1}); err != nil {
+	if err := s2.ack("file", 123456789, [32]byte{1}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := readCursor(dir, "file", s2.epoch); err != nil || c.acked != 123456789 {
 		t.Fatalf("cursor after ack: %+v, %v", c, err)
 	}
-	s2.closeCursor("file")
+	s2.closeCursor("file", nil)
 }
 
 // A machine crash can leave a sink's cursor far behind what the sink has
@@ -206,5 +208,152 @@ func TestStaleCursorPostgresExactlyOnce(t *testing.T) {
 	}
 	if rows != n+10 || distinct != n+10 || !rep.ChainComplete {
 		t.Fatalf("want each of %d events once and a complete chain after redelivering everything; got %d rows, %d distinct, %+v", n+10, rows, distinct, rep)
+	}
+}
+
+// A SIGKILLed edge restarted on its spool: the file sink's cursor on disk
+// is up to a second behind (it is written after the lazy fsync), yet the
+// file ends with every spooled event exactly once.
+func TestSIGKILLThenRestartDeliversOnce(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	acked := 0
+	for sc.Scan() {
+		if acked++; acked == 3000 {
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_ = cmd.Wait()
+	if acked < 3000 {
+		t.Fatalf("child stopped after %d events", acked)
+	}
+	spool := filepath.Join(dir, "spool")
+	file := filepath.Join(dir, "audit.jsonl")
+	before, _ := fileLines(t, file)
+	c, err := readCursor(spool, "file", mustEpoch(t, spool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := NewFileSink(file, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, stop := startLog(t, Config{Dir: spool}, sink)
+	var last int64
+	waitFor(t, "the file sink to catch up", 10*time.Second, func() bool {
+		l.spool.mu.Lock()
+		last = l.spool.segs[len(l.spool.segs)-1].lastSeq
+		l.spool.mu.Unlock()
+		a, _ := l.Acked("file")
+		return a == last
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := fileLines(t, file)
+	t.Logf("child recorded %d+ events; the file held %d at the kill, the cursor on disk said seq %d of %d; %d after the restart",
+		acked, len(before), c.acked, last, len(ids))
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("event %s is in the audit file twice", id)
+		}
+		seen[id] = true
+	}
+	batches, _ := readSpool(t, spool)
+	for _, id := range eventIDs(t, batches) {
+		if !seen[id] {
+			t.Fatalf("spooled event %s never reached the audit file", id)
+		}
+	}
+}
+
+func mustEpoch(t *testing.T, dir string) int64 {
+	t.Helper()
+	e, err := readEpoch(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// syncWatch is a FileSink that checks, at every Sync, that the cursor on
+// disk never claimed more than the previous Sync made durable.
+type syncWatch struct {
+	*FileSink
+	t         *testing.T
+	dir       string
+	epoch     int64
+	delivered int64 // last seq given to Deliver
+	durable   int64 // last seq made durable by Sync
+	syncs     int
+	calls     int
+}
+
+func (w *syncWatch) Deliver(ctx context.Context, bs []SealedBatch) error {
+	w.calls++
+	if err := w.FileSink.Deliver(ctx, bs); err != nil {
+		return err
+	}
+	w.delivered = bs[len(bs)-1].Seq
+	return nil
+}
+
+func (w *syncWatch) Sync() error {
+	if c, err := readCursor(w.dir, "file", w.epoch); err != nil || c.acked > w.durable {
+		w.t.Errorf("before Sync the cursor on disk says %d (err %v), but only %d was made durable", c.acked, err, w.durable)
+	}
+	if err := w.FileSink.Sync(); err != nil {
+		return err
+	}
+	w.syncs++
+	w.durable = w.delivered
+	return nil
+}
+
+// The file sink fsyncs about once a second, not once per delivery, and its
+// cursor reaches the disk only after the data it covers; segments are
+// still deleted once acknowledged.
+func TestLazySinkCursorFollowsItsSync(t *testing.T) {
+	dir := t.TempDir()
+	fs, err := NewFileSink(filepath.Join(t.TempDir(), "audit.jsonl"), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Segments of 1 MiB: a few are deleted (each after a Sync) during the run.
+	cfg := Config{Dir: dir, SegmentBytes: 1 << 20}
+	l, stop := startLog(t, cfg, &syncWatch{FileSink: fs, t: t, dir: dir})
+	w := l.sinks[0].sink.(*syncWatch)
+	w.epoch = l.Epoch()
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	n := 0
+	for ; time.Now().Before(deadline); n++ {
+		if err := l.Record(context.Background(), testEvent(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events, %d deliveries, %d fsyncs of the file, %d segments left", n, w.calls, w.syncs, len(segmentFiles(t, dir)))
+	if w.calls < 50 || w.syncs*10 > w.calls {
+		t.Fatalf("%d fsyncs for %d deliveries: want far fewer", w.syncs, w.calls)
+	}
+	if c, err := readCursor(dir, "file", l.Epoch()); err != nil || c.acked != int64(l.Stats().Batches) || w.durable != c.acked {
+		t.Fatalf("after stop the cursor says %d (%v), sink durable through %d, %d batches", c.acked, err, w.durable, l.Stats().Batches)
+	}
+	if got := len(segmentFiles(t, dir)); got != 1 {
+		t.Fatalf("%d segments left, want only the active one", got)
 	}
 }

@@ -20,7 +20,9 @@ import (
 const DefaultFileKeep = 5
 
 // FileSink appends events as JSON lines (the canonical encoding, one event
-// per line) to a file, fsyncing once per delivery and rotating by size. A gap
+// per line) to a file, rotating by size. It is a LazySyncer: the Log has it
+// fsync at most once a second (and before its cursor moves on disk), not
+// once per delivery. A gap
 // (events dropped under on_full: drop) is written as its own line:
 //
 //	{"gap":{"epoch":E,"seq":S,"dropped":N,"first_ts":"…","last_ts":"…"}}
@@ -122,11 +124,23 @@ func (s *FileSink) Deliver(_ context.Context, batches []SealedBatch) error {
 		s.close()
 		return fmt.Errorf("writing audit file %s: %w", s.path, err)
 	}
+	s.size += int64(len(s.buf))
+	return nil
+}
+
+// Sync implements LazySyncer: it fsyncs what Deliver wrote.
+func (s *FileSink) Sync() error {
+	if s.f == nil {
+		// Closed after a failed write: what was written before is in the
+		// same file, which fsync reaches through a new descriptor.
+		if err := s.open(); err != nil {
+			return err
+		}
+	}
 	if err := s.f.Sync(); err != nil {
 		s.close()
 		return fmt.Errorf("fsyncing audit file %s: %w", s.path, err)
 	}
-	s.size += int64(len(s.buf))
 	return nil
 }
 

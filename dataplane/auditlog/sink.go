@@ -37,6 +37,20 @@ type Sink interface {
 	Deliver(ctx context.Context, batches []SealedBatch) error
 }
 
+// LazySyncer is implemented by a sink whose Deliver leaves the batches
+// written but not yet durable against a machine crash (the file sink's
+// write(2) survives the process, not the kernel): Sync makes everything
+// delivered so far durable. The Log writes such a sink's cursor only after
+// a Sync, which it calls at most once a second (cursorSyncInterval),
+// before deleting acknowledged spool segments, and when the sink stops;
+// after a crash the sink is given again what it got since, so it must also
+// skip what it already stored (the file sink is a resumer). One fsync a
+// second replaces one per delivery, which at low concurrency with sync
+// durability is one per call.
+type LazySyncer interface {
+	Sync() error
+}
+
 // How much one Deliver call carries, unless the sink says otherwise.
 const (
 	deliverMaxBatches = 64
@@ -100,8 +114,9 @@ func (l *Log) runSink(ctx context.Context, s *sinkState) error {
 			maxBatches, maxBytes = b, n
 		}
 	}
+	lazy, _ := s.sink.(LazySyncer)
 	defer func() {
-		if err := l.spool.closeCursor(name); err != nil {
+		if err := l.spool.closeCursor(name, lazy); err != nil {
 			l.log.Error("persisting audit sink cursor", "sink", name, "err", err)
 		}
 	}()
@@ -151,7 +166,7 @@ func (l *Log) runSink(ctx context.Context, s *sinkState) error {
 			continue
 		}
 		last := batches[len(batches)-1]
-		if err := l.spool.ack(name, last.Seq, last.Hash); err != nil {
+		if err := l.spool.ack(name, last.Seq, last.Hash, lazy); err != nil {
 			// Delivered but not recorded: the batches will be delivered
 			// again after a restart, which sinks tolerate.
 			s.errors.Add(1)

@@ -92,6 +92,10 @@ type cursor struct {
 	line     []byte
 	unsynced bool
 	syncedAt time.Time
+	// For a LazySyncer sink: acknowledged in memory, not yet in the file.
+	pending  bool
+	pendSeq  int64
+	pendHash [32]byte
 }
 
 // cursorSyncInterval bounds how long an acknowledged cursor stays unsynced.
@@ -102,6 +106,10 @@ type cursor struct {
 // crash left behind only makes the sink receive batches again that it
 // already has: every sink tolerates that (Postgres and the control plane
 // by (node, epoch, seq), the file sink by resuming after its last line).
+//
+// A LazySyncer sink's cursor is written only after its Sync, on the same
+// occasions, so the cursor on disk never claims more than the sink made
+// durable.
 const cursorSyncInterval = time.Second
 
 // recoveryReport says what open found, for logs and tests.
@@ -420,18 +428,29 @@ func (s *spool) close() error {
 	return err
 }
 
-// ack records that consumer name has durably delivered every batch through
-// seq, persists its cursor, and deletes segments every consumer is done with.
+// ack records that consumer name has delivered every batch through seq,
+// persists its cursor, and deletes segments every consumer is done with.
+// lazy is nil when the consumer's deliveries are durable when they return;
+// else its cursor is persisted only after lazy.Sync (see persistLazy).
 // Only the consumer's own goroutine acks it.
-func (s *spool) ack(name string, seq int64, hash [32]byte) error {
+func (s *spool) ack(name string, seq int64, hash [32]byte, lazy LazySyncer) error {
 	s.mu.Lock()
 	c := s.consumers[name]
 	s.mu.Unlock()
 	if c == nil {
 		return fmt.Errorf("audit spool: unknown consumer %q", name)
 	}
-	if err := s.writeCursor(c, seq, hash); err != nil {
-		return err
+	if lazy == nil {
+		if err := s.writeCursor(c, seq, hash); err != nil {
+			return err
+		}
+	} else {
+		c.pending, c.pendSeq, c.pendHash = true, seq, hash
+		if time.Since(c.syncedAt) >= cursorSyncInterval {
+			if err := s.persistLazy(c, lazy); err != nil {
+				return err
+			}
+		}
 	}
 	s.mu.Lock()
 	c.acked, c.hash = seq, hash
@@ -450,7 +469,14 @@ func (s *spool) ack(name string, seq int64, hash [32]byte) error {
 	s.mu.Unlock()
 	if len(drop) > 0 {
 		// The cursor reaches the disk before the batches it covers leave it.
-		if err := s.syncCursor(c); err != nil {
+		err := s.persistLazy(c, lazy)
+		if err == nil {
+			err = s.syncCursor(c)
+		}
+		if err != nil {
+			s.mu.Lock()
+			s.segs = append(drop, s.segs...) // still needed after a crash
+			s.mu.Unlock()
 			return err
 		}
 	}
@@ -525,13 +551,35 @@ func (s *spool) syncCursor(c *cursor) error {
 	return nil
 }
 
-// closeCursor fsyncs and closes consumer name's cursor file, when its
+// persistLazy makes a LazySyncer consumer's deliveries durable (lazy.Sync)
+// and then writes and fsyncs its cursor, if it acknowledged anything since.
+func (s *spool) persistLazy(c *cursor, lazy LazySyncer) error {
+	if lazy == nil || !c.pending {
+		return nil
+	}
+	if err := lazy.Sync(); err != nil {
+		return err
+	}
+	if err := s.writeCursor(c, c.pendSeq, c.pendHash); err != nil {
+		return err
+	}
+	c.pending = false
+	return s.syncCursor(c)
+}
+
+// closeCursor persists and closes consumer name's cursor file, when its
 // goroutine stops.
-func (s *spool) closeCursor(name string) error {
+func (s *spool) closeCursor(name string, lazy LazySyncer) error {
 	s.mu.Lock()
 	c := s.consumers[name]
 	s.mu.Unlock()
-	if c == nil || c.f == nil {
+	if c == nil {
+		return nil
+	}
+	if err := s.persistLazy(c, lazy); err != nil {
+		return err
+	}
+	if c.f == nil {
 		return nil
 	}
 	err := s.syncCursor(c)
