@@ -357,3 +357,29 @@ func TestLazySinkCursorFollowsItsSync(t *testing.T) {
 		t.Fatalf("%d segments left, want only the active one", got)
 	}
 }
+
+// One sync caller at a time seals a batch per event; a sink that has
+// caught up lingers before reading, so its deliveries carry many batches.
+func TestSinkDeliveriesCarryManyBatches(t *testing.T) {
+	dir := t.TempDir()
+	fs, err := NewFileSink(filepath.Join(t.TempDir(), "audit.jsonl"), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, stop := startLog(t, Config{Dir: dir}, &syncWatch{FileSink: fs, t: t, dir: dir})
+	w := l.sinks[0].sink.(*syncWatch)
+	w.epoch = l.Epoch()
+	for i := range 2000 {
+		if err := l.Record(context.Background(), testEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b := l.Stats().Batches
+	t.Logf("%d events, %d batches, %d deliveries", 2000, b, w.calls)
+	if b < 1000 || uint64(w.calls)*5 > b {
+		t.Fatalf("%d deliveries for %d batches: want at least 5 batches per delivery", w.calls, b)
+	}
+}

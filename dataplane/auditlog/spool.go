@@ -615,7 +615,24 @@ type reader struct {
 	segIdx int64 // firstSeq of the segment being read
 	off    int64
 	f      *os.File
+	// buf holds bytes of the segment from offset bufOff, read with one
+	// pread for many records; the batches handed out alias it, so a new
+	// chunk is always a new buffer.
+	buf    []byte
+	bufOff int64
+	linger *time.Timer
 }
+
+// readChunk is the most one pread of a reader asks for (more when one
+// record is bigger).
+const readChunk = 256 << 10
+
+// deliverLinger is how long a sink that had caught up waits after the
+// writer's next write before reading, so that one delivery (a read, a
+// Deliver, an ack) carries the batches of many group commits: with sync
+// callers at low concurrency every call is a batch of its own. Callers
+// never wait for sinks; it only delays delivery.
+const deliverLinger = 5 * time.Millisecond
 
 func (s *spool) newReader(name string) *reader {
 	ch := make(chan struct{}, 1)
@@ -640,6 +657,23 @@ func (r *reader) closeFile() {
 		r.f.Close()
 		r.f = nil
 	}
+	r.buf, r.bufOff = nil, 0
+}
+
+// bytesAt returns n bytes of the current segment at off (off+n <= limit,
+// the segment's complete size), from the chunk read last if it holds them.
+func (r *reader) bytesAt(off, n, limit int64) ([]byte, error) {
+	if off >= r.bufOff && off+n <= r.bufOff+int64(len(r.buf)) {
+		return r.buf[off-r.bufOff : off-r.bufOff+n], nil
+	}
+	size := min(max(n, readChunk), limit-off)
+	buf := make([]byte, size)
+	if _, err := r.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		r.buf = nil
+		return nil, err
+	}
+	r.buf, r.bufOff = buf, off
+	return buf[:n], nil
 }
 
 // next returns up to maxBatches batches (at least one, up to about
@@ -665,9 +699,30 @@ func (r *reader) next(ctx context.Context, writerDone <-chan struct{}, maxBatche
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-r.notify:
+			if !r.wait(ctx, writerDone, deliverLinger) {
+				return nil, ctx.Err()
+			}
 		case <-writerDone:
 		}
 	}
+}
+
+// wait sleeps for d, or until the writer stops; false if ctx ended.
+func (r *reader) wait(ctx context.Context, writerDone <-chan struct{}, d time.Duration) bool {
+	if r.linger == nil {
+		r.linger = time.NewTimer(d)
+	} else {
+		r.linger.Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		r.linger.Stop()
+		return false
+	case <-writerDone:
+		r.linger.Stop()
+	case <-r.linger.C:
+	}
+	return true
 }
 
 var errCaughtUp = errors.New("audit sink caught up with a stopped writer")
@@ -712,8 +767,12 @@ func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
 			r.after = seg.lastSeq
 			continue
 		}
-		var hdr [recordHeaderSize]byte
-		if _, err := r.f.ReadAt(hdr[:], r.off); err != nil {
+		if r.off+recordHeaderSize > limit {
+			r.s.corrupt.Add(1)
+			return out, fmt.Errorf("audit spool segment %s: record header at offset %d runs past the segment's end", filepath.Base(seg.path), r.off)
+		}
+		hdr, err := r.bytesAt(r.off, recordHeaderSize, limit)
+		if err != nil {
 			return out, fmt.Errorf("reading audit spool record header: %w", err)
 		}
 		n := int64(binary.BigEndian.Uint32(hdr[0:4]))
@@ -721,13 +780,14 @@ func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
 			r.s.corrupt.Add(1)
 			return out, fmt.Errorf("audit spool segment %s: record at offset %d has an impossible length %d", filepath.Base(seg.path), r.off, n)
 		}
-		payload := make([]byte, n)
-		if _, err := r.f.ReadAt(payload, r.off+recordHeaderSize); err != nil && !errors.Is(err, io.EOF) {
+		crc := binary.BigEndian.Uint32(hdr[4:8])
+		payload, err := r.bytesAt(r.off+recordHeaderSize, n, limit)
+		if err != nil {
 			return out, fmt.Errorf("reading audit spool record: %w", err)
 		}
 		at := r.off
 		r.off += recordHeaderSize + n
-		if auditdb.CRC32C(payload) != binary.BigEndian.Uint32(hdr[4:8]) {
+		if auditdb.CRC32C(payload) != crc {
 			r.s.corrupt.Add(1)
 			r.s.log.Error("audit spool record fails its CRC-32C; skipped, its seq will be a gap downstream", "segment", seg.path, "offset", at)
 			continue
