@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -381,5 +382,38 @@ func TestSinkDeliveriesCarryManyBatches(t *testing.T) {
 	t.Logf("%d events, %d batches, %d deliveries", 2000, b, w.calls)
 	if b < 1000 || uint64(w.calls)*5 > b {
 		t.Fatalf("%d deliveries for %d batches: want at least 5 batches per delivery", w.calls, b)
+	}
+}
+
+// Recovery streams a segment: opening a spool with a large segment does
+// not allocate the segment's size (it used to read it whole, which left a
+// restarted edge's heap and RSS that much bigger while it idled).
+func TestRecoveryStreamsSegments(t *testing.T) {
+	dir := t.TempDir()
+	l, stop := startLog(t, Config{Dir: dir}, newGateSink(t, filepath.Join(t.TempDir(), "audit.jsonl"), true))
+	for i := range 20000 {
+		if err := l.Record(context.Background(), testEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	segs := segmentFiles(t, dir)
+	st, err := os.Stat(segs[len(segs)-1])
+	if err != nil || st.Size() < 8<<20 {
+		t.Fatalf("segment of %d bytes (%v): the test needs a big one", st.Size(), err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, rep, err := openSpool(dir, DefaultSegmentBytes, []string{"file"}, quietLogger())
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("recovered %d batches from a %d-byte segment, allocating %d bytes", rep.Batches, st.Size(), alloc)
+	if rep.Batches == 0 || alloc > uint64(st.Size())/2 {
+		t.Fatalf("recovery allocated %d bytes for a %d-byte segment", alloc, st.Size())
 	}
 }
