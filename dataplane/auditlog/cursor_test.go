@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -415,5 +416,36 @@ func TestRecoveryStreamsSegments(t *testing.T) {
 	t.Logf("recovered %d batches from a %d-byte segment, allocating %d bytes", rep.Batches, st.Size(), alloc)
 	if rep.Batches == 0 || alloc > uint64(st.Size())/2 {
 		t.Fatalf("recovery allocated %d bytes for a %d-byte segment", alloc, st.Size())
+	}
+}
+
+// RecordWithin bounds a sync wait without a context of its own: it gives
+// up after d when the writer does not answer, and a waiter whose timer was
+// used is reused without a stale expiry.
+func TestRecordWithinBoundsTheWait(t *testing.T) {
+	l, err := Open(Config{Dir: t.TempDir(), Logger: quietLogger()}, newGateSink(t, filepath.Join(t.TempDir(), "a.jsonl"), true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not running: nothing writes the event.
+	start := time.Now()
+	err = l.RecordWithin(context.Background(), testEvent(0), 50*time.Millisecond)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("RecordWithin with no writer: %v after %v; want a deadline error after ~50ms", err, time.Since(start))
+	}
+	l.lock.Close()
+
+	l2, _ := startLog(t, Config{Dir: t.TempDir()}, newGateSink(t, filepath.Join(t.TempDir(), "b.jsonl"), true))
+	start = time.Now()
+	for i := range 200 {
+		if err := l2.RecordWithin(context.Background(), testEvent(i), 30*time.Millisecond); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	time.Sleep(60 * time.Millisecond) // any timer left running would now have fired
+	for i := range 200 {
+		if err := l2.RecordWithin(context.Background(), testEvent(i), time.Second); err != nil {
+			t.Fatalf("event %d after a pause: %v", i, err)
+		}
 	}
 }
