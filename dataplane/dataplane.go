@@ -17,7 +17,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -265,6 +267,90 @@ func Run(ctx context.Context, cfg Config) error {
 	}, nil)
 	holder := enforce.NewHolder(log, nil)
 
+	var fl *fleet
+	waiting := func() string { return "loading " + cfg.ConfigFile }
+	if cfg.ControlPlane != "" {
+		var err error
+		if fl, err = newFleet(cfg, version, holder, mgr); err != nil {
+			return err
+		}
+		waiting = fl.enrolling
+	}
+
+	// A fleet edge opens its front doors first: while it is still
+	// enrolling (with the control plane unreachable that can take a while)
+	// or has no config yet, it answers /healthz, says on /readyz what it
+	// waits for, and refuses MCP requests with a JSON-RPC error. What they
+	// serve switches to the wired edge once it is. A standalone edge opens
+	// them once its file is applied, so listening means serving.
+	var live atomic.Pointer[liveEdge]
+	ops := http.NewServeMux()
+	ops.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	ops.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		e := live.Load()
+		if e == nil {
+			http.Error(w, "not ready: "+waiting(), http.StatusServiceUnavailable)
+			return
+		}
+		serveReady(w, mgr.Load(), e.src, e.alog)
+	})
+	ops.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	mcpHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := live.Load()
+		if e != nil && mgr.Load() != nil {
+			if why := e.src.refusal(); why != "" {
+				writeRefused(w, why)
+				return
+			}
+			e.gw.ServeHTTP(w, r)
+			return
+		}
+		why := waiting()
+		if e != nil {
+			why = e.src.status()
+		}
+		writeNoConfig(w, why)
+	})
+	doorCtx, stopDoors := context.WithCancel(ctx)
+	defer stopDoors()
+	doors, doorCtx := errgroup.WithContext(doorCtx)
+	closeDoors := func() error {
+		stopDoors()
+		return doors.Wait()
+	}
+	defer func() { _ = closeDoors() }() // until the shutdown below takes over
+	open := func(name, addr string, h http.Handler, useTLS bool) error {
+		l, err := listen(cfg, name, addr, useTLS)
+		if err != nil {
+			return err
+		}
+		doors.Go(func() error { return serveHTTP(doorCtx, cfg, name, l, h) })
+		return nil
+	}
+	openDoors := func() error {
+		if !cfg.Stdio {
+			mux := http.NewServeMux()
+			mux.Handle("/mcp", mcpHandler)
+			if cfg.OpsListen == "" {
+				mux.Handle("/healthz", ops)
+				mux.Handle("/readyz", ops)
+				mux.Handle("/metrics", ops)
+			}
+			if err := open("mcp", cfg.Listen, mux, cfg.TLSCert != ""); err != nil {
+				return err
+			}
+		}
+		if cfg.OpsListen != "" {
+			return open("ops", cfg.OpsListen, ops, false)
+		}
+		return nil
+	}
+	if fl != nil {
+		if err := openDoors(); err != nil {
+			return err
+		}
+	}
+
 	// Where config comes from decides the node id and the audit sink, which
 	// the recorder needs before anything is served.
 	var (
@@ -273,16 +359,16 @@ func Run(ctx context.Context, cfg Config) error {
 		alog   *auditlog.Log
 		closeA func()
 	)
-	if cfg.ControlPlane != "" {
-		f, err := newFleet(ctx, cfg, version, holder, mgr)
+	if fl != nil {
+		ok, err := fl.enroll(doorCtx)
 		if err != nil {
 			return err
 		}
-		if f == nil { // ctx ended while enrolling
-			return nil
+		if !ok { // ctx ended (or a front door failed) while enrolling
+			return closeDoors()
 		}
-		src, nodeID = f, f.client.NodeID()
-		if alog, err = f.openAudit(cfg); err != nil {
+		src, nodeID = fl, fl.client.NodeID()
+		if alog, err = fl.openAudit(cfg); err != nil {
 			return err
 		}
 		closeA = func() {}
@@ -326,10 +412,13 @@ func Run(ctx context.Context, cfg Config) error {
 	var srcErr error
 	srcStarted := false
 	defer func() {
-		// Order matters: the front doors have drained (g.Wait returned),
-		// so the last events are queued; flush them to the spool and give
-		// sinks their drain time, then stop the config source and its
+		// Order matters: the front doors stop accepting and drain, so the
+		// last events are queued; flush them to the spool and give sinks
+		// their drain time, then stop the config source and its
 		// connection, then the backends.
+		if err := closeDoors(); err != nil {
+			log.Warn("front doors", "err", err)
+		}
 		stopAudit()
 		<-auditDone
 		stopSource()
@@ -374,7 +463,11 @@ func Run(ctx context.Context, cfg Config) error {
 		AllowedHosts:   cfg.AllowedHosts,
 		AllowedOrigins: cfg.AllowedOrigins,
 	})
-	mgr.SetNotifier(gw)
+	if fl != nil {
+		mgr.SetNotifier(reportingNotifier{Notifier: gw, client: fl.client})
+	} else {
+		mgr.SetNotifier(gw)
+	}
 	// A policy change that alters what sessions may see sends them
 	// list_changed, as a catalog change does.
 	holder.SetNotifier(gw)
@@ -384,6 +477,12 @@ func Run(ctx context.Context, cfg Config) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if err := src.start(ctx); err != nil {
 		return err
+	}
+	live.Store(&liveEdge{gw: gw, src: src, alog: alog})
+	if fl == nil {
+		if err := openDoors(); err != nil {
+			return err
+		}
 	}
 	srcStarted = true
 	go func() {
@@ -414,14 +513,17 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		}
 	})
-	g.Go(func() error { return gw.Run(ctx) })
-
-	ops := http.NewServeMux()
-	ops.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	ops.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		serveReady(w, mgr.Load(), src, alog)
+	// The front doors were serving since the start: a failing one fails
+	// the edge.
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-doorCtx.Done():
+			return doors.Wait()
+		}
 	})
-	ops.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	g.Go(func() error { return gw.Run(ctx) })
 
 	if cfg.Stdio {
 		g.Go(func() error {
@@ -437,26 +539,44 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return err
 		})
-		if cfg.OpsListen != "" {
-			g.Go(func() error { return serveHTTP(ctx, cfg, "ops", cfg.OpsListen, ops, false) })
-		}
-	} else {
-		mux := http.NewServeMux()
-		mux.Handle("/mcp", gw)
-		if cfg.OpsListen == "" {
-			mux.Handle("/healthz", ops)
-			mux.Handle("/readyz", ops)
-			mux.Handle("/metrics", ops)
-		} else {
-			g.Go(func() error { return serveHTTP(ctx, cfg, "ops", cfg.OpsListen, ops, false) })
-		}
-		g.Go(func() error { return serveHTTP(ctx, cfg, "mcp", cfg.Listen, mux, cfg.TLSCert != "") })
 	}
 	err := g.Wait()
 	if errors.Is(err, errStdinClosed) {
 		err = nil
 	}
 	return err
+}
+
+// liveEdge is what the front doors serve once the edge is wired.
+type liveEdge struct {
+	gw   *gateway.Gateway
+	src  configSource
+	alog *auditlog.Log
+}
+
+// writeNoConfig answers an MCP request that arrives before any config is
+// live: 503 with a JSON-RPC error saying why, which clients show, and a
+// Retry-After. Nothing is audited: the edge has no policy to decide by yet.
+func writeNoConfig(w http.ResponseWriter, why string) {
+	body := rpc.AppendErrorResponse(nil, nil, rpc.Errorf(rpc.CodeInternalError, "mcpgw: this edge has no configuration yet: %s", why))
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Retry-After", "1")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(body)
+}
+
+// writeRefused answers an MCP request on an edge that must not serve
+// although it has a config: its control plane revoked it. Nothing is
+// audited: a revoked node's audit can no longer reach the control plane.
+func writeRefused(w http.ResponseWriter, why string) {
+	body := rpc.AppendErrorResponse(nil, nil, rpc.Errorf(rpc.CodeInternalError, "mcpgw: this edge does not serve: %s", why))
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(body)
 }
 
 // serveReady answers /readyz. Ready means "has a config" (DESIGN §9) and
@@ -467,6 +587,10 @@ func Run(ctx context.Context, cfg Config) error {
 func serveReady(w http.ResponseWriter, st *state.State, src configSource, alog *auditlog.Log) {
 	if st == nil {
 		http.Error(w, "not ready: no config yet ("+src.status()+")", http.StatusServiceUnavailable)
+		return
+	}
+	if why := src.refusal(); why != "" {
+		http.Error(w, "not ready: "+why+" ("+src.status()+")", http.StatusServiceUnavailable)
 		return
 	}
 	if err := alog.Available(); err != nil {
@@ -497,6 +621,9 @@ type configSource interface {
 	run(ctx context.Context) error
 	// status says, for /readyz, what is applied and from where.
 	status() string
+	// refusal says why the edge must not serve MCP although it has a
+	// config ("" when it may serve).
+	refusal() string
 	register(reg prometheus.Registerer)
 }
 
@@ -517,6 +644,9 @@ func (f *fileSource) start(ctx context.Context) error {
 }
 
 func (f *fileSource) run(ctx context.Context) error { return f.w.run(ctx, f.interval) }
+
+// refusal: a local file never revokes its edge.
+func (f *fileSource) refusal() string { return "" }
 
 func (f *fileSource) status() string {
 	if g := f.w.holder.Load(); g != nil {
@@ -547,8 +677,29 @@ func defaultAudit(doc *document.Document, stateDir string, log *slog.Logger) doc
 
 var errStdinClosed = errors.New("stdin closed")
 
-// serveHTTP serves h on addr until ctx ends, then shuts down gracefully.
-func serveHTTP(ctx context.Context, cfg Config, name, addr string, h http.Handler, useTLS bool) error {
+// listen binds a front door's address, with TLS when useTLS.
+func listen(cfg Config, name, addr string, useTLS bool) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for %s on %s: %w", name, addr, err)
+	}
+	if useTLS {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("loading TLS key pair: %w", err)
+		}
+		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
+	}
+	cfg.Logger.Info("listening", "listener", name, "addr", l.Addr().String(), "tls", useTLS)
+	if cfg.OnListen != nil {
+		cfg.OnListen(name, l.Addr())
+	}
+	return l, nil
+}
+
+// serveHTTP serves h on l until ctx ends, then shuts down gracefully.
+func serveHTTP(ctx context.Context, cfg Config, name string, l net.Listener, h http.Handler) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -557,22 +708,6 @@ func serveHTTP(ctx context.Context, cfg Config, name, addr string, h http.Handle
 		// per-backend timeout bounds calls instead.
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listening for %s on %s: %w", name, addr, err)
-	}
-	if useTLS {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			l.Close()
-			return fmt.Errorf("loading TLS key pair: %w", err)
-		}
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
-	}
-	cfg.Logger.Info("listening", "listener", name, "addr", l.Addr().String(), "tls", useTLS)
-	if cfg.OnListen != nil {
-		cfg.OnListen(name, l.Addr())
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()

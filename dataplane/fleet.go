@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/mcpgw/mcpgw/dataplane/cpclient"
 	"github.com/mcpgw/mcpgw/dataplane/enforce"
 	"github.com/mcpgw/mcpgw/dataplane/state"
+	"github.com/mcpgw/mcpgw/dataplane/upstream"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
 )
 
@@ -32,14 +36,22 @@ type fleet struct {
 	// applied counts snapshots made live (LKG included), for the metric
 	// that shows a reconnect re-sent nothing.
 	applied prometheus.Counter
+
+	// startedMu guards started: when edgeStatus first saw each backend
+	// that has not come up yet, to report it STARTING for a while rather
+	// than UNHEALTHY.
+	startedMu sync.Mutex
+	started   map[*upstream.Backend]time.Time
 }
 
-// newFleet creates the control-plane client and learns the node id, which
-// enrolls the edge (with the join token, retrying) if its state dir holds
-// no identity yet; an enrolled edge reads it from disk without the
-// network. It returns nil, nil when ctx ends while enrolling.
-func newFleet(ctx context.Context, cfg Config, version string, holder *enforce.Holder, mgr *state.Manager) (*fleet, error) {
-	f := &fleet{mgr: mgr, applied: prometheus.NewCounter(prometheus.CounterOpts{
+// startingFor is how long a backend that has never been up since the edge
+// first reported it counts as starting rather than unhealthy.
+const startingFor = 30 * time.Second
+
+// newFleet creates the control-plane client; nothing touches the network
+// until enroll.
+func newFleet(cfg Config, version string, holder *enforce.Holder, mgr *state.Manager) (*fleet, error) {
+	f := &fleet{mgr: mgr, started: map[*upstream.Backend]time.Time{}, applied: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mcpgw_edge_config_applied_total",
 		Help: "Control-plane configs made live (the last-known-good cache at start included).",
 	})}
@@ -71,13 +83,31 @@ func newFleet(ctx context.Context, cfg Config, version string, holder *enforce.H
 		return nil, err
 	}
 	f.client = client
-	if _, err := client.Identity(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("control plane: %w", err)
-	}
 	return f, nil
+}
+
+// enroll learns the node id, which enrolls the edge (with the join token,
+// retrying while the control plane is unreachable) if its state dir holds
+// no identity yet; an enrolled edge reads it from disk without the
+// network. It returns false, nil when ctx ends while enrolling.
+func (f *fleet) enroll(ctx context.Context) (bool, error) {
+	if _, err := f.client.Identity(ctx); err != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("control plane: %w", err)
+	}
+	return true, nil
+}
+
+// enrolling says, for /readyz, what an edge that is not wired yet waits
+// for.
+func (f *fleet) enrolling() string {
+	s := "enrolling with " + f.client.ControlPlane()
+	if err := f.client.EnrollError(); err != nil {
+		s += " (last attempt: " + err.Error() + ")"
+	}
+	return s
 }
 
 // openAudit opens the spool in the state dir with the shipper as its only
@@ -120,19 +150,41 @@ func (f *fleet) run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// refusal: an edge its control plane refuses (revoked, or unknown to
+// it) stops serving MCP. Revocation is how an operator retires or fences
+// a node, and a refused node no longer receives policy changes such as a
+// revoked API key, so serving on would enforce a policy nobody maintains.
+// An unreachable control plane is not a refusal: the edge keeps serving
+// its last config then. A later accepted stream lifts the refusal.
+func (f *fleet) refusal() string {
+	if err := f.client.Refused(); err != nil {
+		return "its control plane refuses this node (revoked?): " + status.Convert(err).Message()
+	}
+	return ""
+}
+
 func (f *fleet) status() string {
 	rev, hash := f.client.Applied()
 	cp := "disconnected (serving the last config it sent)"
-	if f.client.Connected() {
+	switch {
+	case f.client.Connected():
 		cp = "connected"
+	case f.client.Refused() != nil:
+		cp = "refuses this node, revoked? (" + status.Convert(f.client.Refused()).Message() + "; not serving)"
 	}
+	var s string
 	if rev == 0 {
-		return "control plane " + cp + ", no revision applied"
+		s = "control plane " + cp + ", no revision applied"
+	} else {
+		if len(hash) > 12 {
+			hash = hash[:12]
+		}
+		s = fmt.Sprintf("control plane %s, revision %d (%s) applied", cp, rev, hash)
 	}
-	if len(hash) > 12 {
-		hash = hash[:12]
+	if r := f.client.Rejected(); r != nil {
+		s += fmt.Sprintf(", revision %d rejected (%s)", r.Revision, r.Error)
 	}
-	return fmt.Sprintf("control plane %s, revision %d (%s) applied", cp, rev, hash)
+	return s
 }
 
 func (f *fleet) register(reg prometheus.Registerer) {
@@ -144,13 +196,29 @@ func (f *fleet) register(reg prometheus.Registerer) {
 func (f *fleet) edgeStatus() *mcpgwv1.EdgeStatus {
 	st := &mcpgwv1.EdgeStatus{ReportTime: timestamppb.Now()}
 	if s := f.mgr.Load(); s != nil {
+		f.startedMu.Lock()
+		seen := make(map[*upstream.Backend]time.Time, len(s.Backends))
+		now := time.Now()
 		for _, b := range s.Backends {
 			h := &mcpgwv1.BackendHealth{Name: b.Name(), State: mcpgwv1.BackendState_BACKEND_STATE_HEALTHY}
 			if !b.Healthy() {
-				h.State = mcpgwv1.BackendState_BACKEND_STATE_UNHEALTHY
+				first, ok := f.started[b.Backend]
+				if !ok {
+					first = now
+				}
+				if first.IsZero() || now.Sub(first) >= startingFor {
+					h.State = mcpgwv1.BackendState_BACKEND_STATE_UNHEALTHY
+				} else {
+					h.State = mcpgwv1.BackendState_BACKEND_STATE_STARTING
+				}
+				seen[b.Backend] = first
+			} else {
+				seen[b.Backend] = time.Time{} // has been up: down is unhealthy
 			}
 			st.Backends = append(st.Backends, h)
 		}
+		f.started = seen // forgets backends that are gone
+		f.startedMu.Unlock()
 	}
 	if f.log != nil {
 		as := f.log.Stats()
@@ -161,6 +229,20 @@ func (f *fleet) edgeStatus() *mcpgwv1.EdgeStatus {
 		st.AuditSpool = spool
 	}
 	return st
+}
+
+// reportingNotifier passes the state manager's notices on to the front
+// doors and asks for a status report when a backend comes up, so the
+// control plane sees a new backend healthy without waiting for the next
+// periodic report.
+type reportingNotifier struct {
+	state.Notifier
+	client *cpclient.Client
+}
+
+func (n reportingNotifier) BackendUp(b *upstream.Backend) {
+	n.Notifier.BackendUp(b)
+	n.client.ReportStatus()
 }
 
 // cpCollector exports the control-plane client's state and counters.

@@ -89,7 +89,8 @@ func (s *Server) VerifyAudit(ctx context.Context, req *mcpgwv1.VerifyAuditReques
 		r := &mcpgwv1.AuditChainReport{NodeId: rep.Node, Complete: rep.ChainComplete && rep.Dropped == 0}
 		for _, ep := range rep.Epochs {
 			e := &mcpgwv1.AuditEpochReport{Epoch: uint64(ep.Epoch), FirstSeq: uint64(ep.FirstSeq), LastSeq: uint64(ep.LastSeq),
-				Batches: uint64(ep.Batches), LedgerEvents: uint64(ep.Events), RejectedEvents: uint64(ep.Rejected), DroppedEvents: uint64(ep.Dropped)}
+				Batches: uint64(ep.Batches), LedgerEvents: uint64(ep.Events), RejectedEvents: uint64(ep.Rejected), DroppedEvents: uint64(ep.Dropped),
+				PrunedThroughSeq: uint64(ep.Pruned.Through), PrunedBatches: uint64(ep.Pruned.Batches)}
 			for _, m := range ep.Missing {
 				e.Missing = append(e.Missing, &mcpgwv1.SeqRange{First: uint64(m.From), Last: uint64(m.To)})
 			}

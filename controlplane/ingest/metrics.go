@@ -11,6 +11,7 @@ type metrics struct {
 	commitSeconds                                 prometheus.Histogram
 	commitErrors, pauses                          prometheus.Counter
 	partitionsCreated, partitionsDropped, notices prometheus.Counter
+	ledgerPruned                                  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, streams func() float64) (*metrics, error) {
@@ -38,12 +39,13 @@ func newMetrics(reg prometheus.Registerer, streams func() float64) (*metrics, er
 		notices:           counter("mcpgw_cp_audit_notices_total", "AuditNotices sent to edges (flagged batches, seq gaps)."),
 		partitionsCreated: counter("mcpgw_cp_audit_partitions_created_total", "audit_events day partitions created by maintenance."),
 		partitionsDropped: counter("mcpgw_cp_audit_partitions_dropped_total", "audit_events day partitions dropped by retention."),
+		ledgerPruned:      counter("mcpgw_cp_audit_ledger_rows_pruned_total", "audit_ledger rows pruned by retention (their events had all expired)."),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.streams, m.batches, m.duplicates, m.events, m.chainBreaks, m.crcFailures,
-		m.rejected, m.commitSeconds, m.commitErrors, m.pauses, m.notices, m.partitionsCreated, m.partitionsDropped} {
+		m.rejected, m.commitSeconds, m.commitErrors, m.pauses, m.notices, m.partitionsCreated, m.partitionsDropped, m.ledgerPruned} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -213,12 +213,15 @@ func (s *Server) maintainLoop(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
+			// Pruning commits chunk by chunk: what it did before failing stays done.
+			s.metrics.ledgerPruned.Add(float64(m.Pruned))
 			s.cfg.Logger.Error("audit partition maintenance failed; retrying at the next interval", "err", err)
 		case m.Locked:
 			s.metrics.partitionsCreated.Add(float64(m.Created))
 			s.metrics.partitionsDropped.Add(float64(len(m.Dropped)))
-			if m.Created > 0 || len(m.Dropped) > 0 {
-				s.cfg.Logger.Info("audit partitions maintained", "created", m.Created, "dropped", m.Dropped)
+			s.metrics.ledgerPruned.Add(float64(m.Pruned))
+			if m.Created > 0 || len(m.Dropped) > 0 || m.Pruned > 0 {
+				s.cfg.Logger.Info("audit partitions maintained", "created", m.Created, "dropped", m.Dropped, "ledger_rows_pruned", m.Pruned)
 			}
 		}
 		select {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -47,6 +48,7 @@ type harness struct {
 	addr  string
 	ing   *ingest.Server
 	store *auditdb.Store
+	pool  *pgxpool.Pool
 }
 
 func newHarness(t *testing.T) *harness {
@@ -80,7 +82,7 @@ func newHarness(t *testing.T) *harness {
 	go func() { _ = ing.Run(ctx); done <- struct{}{} }()
 	go func() { _ = gs.Serve(lis); done <- struct{}{} }()
 	t.Cleanup(func() { gs.Stop(); cancel(); <-done; <-done })
-	return &harness{t: t, ca: ca, addr: lis.Addr().String(), ing: ing, store: st}
+	return &harness{t: t, ca: ca, addr: lis.Addr().String(), ing: ing, store: st, pool: pool}
 }
 
 // client dials as node ("" = without a client certificate).
@@ -364,5 +366,84 @@ func TestGapTimesAreHashed(t *testing.T) {
 	gaps := rep.Epochs[0].Gaps
 	if len(gaps) != 2 || !gaps[0].First.Equal(first) || !gaps[0].Last.Equal(last) || rep.Dropped != 10 {
 		t.Fatalf("verify gaps %+v (dropped %d), want two of 5 events, the first spanning %v..%v", gaps, rep.Dropped, first, last)
+	}
+}
+
+// An edge that replays batches retention pruned from the ledger (after
+// losing its cursor) gets them acknowledged and nothing stored twice: the
+// hello answer covers the pruned prefix, a replay of it is acked as a
+// duplicate, and the next new batch links to the prefix's last hash.
+func TestReplayOfPrunedBatchesIsAckedNotStored(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	node := uuid.NewString()
+	var (
+		reqs []*mcpgwv1.AuditStreamRequest
+		prev [32]byte
+	)
+	for seq := uint64(1); seq <= 4; seq++ {
+		var r *mcpgwv1.AuditStreamRequest
+		r, prev = batch(node, seq, prev, mcpgwv1.PayloadEncoding_PAYLOAD_ENCODING_JSONL)
+		reqs = append(reqs, r)
+	}
+	ackedThrough := func(s auditClient, want uint64) {
+		t.Helper()
+		for {
+			m, err := s.Recv()
+			if err != nil {
+				t.Fatalf("waiting for the ack of %d: %v", want, err)
+			}
+			if n := m.GetNotice(); n != nil {
+				t.Fatalf("notice %v", n)
+			}
+			if a := m.GetAck(); a != nil && a.GetAckedThroughSeq() >= want {
+				if a.GetAckedThroughSeq() != want {
+					t.Fatalf("acked through %d, want %d", a.GetAckedThroughSeq(), want)
+				}
+				return
+			}
+		}
+	}
+	c := h.client(node)
+	s := h.open(c, hello(7, 1), reqs[0], reqs[1], reqs[2])
+	ackedThrough(s, 3)
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	endCode(t, s)
+
+	// Batches 1 and 2 expire: their events go (as with their day's
+	// partition), their ledger rows are aged, and retention prunes them.
+	if _, err := h.pool.Exec(ctx, `DELETE FROM audit_events WHERE node_id = $1
+		AND ts <= (SELECT last_ts FROM audit_ledger WHERE node_id = $1 AND seq = 2)`, node); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.pool.Exec(ctx, `UPDATE audit_ledger SET first_ts = now() - interval '40 days', last_ts = now() - interval '40 days'
+		WHERE node_id = $1 AND seq <= 2`, node); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := h.store.MaintainPartitions(ctx, 7); err != nil || m.Pruned != 2 {
+		t.Fatalf("maintenance: %+v, %v; want 2 ledger rows pruned", m, err)
+	}
+
+	// The edge lost its cursor: hello from 1, replays 1..3, then sends 4.
+	s = h.open(c, hello(7, 1))
+	ackedThrough(s, 3)
+	for _, r := range reqs {
+		if err := s.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ackedThrough(s, 4)
+	if st := h.ing.Stats(); st.Batches != 4 || st.Duplicates != 3 || st.Events != 4 || st.ChainBreaks != 0 {
+		t.Fatalf("stats %+v, want 4 batches and 4 events stored, 3 duplicates, no chain break", st)
+	}
+	var n int64
+	if err := h.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE node_id = $1`, node).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d events stored (%v), want 2 (batches 3 and 4)", n, err)
+	}
+	rep, err := h.store.Verify(ctx, node)
+	if err != nil || !rep.ChainComplete || len(rep.Epochs) != 1 || rep.Epochs[0].Batches != 4 || rep.Epochs[0].Pruned.Through != 2 {
+		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 }

@@ -111,6 +111,9 @@ type Client struct {
 
 	// connected is true while a ConfigStream is accepted by a replica.
 	connected atomic.Bool
+	// refused holds the control plane's refusal of this node (revoked,
+	// unknown) from the last attempt to open a stream; nil otherwise.
+	refused atomic.Pointer[error]
 	// conn is Run's connection to the control plane, shared with the audit
 	// shipper (Conn); connReady is closed once it is set, runDone once Run
 	// returned (the connection is closed then).
@@ -122,6 +125,20 @@ type Client struct {
 	// call; it guards enrolled.
 	idMu     sync.Mutex
 	enrolled bool
+	// enrollErr is why the last enrollment attempt failed, while the edge
+	// retries (nil once enrolled or before the first attempt).
+	enrollErr atomic.Pointer[error]
+	// report asks the stream's status reporter for a report now.
+	report chan struct{}
+	// rejected is the last snapshot NACKed, until a config at least as new
+	// is applied.
+	rejected atomic.Pointer[Rejection]
+}
+
+// Rejection is a snapshot the edge refused (NACKed).
+type Rejection struct {
+	Revision int64
+	Error    string
 }
 
 // appliedState is what the edge serves now.
@@ -159,7 +176,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.Name, _ = os.Hostname()
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, roots: x509.NewCertPool(), serverName: cfg.ServerName,
-		connReady: make(chan struct{}), runDone: make(chan struct{})}
+		connReady: make(chan struct{}), runDone: make(chan struct{}), report: make(chan struct{}, 1)}
 	if c.serverName == "" {
 		host, _, err := net.SplitHostPort(cfg.ControlPlane)
 		if err != nil {
@@ -169,6 +186,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// ControlPlane returns the control plane's address, as configured.
+func (c *Client) ControlPlane() string { return c.cfg.ControlPlane }
 
 // Applied returns the revision and hash the edge serves (0, "" for none).
 func (c *Client) Applied() (int64, string) {
@@ -184,6 +204,17 @@ func (c *Client) NodeID() string {
 		return *p
 	}
 	return ""
+}
+
+// Refused returns the control plane's refusal of this node (it was revoked,
+// or is unknown to it) from the last attempt to open a ConfigStream, nil
+// when the last attempt was not refused that way. The edge keeps serving
+// its current config meanwhile.
+func (c *Client) Refused() error {
+	if p := c.refused.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Connected reports whether a ConfigStream is open and accepted by a
@@ -245,6 +276,30 @@ func (c *Client) Identity(ctx context.Context) (string, error) {
 	c.log = c.log.With("node", info.NodeID)
 	c.enrolled = true
 	return info.NodeID, nil
+}
+
+// Rejected returns the last snapshot the edge NACKed, unless a config at
+// least as new has been applied since; nil when there is none.
+func (c *Client) Rejected() *Rejection { return c.rejected.Load() }
+
+// ReportStatus asks for a status report (Config.Status) on the open
+// ConfigStream now rather than at the next StatusInterval, or as soon as
+// one opens; the client calls it itself after every applied config. It
+// never blocks.
+func (c *Client) ReportStatus() {
+	select {
+	case c.report <- struct{}{}:
+	default: // a report is already due
+	}
+}
+
+// EnrollError returns why the last enrollment attempt failed while a new
+// edge keeps retrying (the control plane unreachable, say), nil otherwise.
+func (c *Client) EnrollError() error {
+	if p := c.enrollErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Stats counts what the client received and answered since New.
@@ -353,9 +408,11 @@ func (c *Client) enrollWithRetry(ctx context.Context) (*identity, nodeInfo, erro
 	for {
 		id, info, err := c.enroll(ctx)
 		if err == nil {
+			c.enrollErr.Store(nil)
 			c.log.Info("enrolled", "node", info.NodeID, "group", info.NodeGroup)
 			return id, info, nil
 		}
+		c.enrollErr.Store(&err)
 		switch status.Code(err) {
 		case codes.PermissionDenied, codes.InvalidArgument, codes.Unauthenticated:
 			return nil, nodeInfo{}, err
@@ -388,6 +445,7 @@ func (c *Client) streamLoop(ctx context.Context, client mcpgwv1.NodeServiceClien
 			continue
 		}
 		if status.Code(err) == codes.PermissionDenied {
+			c.refused.Store(&err)
 			c.log.Error("control plane refuses this node (revoked?); serving the current config", "err", err)
 			backoff = c.cfg.MaxBackoff
 		} else {
@@ -436,6 +494,7 @@ func (c *Client) runStream(ctx context.Context, client mcpgwv1.NodeServiceClient
 		c.log.Debug("config stream open", "replica", r[0])
 	}
 	up = true
+	c.refused.Store(nil)
 	c.connected.Store(true)
 	defer c.connected.Store(false)
 
@@ -460,6 +519,8 @@ func (c *Client) runStream(ctx context.Context, client mcpgwv1.NodeServiceClient
 				case <-ctx.Done():
 					return
 				case <-t.C:
+				case <-c.report:
+					t.Reset(c.cfg.StatusInterval)
 				}
 			}
 		})
@@ -480,6 +541,12 @@ func (c *Client) runStream(ctx context.Context, client mcpgwv1.NodeServiceClient
 		if err := send(answer); err != nil {
 			return up, err
 		}
+		if answer.GetAck() != nil {
+			// What the edge runs changed: a new edge's first report, sent
+			// when the stream opened, predates its first config and lists
+			// no backends.
+			c.ReportStatus()
+		}
 	}
 }
 
@@ -489,6 +556,7 @@ func (c *Client) handle(ctx context.Context, s *mcpgwv1.Snapshot) *mcpgwv1.Confi
 	if err != nil {
 		c.nacks.Add(1)
 		msg, rejected := nackFor(err)
+		c.rejected.Store(&Rejection{Revision: s.GetRevision(), Error: msg})
 		c.log.Warn("rejected config; still serving the previous one", "revision", s.GetRevision(), "err", msg)
 		return &mcpgwv1.ConfigStreamRequest{Msg: &mcpgwv1.ConfigStreamRequest_Nack{Nack: &mcpgwv1.ConfigNack{
 			Nonce: s.GetNonce(), Revision: s.GetRevision(), Error: msg, Rejected: rejected,
@@ -548,6 +616,11 @@ func (c *Client) apply(ctx context.Context, s *mcpgwv1.Snapshot, cache bool) (*U
 	}
 	if err := c.cfg.Applier.Apply(ctx, u); err != nil {
 		return nil, err
+	}
+	// A rejection this config supersedes is cleared first, so whoever sees
+	// the new revision applied does not see it still rejected.
+	if r := c.rejected.Load(); r != nil && r.Revision <= u.Revision {
+		c.rejected.CompareAndSwap(r, nil)
 	}
 	c.applied.Store(&appliedState{update: u, raw: raw})
 	if !cache {

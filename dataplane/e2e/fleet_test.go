@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/internal/pgtest"
+	"github.com/mcpgw/mcpgw/internal/proctest"
 )
 
 var bins struct{ mcpgw, mcpctl, everything string }
@@ -36,19 +36,12 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		for _, b := range []struct {
-			out *string
-			pkg string
-		}{{&bins.mcpgw, "./cmd/mcpgw"}, {&bins.mcpctl, "./cmd/mcpctl"}} {
-			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
-			cmd := exec.Command("go", "build", "-o", *b.out, b.pkg)
-			cmd.Dir = "../.."
-			cmd.Stderr = os.Stderr
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintln(os.Stderr, "building", b.pkg+":", err)
-				return 1
-			}
+		built, err := proctest.Build(dir, "github.com/mcpgw/mcpgw/cmd/mcpgw", "github.com/mcpgw/mcpgw/cmd/mcpctl")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
+		bins.mcpgw, bins.mcpctl = built[0], built[1]
 		if bins.everything, err = mcptest.Build(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -58,116 +51,46 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is one child process with its output in a log file.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-// fleet is the processes of one test; every one is killed at cleanup.
+// fleet is the processes of one test (proctest kills every one at
+// cleanup) and the environment they share.
 type fleet struct {
 	t   *testing.T
 	dir string
 	env []string
-
-	mu    sync.Mutex // guards procs
-	procs []*proc
+	*proctest.Procs
 }
 
-func newFleet(t *testing.T) *fleet {
-	f := &fleet{t: t, dir: t.TempDir()}
-	t.Cleanup(func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		for _, p := range f.procs {
-			p.kill(syscall.SIGKILL)
-		}
-		if t.Failed() {
-			for _, p := range f.procs {
-				b, _ := os.ReadFile(p.log)
-				if len(b) > 6000 {
-					b = b[len(b)-6000:]
-				}
-				t.Logf("--- %s (%s), last output:\n%s", p.name, p.log, b)
-			}
-		}
-	})
-	return f
-}
-
-// start runs bin with args; its output goes to a log file named after it.
-func (f *fleet) start(name string, env []string, bin string, args ...string) *proc {
-	f.t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, p := range f.procs {
-		if p.name == name {
-			n++
-		}
-	}
-	logPath := filepath.Join(f.dir, fmt.Sprintf("%s.%d.log", name, n))
-	out, err := os.Create(logPath)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), f.env...), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
-		f.t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	f.procs = append(f.procs, p)
-	return p
-}
-
-// kill signals the process and waits for it to exit.
-func (p *proc) kill(sig syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+// newFleet returns a fleet whose children all get env (the replicas' shared
+// key-encryption key and admin token).
+func newFleet(t *testing.T, env ...string) *fleet {
+	dir := t.TempDir()
+	return &fleet{t: t, dir: dir, env: env, Procs: proctest.New(t, dir, env...)}
 }
 
 // mcpctl runs the admin CLI against the replica at server and returns its
 // stdout.
 func (f *fleet) mcpctl(server, caFile string, args ...string) string {
 	f.t.Helper()
+	stdout, stderr, code := f.mcpctlExit(server, caFile, args...)
+	if code != 0 {
+		f.t.Fatalf("mcpctl %s: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	return stdout
+}
+
+// mcpctlExit runs mcpctl like mcpctl but returns its exit code rather than
+// failing the test on a non-zero one.
+func (f *fleet) mcpctlExit(server, caFile string, args ...string) (stdout, stderr string, code int) {
+	f.t.Helper()
 	cmd := exec.Command(bins.mcpctl, args...)
 	cmd.Env = append(os.Environ(), f.env...)
 	cmd.Env = append(cmd.Env, "MCPCTL_SERVER="+server, "MCPCTL_CA_FILE="+caFile, "MCPCTL_TOKEN="+adminToken)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		f.t.Fatalf("mcpctl %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+		f.t.Fatalf("mcpctl %s: %v", strings.Join(args, " "), err)
 	}
-	return stdout.String()
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
 const adminToken = "mcpgwadm_e2etest_0123456789abcdef0123456789abcdef"
@@ -178,43 +101,20 @@ type replica struct {
 	name                      string
 	node, admin, ops, dataDir string
 	dbURL                     string
-	proc                      *proc
+	proc                      *proctest.Proc
 }
 
 func (f *fleet) startCP(r *replica) {
 	f.t.Helper()
-	r.proc = f.start(r.name, nil, bins.mcpgw, "cp", "--database-url", r.dbURL, "--node-listen", r.node, "--admin-listen", r.admin,
+	r.proc = f.Start(r.name, nil, bins.mcpgw, "cp", "--database-url", r.dbURL, "--node-listen", r.node, "--admin-listen", r.admin,
 		"--ops-listen", r.ops, "--data-dir", r.dataDir, "--replica-name", r.name, "--log-level", "info")
-	waitHTTP(f.t, r.proc, "http://"+r.ops+"/readyz", 30*time.Second)
-}
-
-// waitHTTP waits for url to answer 200 while p runs.
-func waitHTTP(t *testing.T, p *proc, url string, within time.Duration) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return time.Since(start)
-			}
-		}
-		if p.exited() {
-			t.Fatalf("%s exited while waiting for %s", p.name, url)
-		}
-		if time.Since(start) > within {
-			t.Fatalf("%s: %s not ready after %v (%v)", p.name, url, within, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.WaitHTTP(f.t, r.proc, "http://"+r.ops+"/readyz", 30*time.Second)
 }
 
 // edgeProc is one `mcpgw edge --control-plane` process.
 type edgeProc struct {
 	name, listen, stateDir string
-	proc                   *proc
+	proc                   *proctest.Proc
 }
 
 func (e *edgeProc) url() string { return "http://" + e.listen + "/mcp" }
@@ -368,14 +268,13 @@ func policyDoc(deny bool) string {
 func TestFleetEndToEnd(t *testing.T) {
 	begin := time.Now()
 	top := t
-	f := newFleet(t)
 	dbURL := pgtest.NewDatabase(t)
 	kek := make([]byte, 32)
 	if _, err := rand.Read(kek); err != nil {
 		t.Fatal(err)
 	}
 	// Every replica needs the same key-encryption key and admin token.
-	f.env = []string{"MCPGW_KEK=" + base64.StdEncoding.EncodeToString(kek), "MCPGW_ADMIN_TOKEN=" + adminToken}
+	f := newFleet(t, "MCPGW_KEK="+base64.StdEncoding.EncodeToString(kek), "MCPGW_ADMIN_TOKEN="+adminToken)
 
 	cps := []*replica{
 		{name: "cp1", node: mcptest.FreeAddr(t), admin: mcptest.FreeAddr(t), ops: mcptest.FreeAddr(t), dataDir: filepath.Join(f.dir, "cp1"), dbURL: dbURL},
@@ -398,23 +297,31 @@ func TestFleetEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Two edges, each enrolled through a different replica.
-	edges := make([]*edgeProc, 2)
-	for i := range edges {
+	joinToken := func(r *replica) string {
 		var tok struct {
 			Token string `json:"token"`
 		}
-		if err := json.Unmarshal([]byte(f.mcpctl(cps[i].admin, caFile(cps[i]), "join-token", "create", "--ttl", "10m", "-o", "json")), &tok); err != nil {
+		if err := json.Unmarshal([]byte(f.mcpctl(r.admin, caFile(r), "join-token", "create", "--ttl", "10m", "-o", "json")), &tok); err != nil {
 			t.Fatal(err)
 		}
+		return tok.Token
+	}
+	// Two edges, each enrolled through a different replica.
+	edges := make([]*edgeProc, 2)
+	tokens := make([]string, 2)
+	for i := range edges {
+		tokens[i] = joinToken(cps[i])
 		e := &edgeProc{name: fmt.Sprintf("edge%d", i+1), listen: mcptest.FreeAddr(t), stateDir: filepath.Join(f.dir, fmt.Sprintf("edge%d", i+1))}
-		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[i].node, "--ca-file", caFile(cps[i]),
-			"--join-token", tok.Token, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name, "--label", "e2e-edge="+e.name)
+		e.proc = f.Start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[i].node, "--ca-file", caFile(cps[i]),
+			"--join-token", tokens[i], "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name, "--label", "e2e-edge="+e.name)
 		edges[i] = e
 	}
+	// A third edge enrolls later, while the control plane is down.
+	edge3 := &edgeProc{name: "edge3", listen: mcptest.FreeAddr(t), stateDir: filepath.Join(f.dir, "edge3")}
+	token3 := joinToken(cps[0])
 	sessions := make([]*mcp.ClientSession, 2)
 	for i, e := range edges {
-		waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 30*time.Second)
+		proctest.WaitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 30*time.Second)
 		sessions[i] = client(t, t, e.url(), key.Key)
 		// The backend starts with the config; until it lists, the tool
 		// is unknown rather than refused.
@@ -438,11 +345,14 @@ func TestFleetEndToEnd(t *testing.T) {
 				t.Logf("change via %s (deny=%v) seen at %s after %v", via.name, deny, edges[j].name, d)
 			}
 		}
-		// Leave the grant in place for the rest of the test.
+		// Leave the grant in place for the rest of the test; --wait
+		// reports both edges' ACKs (each through its own replica).
 		if err := os.WriteFile(policyFile, []byte(policyDoc(false)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", policyFile)
+		if out := f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", policyFile, "--wait", "--timeout", "20s"); !strings.HasSuffix(out, ": 2/2 nodes acked\n") {
+			t.Errorf("apply --wait with two edges:\n%s", out)
+		}
 		for _, cs := range sessions {
 			waitCallable(t, cs, "ev__test_embedded_resource", true, time.Second)
 		}
@@ -482,7 +392,12 @@ func TestFleetEndToEnd(t *testing.T) {
 		if err := os.WriteFile(badFile, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		f.mcpctl(cps[0].admin, caFile(cps[0]), "apply", "-f", badFile)
+		// apply --wait fails and names both edges and the error.
+		out, errOut, code := f.mcpctlExit(cps[0].admin, caFile(cps[0]), "apply", "-f", badFile, "--wait", "--timeout", "20s")
+		if code != 1 || strings.Count(out, "NACK from node edge") != 2 || !strings.Contains(out, "MCPGW_E2E_UNSET") ||
+			!strings.Contains(errOut, "failed: 2 nodes rejected it") {
+			t.Errorf("apply --wait of a config both edges reject: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json")
@@ -501,6 +416,11 @@ func TestFleetEndToEnd(t *testing.T) {
 			if e.metric(t, "mcpgw_edge_config_nacks_total") < 1 {
 				t.Errorf("%s counted no NACK", e.name)
 			}
+			// The edge says so itself, for whoever looks at it rather than
+			// at the control plane.
+			if r := readyz(t, e); !strings.HasPrefix(r, "200 ") || !strings.Contains(r, "rejected (") || !strings.Contains(r, "MCPGW_E2E_UNSET") {
+				t.Errorf("%s readyz after a NACK: %s", e.name, r)
+			}
 			waitCallable(t, sessions[i], "ev__test_embedded_resource", true, time.Second)
 		}
 		// Remove the broken backend again.
@@ -512,6 +432,9 @@ func TestFleetEndToEnd(t *testing.T) {
 					t.Fatalf("%s did not apply the repaired config", e.name)
 				}
 				time.Sleep(20 * time.Millisecond)
+			}
+			if r := readyz(t, e); strings.Contains(r, "rejected") {
+				t.Errorf("%s readyz after the repair: %s", e.name, r)
 			}
 		}
 	})
@@ -534,7 +457,7 @@ func TestFleetEndToEnd(t *testing.T) {
 
 	t.Run("with the control plane SIGKILLed the edges keep serving", func(t *testing.T) {
 		for _, r := range cps {
-			r.proc.kill(syscall.SIGKILL)
+			r.proc.Kill(syscall.SIGKILL)
 		}
 		for i, cs := range sessions {
 			waitCallable(t, cs, "ev__test_embedded_resource", true, time.Second)
@@ -552,12 +475,12 @@ func TestFleetEndToEnd(t *testing.T) {
 
 	t.Run("an edge restarted while the control plane is down serves its last-known-good config within 1s", func(t *testing.T) {
 		e := edges[0]
-		e.proc.kill(syscall.SIGTERM)
+		e.proc.Kill(syscall.SIGTERM)
 		// Restarted with its own spool cap, which its status reports must
 		// carry (checked once the control plane is back).
-		e.proc = f.start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name,
+		e.proc = f.Start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name,
 			"--audit-spool-max-bytes", "268435456", "--audit-durability", "sync", "--audit-on-full", "refuse")
-		ready := waitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 10*time.Second)
+		ready := proctest.WaitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 10*time.Second)
 		if ready > time.Second {
 			t.Errorf("serving from the last-known-good config took %v", ready)
 		}
@@ -574,6 +497,47 @@ func TestFleetEndToEnd(t *testing.T) {
 		if received[0] != 0 {
 			t.Errorf("the restarted edge received %v snapshots with the control plane down", received[0])
 		}
+	})
+
+	t.Run("a new edge whose control plane is unreachable serves its ops endpoints while it enrolls", func(t *testing.T) {
+		e := edge3
+		e.proc = f.Start(e.name, nil, bins.mcpgw, "edge", "--control-plane", cps[0].node, "--ca-file", caFile(cps[0]),
+			"--join-token", token3, "--state-dir", e.stateDir, "--listen", e.listen, "--node-name", e.name)
+		if d := proctest.WaitHTTP(t, e.proc, "http://"+e.listen+"/healthz", 5*time.Second); d > 2*time.Second {
+			t.Errorf("/healthz answered after %v", d)
+		}
+		// Not ready, and why: it keeps trying the control plane.
+		deadline := time.Now().Add(10 * time.Second)
+		for r := readyz(t, e); !strings.Contains(r, "last attempt"); r = readyz(t, e) {
+			if !strings.HasPrefix(r, "503 not ready: enrolling with "+cps[0].node) {
+				t.Fatalf("%s readyz while enrolling: %s", e.name, r)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s readyz does not say why enrolling fails: %s", e.name, r)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("%s while enrolling: %s", e.name, readyz(t, e))
+		// MCP requests are refused with a JSON-RPC error that says why.
+		resp, err := http.Post(e.url(), "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var rpcErr struct {
+			Error struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(body, &rpcErr); err != nil || resp.StatusCode != http.StatusServiceUnavailable ||
+			!strings.Contains(rpcErr.Error.Message, "no configuration yet: enrolling with "+cps[0].node) {
+			t.Fatalf("%s /mcp while enrolling: %d %s", e.name, resp.StatusCode, body)
+		}
+		// The join token another edge used is refused: that edge exits
+		// with the control plane's reason instead of retrying. Run while
+		// the control plane is up (below).
 	})
 
 	t.Run("the control plane returns; edges reconnect without being sent the config again", func(t *testing.T) {
@@ -621,6 +585,75 @@ func TestFleetEndToEnd(t *testing.T) {
 			waitCallable(t, cs, "ev__test_embedded_resource", false, time.Second)
 		}
 	})
+
+	t.Run("the edge that waited enrolls, serves, and reports its backends at once", func(t *testing.T) {
+		e := edge3
+		// Enrollment retries back off (capped at 30 s, jittered).
+		proctest.WaitHTTP(t, e.proc, "http://"+e.listen+"/readyz", 40*time.Second)
+		ready := time.Now()
+		cs := client(t, top, e.url(), key.Key)
+		waitCallable(t, cs, "ev__test_simple_text", true, 20*time.Second)
+		waitCallable(t, cs, "ev__test_embedded_resource", false, time.Second)
+		// Its first status report went out when its stream opened, before
+		// it had a config; the one sent after the config went live lists
+		// the backend, long before the next periodic report (20 s).
+		deadline := time.Now().Add(8 * time.Second)
+		for {
+			var nodes struct {
+				Nodes []struct {
+					Name   string `json:"name"`
+					Status struct {
+						Backends []struct {
+							Name  string `json:"name"`
+							State string `json:"state"`
+						} `json:"backends"`
+					} `json:"status"`
+				} `json:"nodes"`
+			}
+			out := f.mcpctl(cps[0].admin, caFile(cps[0]), "get", "nodes", "-o", "json")
+			if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+				t.Fatal(err)
+			}
+			healthy := false
+			for _, n := range nodes.Nodes {
+				for _, b := range n.Status.Backends {
+					healthy = healthy || n.Name == e.name && b.Name == "ev" && b.State == "BACKEND_STATE_HEALTHY"
+				}
+			}
+			if healthy {
+				t.Logf("%s's backend reported healthy %v after it became ready", e.name, time.Since(ready))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's backend is not reported healthy %v after it became ready:\n%s", e.name, time.Since(ready), out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("used and expired join tokens are refused and the edge says so", func(t *testing.T) {
+		var tok struct {
+			Token string `json:"token"`
+		}
+		if err := json.Unmarshal([]byte(f.mcpctl(cps[1].admin, caFile(cps[1]), "join-token", "create", "--ttl", "1s", "-o", "json")), &tok); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		for name, token := range map[string]string{"used": tokens[0], "expired": tok.Token} {
+			p := f.Start("edge-"+name+"-token", nil, bins.mcpgw, "edge", "--control-plane", cps[1].node, "--ca-file", caFile(cps[1]),
+				"--join-token", token, "--state-dir", filepath.Join(f.dir, "edge-"+name), "--listen", mcptest.FreeAddr(t))
+			select {
+			case <-p.Done():
+			case <-time.After(15 * time.Second):
+				t.Fatalf("an edge with a %s join token is still running", name)
+			}
+			b, _ := os.ReadFile(p.Log)
+			if p.ExitCode() != 1 || !bytes.Contains(b, []byte("join token refused")) {
+				t.Fatalf("edge with a %s join token: exit %d, output:\n%s", name, p.ExitCode(), b)
+			}
+		}
+	})
+
 	t.Run("every answered request's audit event reaches the control plane once", func(t *testing.T) {
 		want := map[string]bool{}
 		for _, id := range auditIDs {
@@ -673,6 +706,42 @@ func TestFleetEndToEnd(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		f.mcpctl(cps[1].admin, caFile(cps[1]), "audit", "verify") // exits 1 on an incomplete chain
+	})
+
+	t.Run("a revoked edge is refused by the control plane", func(t *testing.T) {
+		e := edge3
+		f.mcpctl(cps[0].admin, caFile(cps[0]), "delete", "node", e.name)
+		deadline := time.Now().Add(10 * time.Second)
+		for r := readyz(t, e); !strings.Contains(r, "refuses this node"); r = readyz(t, e) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s readyz after its revocation: %s", e.name, r)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := e.metric(t, "mcpgw_edge_control_plane_connected"); got != 0 {
+			t.Errorf("revoked %s is connected (%v)", e.name, got)
+		}
+		// It stops serving: not ready, and MCP requests get a 503 that says why.
+		if r := readyz(t, e); !strings.HasPrefix(r, "503 ") {
+			t.Errorf("revoked %s readyz: %s", e.name, r)
+		}
+		req, _ := http.NewRequest(http.MethodPost, e.url(), strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+key.Key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "this edge does not serve") {
+			t.Errorf("revoked %s answered an MCP request: %d %s", e.name, resp.StatusCode, body)
+		}
+		if nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json"); strings.Contains(nodes, `"`+e.name+`"`) {
+			t.Errorf("get nodes still lists the revoked %s:\n%s", e.name, nodes)
+		}
+		t.Logf("%s after revocation: %s", e.name, readyz(t, e))
 	})
 	t.Logf("total %v", time.Since(begin))
 }

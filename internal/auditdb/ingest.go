@@ -73,6 +73,11 @@ type Result struct {
 	// ChainBreaks counts new batches recorded with chain_ok = false, and
 	// CRCFailures those whose payload did not match the CRC sent.
 	ChainBreaks, CRCFailures int
+	// Pruned counts the replays (included in Duplicates) of batches at or
+	// below their epoch's pruned prefix: retention pruned their ledger rows,
+	// so they are acknowledged as ingested and nothing is stored. Only the
+	// last pruned seq can still be compared by hash.
+	Pruned int
 }
 
 // ErrConflict means a batch's (node, epoch, seq) is already in the ledger
@@ -150,6 +155,9 @@ func (s *Store) IngestAll(ctx context.Context, groups ...NodeBatches) (Result, e
 	for _, p := range prepared {
 		if !p.isNew {
 			res.Duplicates++
+			if p.pruned {
+				res.Pruned++
+			}
 			continue
 		}
 		res.Batches++
@@ -191,6 +199,7 @@ type preparedBatch struct {
 	b        *Batch
 	node     uuid.UUID
 	isNew    bool // set by insertLedgers: the ledger row was inserted
+	pruned   bool // a replay at or below its epoch's pruned prefix
 	chainOK  bool
 	hash     [32]byte
 	crcOK    bool
@@ -268,8 +277,10 @@ func (p *preparedBatch) prepare(lo, hi time.Time) {
 // it (the statement's snapshot) or, when that batch is not stored yet but
 // travels in the same call (a catch-up ships runs of consecutive batches
 // together), with that batch's hash, which the caller passes as call_prev;
-// seq 1 must have no prev_hash. Rows whose key is stored (or repeated in
-// the call) are skipped by ON CONFLICT and are absent from RETURNING.
+// seq 1 must have no prev_hash; the batch right after an epoch's pruned
+// prefix links to the prefix's last hash. Rows whose key is stored (or
+// repeated in the call), or at or below the pruned prefix, are skipped and
+// are absent from RETURNING.
 const insertLedgerSQL = `
 INSERT INTO audit_ledger (node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash,
     crc, crc_ok, rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, chain_ok)
@@ -277,6 +288,8 @@ SELECT i.node_id, i.epoch, i.seq, i.event_count, i.first_ts, i.last_ts, i.batch_
     i.crc, i.crc_ok, i.rejected_count, i.rejected_reason, i.dropped_before, i.gap_first_ts, i.gap_last_ts,
     coalesce((SELECT l.batch_hash = i.prev_hash FROM audit_ledger l
               WHERE l.node_id = i.node_id AND l.epoch = i.epoch AND l.seq = i.seq - 1),
+             (SELECT p.batch_hash = i.prev_hash FROM audit_ledger_pruned p
+              WHERE p.node_id = i.node_id AND p.epoch = i.epoch AND p.through_seq = i.seq - 1),
              CASE WHEN i.call_prev IS NOT NULL THEN i.call_prev = i.prev_hash END,
              i.seq = 1 AND i.prev_hash IS NULL)
 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::integer[], $5::timestamptz[], $6::timestamptz[],
@@ -284,6 +297,8 @@ FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::integer[], $5::timestamp
     $14::timestamptz[], $15::timestamptz[], $16::bytea[])
     AS i(node_id, epoch, seq, event_count, first_ts, last_ts, batch_hash, prev_hash, crc, crc_ok,
         rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, call_prev)
+WHERE NOT EXISTS (SELECT 1 FROM audit_ledger_pruned p
+                  WHERE p.node_id = i.node_id AND p.epoch = i.epoch AND p.through_seq >= i.seq)
 ON CONFLICT (node_id, epoch, seq) DO NOTHING
 RETURNING node_id, epoch, seq, chain_ok`
 
@@ -375,6 +390,8 @@ func insertLedgers(ctx context.Context, tx pgx.Tx, prepared []*preparedBatch) er
 // checkReplays makes sure every batch whose key the ledger already holds
 // (a replay after a lost ack) is the stored batch, in one query; a
 // different hash under a stored seq is a forgery or a rewrite: ErrConflict.
+// A batch at or below its epoch's pruned prefix is marked pruned: its row
+// is gone, only the prefix's last hash can still be compared.
 func checkReplays(ctx context.Context, tx pgx.Tx, dups []*preparedBatch) error {
 	if len(dups) == 0 {
 		return nil
@@ -383,30 +400,45 @@ func checkReplays(ctx context.Context, tx pgx.Tx, dups []*preparedBatch) error {
 	for i, p := range dups {
 		nodes[i], epochs[i], seqs[i] = p.node, p.b.Epoch, p.b.Seq
 	}
-	rows, err := tx.Query(ctx, `SELECT l.node_id, l.epoch, l.seq, l.batch_hash
+	rows, err := tx.Query(ctx, `SELECT d.node_id, d.epoch, d.seq, l.batch_hash, p.through_seq, p.batch_hash
 		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS d(node_id, epoch, seq)
-		JOIN audit_ledger l ON l.node_id = d.node_id AND l.epoch = d.epoch AND l.seq = d.seq`, nodes, epochs, seqs)
+		LEFT JOIN audit_ledger l ON l.node_id = d.node_id AND l.epoch = d.epoch AND l.seq = d.seq
+		LEFT JOIN audit_ledger_pruned p ON p.node_id = d.node_id AND p.epoch = d.epoch`, nodes, epochs, seqs)
 	if err != nil {
 		return fmt.Errorf("audit ingest: reading the stored batches of %d replays: %w", len(dups), err)
 	}
-	stored := make(map[ledgerKey][]byte, len(dups))
+	type stored struct {
+		hash, prunedHash []byte
+		prunedThrough    *int64
+	}
+	found := make(map[ledgerKey]stored, len(dups))
 	for rows.Next() {
-		var k ledgerKey
-		var h []byte
-		if err := rows.Scan(&k.node, &k.epoch, &k.seq, &h); err != nil {
+		var (
+			k  ledgerKey
+			st stored
+		)
+		if err := rows.Scan(&k.node, &k.epoch, &k.seq, &st.hash, &st.prunedThrough, &st.prunedHash); err != nil {
 			rows.Close()
 			return fmt.Errorf("audit ingest: reading the stored batches of %d replays: %w", len(dups), err)
 		}
-		stored[k] = h
+		found[k] = st
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("audit ingest: reading the stored batches of %d replays: %w", len(dups), err)
 	}
 	for _, p := range dups {
-		h, ok := stored[ledgerKey{p.node, p.b.Epoch, p.b.Seq}]
-		if !ok {
-			return fmt.Errorf("audit ingest: batch %d/%d was neither inserted nor found in the ledger", p.b.Epoch, p.b.Seq)
+		st := found[ledgerKey{p.node, p.b.Epoch, p.b.Seq}]
+		h := st.hash
+		if h == nil {
+			if st.prunedThrough == nil || *st.prunedThrough < p.b.Seq {
+				return fmt.Errorf("audit ingest: batch %d/%d was neither inserted nor found in the ledger", p.b.Epoch, p.b.Seq)
+			}
+			p.pruned = true
+			if *st.prunedThrough != p.b.Seq {
+				continue // nothing left to compare it with
+			}
+			h = st.prunedHash
 		}
 		if string(h) != string(p.hash[:]) {
 			return fmt.Errorf("%w: node %s epoch %d seq %d: stored hash %x, received %x", ErrConflict, p.node, p.b.Epoch, p.b.Seq, h, p.hash[:])

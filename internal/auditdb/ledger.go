@@ -33,14 +33,24 @@ func (s *Store) LedgerHeld(ctx context.Context, node string, epoch, start int64)
 	if err != nil {
 		return Held{}, fmt.Errorf("audit ledger: node %q is not a UUID: %w", node, err)
 	}
+	// Seqs up to a pruned prefix were all accounted for (acknowledged
+	// then), so the edge need not send them again.
+	pruned, err := readEpochPruned(ctx, s.pool, id, epoch)
+	if err != nil {
+		return Held{}, fmt.Errorf("audit ledger: node %s epoch %d: %w", node, epoch, err)
+	}
+	h := Held{Through: start - 1, PrevMissing: start > 1}
 	from := max(start-1, 0)
+	if pruned.Through > 0 && pruned.Through >= start-1 {
+		h.Through, h.PrevMissing = max(h.Through, pruned.Through), false
+		from = h.Through + 1
+	}
 	rows, err := s.pool.Query(ctx, `SELECT seq FROM audit_ledger
 		WHERE node_id = $1 AND epoch = $2 AND seq >= $3 ORDER BY seq LIMIT $4`, id, epoch, from, maxHeldScan)
 	if err != nil {
 		return Held{}, fmt.Errorf("audit ledger: reading node %s epoch %d: %w", node, epoch, err)
 	}
 	defer rows.Close()
-	h := Held{Through: start - 1, PrevMissing: start > 1}
 	for rows.Next() {
 		var seq int64
 		if err := rows.Scan(&seq); err != nil {

@@ -25,6 +25,10 @@ type Maintenance struct {
 	// Created counts partitions created; Dropped names those dropped.
 	Created int
 	Dropped []string
+	// Pruned counts audit_ledger rows pruned: rows of a (node, epoch)
+	// prefix whose events had all expired, folded into its
+	// audit_ledger_pruned row.
+	Pruned int64
 }
 
 // MaintainPartitions creates the daily partitions from yesterday through
@@ -39,6 +43,11 @@ type Maintenance struct {
 // (a plain DETACH or DROP of an attached partition takes ACCESS EXCLUSIVE
 // on the parent). A detach interrupted by a crash leaves the partition
 // "detach pending"; the next run FINALIZEs it.
+//
+// Then it prunes the ledger: per (node, epoch), the rows whose events all
+// fell in the dropped days, in chunks (pruneLedger). Ingest and replays
+// consult what is kept of them (audit_ledger_pruned), so a pruned batch is
+// never stored twice and the batch after it still links.
 func (s *Store) MaintainPartitions(ctx context.Context, daysAhead int) (Maintenance, error) {
 	var m Maintenance
 	if daysAhead < 0 || daysAhead > 365 {
@@ -101,7 +110,8 @@ func (s *Store) MaintainPartitions(ctx context.Context, daysAhead int) (Maintena
 		clear(s.days)
 		s.mu.Unlock()
 	}
-	return m, nil
+	m.Pruned, err = pruneLedger(ctx, conn.Conn(), cutoff.Truncate(24*time.Hour))
+	return m, err
 }
 
 type partition struct {

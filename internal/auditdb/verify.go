@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +30,75 @@ type EpochReport struct {
 	Events, Rejected, Dropped int64
 	// Gaps lists the drops (at most maxListed), with when they happened.
 	Gaps []Gap
+	// Pruned is the prefix of the epoch whose ledger rows retention has
+	// removed (Through is 0 when none). Its batches, counts and listed
+	// problems are included in the fields above, so a report reads the
+	// same before and after a prune.
+	Pruned Pruned
+
+	// Totals of the capped lists, for folding into a Pruned.
+	missing, broken, crcFailed int64
+	lastHash                   []byte
+	lastTS                     time.Time
+}
+
+// Pruned is what the ledger keeps of a (node, epoch) prefix whose rows
+// retention pruned (audit_ledger_pruned): enough to carry the chain on
+// from the next batch, to recognise a replay of a pruned seq, and to
+// report the prefix as pruned rather than missing.
+type Pruned struct {
+	Epoch int64
+	// FirstSeq is the lowest seq the ledger held; every seq from 1 through
+	// Through is accounted for here (held and pruned, or counted missing).
+	FirstSeq, Through int64
+	// Hash is the batch_hash of seq Through: the prev_hash the batch after
+	// it must carry.
+	Hash []byte
+	// Batches pruned and their events, rejected and dropped counts.
+	Batches, Events, Rejected, Dropped int64
+	// Problems among the pruned rows, counted, and listed as Verify lists
+	// them (capped alike), so that a report reads the same after a prune.
+	Missing, BrokenLinks, CRCFailures int64
+	Listed                            Listed
+	// LastTS is the newest event time among the pruned batches.
+	LastTS time.Time
+}
+
+// FoldPruned extends pruned (zero for none) by ledger rows of epoch that
+// follow it, sorted by seq (their Epoch is set to epoch), judging their
+// links exactly as Verify does. Rows at or below pruned.Through are
+// ignored. Both stores prune with it, so a prune never changes a report.
+func FoldPruned(pruned Pruned, epoch int64, links []LedgerLink) Pruned {
+	pruned.Epoch = epoch
+	for i := range links {
+		links[i].Epoch = epoch
+	}
+	var rep Report
+	rep.walkChain(pruned.asList(), links)
+	if len(rep.Epochs) == 0 {
+		return pruned
+	}
+	e := rep.Epochs[0]
+	return Pruned{Epoch: epoch, FirstSeq: e.FirstSeq, Through: e.LastSeq, Hash: e.lastHash,
+		Batches: e.Batches, Events: e.Events, Rejected: e.Rejected, Dropped: e.Dropped,
+		Missing: e.missing, BrokenLinks: e.broken, CRCFailures: e.crcFailed, LastTS: e.lastTS,
+		Listed: Listed{Missing: e.Missing, BrokenLinks: e.BrokenLinks, CRCFailures: e.CRCFailures, Gaps: e.Gaps}}
+}
+
+// Listed are the per-epoch lists of a report, as a pruned prefix keeps
+// them (audit_ledger_pruned.listed, JSON).
+type Listed struct {
+	Missing     []SeqRange `json:"missing,omitempty"`
+	BrokenLinks []int64    `json:"broken_links,omitempty"`
+	CRCFailures []int64    `json:"crc_failures,omitempty"`
+	Gaps        []Gap      `json:"gaps,omitempty"`
+}
+
+func (p Pruned) asList() []Pruned {
+	if p.Through == 0 {
+		return nil
+	}
+	return []Pruned{p}
 }
 
 // Gap is one run of events an edge dropped (on_full: drop), recorded by the
@@ -99,7 +169,11 @@ FROM audit_ledger WHERE node_id = $1 ORDER BY epoch, seq`, nodeID)
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("audit verify: reading the ledger: %w", err)
 	}
-	rep.walkChain(links)
+	pruned, err := readPruned(ctx, s.pool, nodeID)
+	if err != nil {
+		return rep, fmt.Errorf("audit verify: %w", err)
+	}
+	rep.walkChain(pruned, links)
 
 	// Compare counts over the days retention has kept.
 	var oldest *string
@@ -140,47 +214,85 @@ type LedgerLink struct {
 	// GapFirst and GapLast bound the times of the Dropped events, when the
 	// edge sent them (zero otherwise).
 	GapFirst, GapLast time.Time
+	// LastTS is the newest stored event's time (zero when none); only
+	// pruning reads it, for Pruned.LastTS.
+	LastTS time.Time
 }
 
-// VerifyLedger builds the Report of node from its ledger rows (sorted by
-// epoch, seq) and the two event counts over the retained days, exactly as
-// Verify does; the embedded store (controlplane/store/sqlitestore) reads
-// its own tables and calls it, so both stores judge a chain alike.
-func VerifyLedger(node string, links []LedgerLink, ledgerEvents, storedEvents int64, retainedSince time.Time) Report {
+// VerifyLedger builds the Report of node from its pruned prefixes (sorted
+// by epoch), its ledger rows (sorted by epoch, seq) and the two event
+// counts over the retained days, exactly as Verify does; the embedded store
+// (controlplane/store/sqlitestore) reads its own tables and calls it, so
+// both stores judge a chain alike.
+func VerifyLedger(node string, pruned []Pruned, links []LedgerLink, ledgerEvents, storedEvents int64, retainedSince time.Time) Report {
 	rep := Report{Node: node, LedgerEvents: ledgerEvents, StoredEvents: storedEvents, RetainedSince: retainedSince}
-	rep.walkChain(links)
+	rep.walkChain(pruned, links)
 	rep.conclude()
 	return rep
 }
 
-// walkChain fills the per-epoch reports from ledger rows sorted by epoch,
-// seq: gaps, broken links, CRC failures and the counts.
-func (rep *Report) walkChain(links []LedgerLink) {
+// walkChain fills the per-epoch reports from the pruned prefixes and the
+// ledger rows, both sorted by epoch (rows by seq): gaps, broken links, CRC
+// failures and the counts. An epoch with a pruned prefix starts from it:
+// its next seq is Through + 1, linked to its Hash; rows at or below Through
+// (a pruned seq that arrived again while it was being pruned) are skipped.
+func (rep *Report) walkChain(pruned []Pruned, links []LedgerLink) {
 	var (
 		cur      *EpochReport
 		prevHash []byte
 		prevSeq  int64
 	)
+	start := func(epoch int64) {
+		rep.Epochs = append(rep.Epochs, EpochReport{Epoch: epoch})
+		cur = &rep.Epochs[len(rep.Epochs)-1]
+		prevHash, prevSeq = nil, 0
+		if len(pruned) > 0 && pruned[0].Epoch == epoch {
+			p := pruned[0]
+			pruned = pruned[1:]
+			cur.Pruned = p
+			cur.FirstSeq, cur.LastSeq = p.FirstSeq, p.Through
+			cur.Batches, cur.Events, cur.Rejected, cur.Dropped = p.Batches, p.Events, p.Rejected, p.Dropped
+			cur.missing, cur.broken, cur.crcFailed = p.Missing, p.BrokenLinks, p.CRCFailures
+			cur.Missing, cur.BrokenLinks = slices.Clone(p.Listed.Missing), slices.Clone(p.Listed.BrokenLinks)
+			cur.CRCFailures, cur.Gaps = slices.Clone(p.Listed.CRCFailures), slices.Clone(p.Listed.Gaps)
+			cur.lastTS = p.LastTS
+			prevSeq, prevHash = p.Through, p.Hash
+			cur.lastHash = p.Hash
+		}
+	}
 	for _, l := range links {
+		// Epochs pruned whole come before this row's epoch.
+		for len(pruned) > 0 && pruned[0].Epoch < l.Epoch {
+			start(pruned[0].Epoch)
+		}
 		epoch, seq, prev := l.Epoch, l.Seq, l.Prev
 		if cur == nil || cur.Epoch != epoch {
-			rep.Epochs = append(rep.Epochs, EpochReport{Epoch: epoch, FirstSeq: seq})
-			cur = &rep.Epochs[len(rep.Epochs)-1]
-			// Seqs start at 1 (the AuditStream contract).
-			if seq > 1 {
-				cur.Missing = append(cur.Missing, SeqRange{1, seq - 1})
-			} else if prev != nil {
-				cur.BrokenLinks = append(cur.BrokenLinks, seq)
-			}
-		} else if seq != prevSeq+1 {
+			start(epoch)
+		}
+		// Seqs start at 1 (the AuditStream contract): the first row is
+		// judged against seq 0 with no hash.
+		switch {
+		case seq <= prevSeq:
+			continue // at or below the pruned prefix: already accounted for
+		case seq != prevSeq+1:
 			if len(cur.Missing) < maxListed {
 				cur.Missing = append(cur.Missing, SeqRange{prevSeq + 1, seq - 1})
 			}
-		} else if !bytes.Equal(prev, prevHash) && len(cur.BrokenLinks) < maxListed {
-			cur.BrokenLinks = append(cur.BrokenLinks, seq)
+			cur.missing += seq - prevSeq - 1
+		case !bytes.Equal(prev, prevHash):
+			if len(cur.BrokenLinks) < maxListed {
+				cur.BrokenLinks = append(cur.BrokenLinks, seq)
+			}
+			cur.broken++
 		}
-		if !l.CRCOK && len(cur.CRCFailures) < maxListed {
-			cur.CRCFailures = append(cur.CRCFailures, seq)
+		if !l.CRCOK {
+			if len(cur.CRCFailures) < maxListed {
+				cur.CRCFailures = append(cur.CRCFailures, seq)
+			}
+			cur.crcFailed++
+		}
+		if cur.Batches == 0 {
+			cur.FirstSeq = seq
 		}
 		cur.Batches++
 		cur.LastSeq = seq
@@ -190,7 +302,14 @@ func (rep *Report) walkChain(links []LedgerLink) {
 		if l.Dropped > 0 && len(cur.Gaps) < maxListed {
 			cur.Gaps = append(cur.Gaps, Gap{Seq: seq, Events: l.Dropped, First: l.GapFirst, Last: l.GapLast})
 		}
-		prevSeq, prevHash = seq, append(prevHash[:0], l.Hash...)
+		if l.LastTS.After(cur.lastTS) {
+			cur.lastTS = l.LastTS
+		}
+		prevSeq, prevHash = seq, l.Hash
+		cur.lastHash = l.Hash
+	}
+	for _, p := range pruned {
+		start(p.Epoch)
 	}
 }
 
@@ -203,7 +322,7 @@ func (rep *Report) conclude() {
 	for _, e := range rep.Epochs {
 		rep.Dropped += e.Dropped
 		rep.Rejected += e.Rejected
-		if len(e.Missing) > 0 || len(e.BrokenLinks) > 0 || len(e.CRCFailures) > 0 {
+		if e.missing > 0 || e.broken > 0 || e.crcFailed > 0 {
 			rep.ChainComplete = false
 		}
 		for _, m := range e.Missing {
@@ -239,7 +358,8 @@ func (rep *Report) conclude() {
 
 // Nodes lists the nodes with batches in the ledger, for verifying them all.
 func (s *Store) Nodes(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT node_id FROM audit_ledger ORDER BY node_id`)
+	// A node whose rows were all pruned still has a chain to verify.
+	rows, err := s.pool.Query(ctx, `SELECT node_id FROM audit_ledger UNION SELECT node_id FROM audit_ledger_pruned ORDER BY node_id`)
 	if err != nil {
 		return nil, fmt.Errorf("audit verify: listing nodes: %w", err)
 	}

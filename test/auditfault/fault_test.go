@@ -28,6 +28,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/loadgen"
 	"github.com/mcpgw/mcpgw/internal/pgcluster"
+	"github.com/mcpgw/mcpgw/internal/proctest"
 )
 
 var bins struct{ mcpgw, mcpctl string }
@@ -40,19 +41,12 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		for _, b := range []struct {
-			out *string
-			pkg string
-		}{{&bins.mcpgw, "./cmd/mcpgw"}, {&bins.mcpctl, "./cmd/mcpctl"}} {
-			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
-			cmd := exec.Command("go", "build", "-o", *b.out, b.pkg)
-			cmd.Dir = "../.."
-			cmd.Stderr = os.Stderr
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintln(os.Stderr, "building", b.pkg+":", err)
-				return 1
-			}
+		b, err := proctest.Build(dir, "github.com/mcpgw/mcpgw/cmd/mcpgw", "github.com/mcpgw/mcpgw/cmd/mcpctl")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
+		bins.mcpgw, bins.mcpctl = b[0], b[1]
 		return m.Run()
 	}()
 	os.Exit(code)
@@ -60,143 +54,29 @@ func TestMain(m *testing.M) {
 
 const adminToken = "mcpgwadm_auditfault_0123456789abcdef0123456789"
 
-// proc is one child process; its output goes to a log file shown when the
-// test fails.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-// procs starts and owns the test's child processes: every one is killed at
-// cleanup, and dies with the test binary (Pdeathsig) if that is killed.
+// procs is the test's child processes (killed at cleanup, and with the
+// test binary) and the helpers that start the installation's parts.
 type procs struct {
-	t   *testing.T
-	dir string
-	env []string
-
-	mu  sync.Mutex // guards all
-	all []*proc
+	*proctest.Procs
+	t testing.TB
 }
 
 func newProcs(t *testing.T, dir string, env []string) *procs {
-	ps := &procs{t: t, dir: dir, env: env}
-	t.Cleanup(func() {
-		ps.mu.Lock()
-		defer ps.mu.Unlock()
-		for _, p := range ps.all {
-			p.kill(syscall.SIGKILL)
-		}
-		if t.Failed() {
-			for _, p := range ps.all {
-				b, _ := os.ReadFile(p.log)
-				if len(b) > 4000 {
-					b = b[len(b)-4000:]
-				}
-				t.Logf("--- %s (%s), last output:\n%s", p.name, p.log, b)
-			}
-		}
-	})
-	return ps
-}
-
-func (ps *procs) start(name, bin string, args ...string) *proc {
-	ps.t.Helper()
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	logPath := filepath.Join(ps.dir, fmt.Sprintf("%s.%d.log", name, len(ps.all)))
-	out, err := os.Create(logPath)
-	if err != nil {
-		ps.t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), ps.env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		ps.t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	ps.all = append(ps.all, p)
-	return p
-}
-
-// kill signals the process and waits until it has exited.
-func (p *proc) kill(sig syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// waitReady waits for url to answer 200 while p runs.
-func waitReady(t *testing.T, p *proc, url string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if p.exited() {
-			t.Fatalf("%s exited while waiting for %s", p.name, url)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s not ready after %v (%v)", p.name, url, within, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &procs{Procs: proctest.New(t, dir, env...), t: t}
 }
 
 // cp is the one control-plane replica, at fixed addresses so it can be
 // restarted where the edges expect it.
 type cp struct {
 	node, admin, ops, dataDir, dbURL string
-	proc                             *proc
+	proc                             *proctest.Proc
 }
 
 func (ps *procs) startCP(c *cp) {
 	ps.t.Helper()
-	c.proc = ps.start("cp", bins.mcpgw, "cp", "--database-url", c.dbURL, "--node-listen", c.node, "--admin-listen", c.admin,
+	c.proc = ps.Start("cp", nil, bins.mcpgw, "cp", "--database-url", c.dbURL, "--node-listen", c.node, "--admin-listen", c.admin,
 		"--ops-listen", c.ops, "--data-dir", c.dataDir, "--replica-name", "cp", "--log-level", "warn")
-	waitReady(ps.t, c.proc, "http://"+c.ops+"/readyz", 60*time.Second)
+	proctest.WaitHTTP(ps.t, c.proc, "http://"+c.ops+"/readyz", 60*time.Second)
 }
 
 func (c *cp) caFile() string { return filepath.Join(c.dataDir, "ca.crt") }
@@ -233,7 +113,7 @@ func (ps *procs) mustMcpctl(c *cp, args ...string) string {
 // edge is one `mcpgw edge --control-plane` process and its state dir.
 type edge struct {
 	name, listen, stateDir string
-	proc                   *proc
+	proc                   *proctest.Proc
 }
 
 func (ps *procs) startEdge(e *edge, c *cp, joinToken string) {
@@ -243,8 +123,8 @@ func (ps *procs) startEdge(e *edge, c *cp, joinToken string) {
 	if joinToken != "" {
 		args = append(args, "--ca-file", c.caFile(), "--join-token", joinToken)
 	}
-	e.proc = ps.start(e.name, bins.mcpgw, args...)
-	waitReady(ps.t, e.proc, "http://"+e.listen+"/readyz", 60*time.Second)
+	e.proc = ps.Start(e.name, nil, bins.mcpgw, args...)
+	proctest.WaitHTTP(ps.t, e.proc, "http://"+e.listen+"/readyz", 60*time.Second)
 }
 
 // tally is what the clients saw, shared by every worker.
@@ -422,7 +302,7 @@ func TestAuditSurvivesFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps := newProcs(t, dir, []string{"MCPGW_KEK=" + base64.StdEncoding.EncodeToString(kek), "MCPGW_ADMIN_TOKEN=" + adminToken})
-	c := &cp{node: freeAddr(t), admin: freeAddr(t), ops: freeAddr(t), dataDir: filepath.Join(dir, "cp"), dbURL: pg.URL()}
+	c := &cp{node: proctest.FreeAddr(t), admin: proctest.FreeAddr(t), ops: proctest.FreeAddr(t), dataDir: filepath.Join(dir, "cp"), dbURL: pg.URL()}
 	ps.startCP(c)
 
 	policy := fmt.Sprintf(`backends:
@@ -450,8 +330,8 @@ principals:
 		t.Fatal(err)
 	}
 	edges := []*edge{
-		{name: "edge1", listen: freeAddr(t), stateDir: filepath.Join(dir, "edge1")},
-		{name: "edge2", listen: freeAddr(t), stateDir: filepath.Join(dir, "edge2")},
+		{name: "edge1", listen: proctest.FreeAddr(t), stateDir: filepath.Join(dir, "edge1")},
+		{name: "edge2", listen: proctest.FreeAddr(t), stateDir: filepath.Join(dir, "edge2")},
 	}
 	for _, e := range edges {
 		var tok struct {
@@ -496,7 +376,7 @@ principals:
 	faultsStart := time.Now()
 	waitShare(10)
 	logStep("SIGKILL the control plane (1/2)")
-	c.proc.kill(syscall.SIGKILL)
+	c.proc.Kill(syscall.SIGKILL)
 	time.Sleep(2 * time.Second)
 	ps.startCP(c)
 	logStep("control plane restarted")
@@ -514,14 +394,14 @@ principals:
 
 	waitShare(50)
 	logStep("SIGKILL edge2")
-	edges[1].proc.kill(syscall.SIGKILL)
+	edges[1].proc.Kill(syscall.SIGKILL)
 	time.Sleep(time.Second)
 	ps.startEdge(edges[1], c, "")
 	logStep("edge2 restarted from its state dir")
 
 	waitShare(70)
 	logStep("SIGKILL the control plane (2/2)")
-	c.proc.kill(syscall.SIGKILL)
+	c.proc.Kill(syscall.SIGKILL)
 	time.Sleep(2 * time.Second)
 	ps.startCP(c)
 	logStep("control plane restarted")

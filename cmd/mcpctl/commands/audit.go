@@ -314,7 +314,7 @@ func printVerify(w io.Writer, r *mcpgwv1.VerifyAuditResponse) {
 				fmt.Sprintf("%d (%d-%d)", e.GetBatches(), e.GetFirstSeq(), e.GetLastSeq()),
 				strconv.FormatUint(e.GetLedgerEvents(), 10), strconv.FormatUint(e.GetStoredEvents(), 10),
 				strconv.FormatUint(e.GetExpiredEvents(), 10), strconv.FormatUint(e.GetRejectedEvents(), 10),
-				strconv.FormatUint(e.GetDroppedEvents(), 10), epochStatus(e))
+				strconv.FormatUint(e.GetDroppedEvents(), 10), epochStatus(e)+prunedText(e))
 		}
 		if len(rep.GetEpochs()) == 0 {
 			t.row(rep.GetNodeId(), "", "0", "0", "0", "0", "0", "0", completeWord(rep.GetComplete()))
@@ -330,6 +330,16 @@ func printVerify(w io.Writer, r *mcpgwv1.VerifyAuditResponse) {
 	default:
 		fmt.Fprintf(w, "all %d chains are complete\n", n)
 	}
+}
+
+// prunedText says which part of an epoch's ledger retention has folded
+// into a summary, so an operator reading the counts knows the rows behind
+// them are gone on purpose.
+func prunedText(e *mcpgwv1.AuditEpochReport) string {
+	if e.GetPrunedThroughSeq() == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (ledger rows %d-%d pruned by retention: %d batches kept as a summary)", e.GetFirstSeq(), e.GetPrunedThroughSeq(), e.GetPrunedBatches())
 }
 
 func completeWord(ok bool) string {

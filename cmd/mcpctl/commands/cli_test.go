@@ -329,6 +329,20 @@ func TestHumanAge(t *testing.T) {
 	}
 }
 
+// Time left is rounded up to the unit shown: what was just created with
+// --expires 90d or --ttl 1h reads as such.
+func TestUntilText(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		90*24*time.Hour - 300*time.Millisecond: "in 90d", time.Hour - 2*time.Second: "in 60m",
+		5*time.Hour + 6*time.Minute + 30*time.Second: "in 5h7m", 20*time.Hour - time.Minute: "in 20h",
+		150*time.Second - time.Millisecond: "in 2m30s", 45 * time.Second: "in 45s", 0: "expired", -time.Hour: "expired",
+	} {
+		if got := untilText(d); got != want {
+			t.Errorf("untilText(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
 func TestParseLifetime(t *testing.T) {
 	for s, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "36h": 36 * time.Hour, "90m": 90 * time.Minute} {
 		if got, err := parseLifetime("x", s); err != nil || got != want {

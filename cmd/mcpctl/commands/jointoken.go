@@ -95,7 +95,7 @@ port 7443, the default of mcpgw cp --node-listen).`,
 	create.Flags().StringVar(&nodeGroup, "node-group", "", `node group of the enrolled node (default "default")`)
 	create.Flags().StringVar(&description, "description", "", "what the token is for")
 	create.Flags().StringVar(&cpAddr, "control-plane", "", "node listener address to put in the printed edge command (default: the --server host, port 7443)")
-	create.Flags().StringVar(&stateDir, "state-dir", "/var/lib/mcpgw", "state directory to put in the printed edge command")
+	create.Flags().StringVar(&stateDir, "state-dir", "/var/lib/mcpgw-edge", "state directory to put in the printed edge command")
 	out = addOutputFlag(create, "text", "text", "json")
 
 	revoke := &cobra.Command{

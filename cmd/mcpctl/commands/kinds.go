@@ -55,7 +55,7 @@ func kindNames(ks []kind) string {
 func parseKind(c *cobra.Command, s string, allowed []kind) (kind, error) {
 	k, ok := lookupKind(s, policyKind)
 	if !ok || !slices.ContainsFunc(allowed, func(a kind) bool { return a.name == k.name }) {
-		return kind{}, usagef("%s: unknown kind %q (want %s)", c.CommandPath(), s, kindNames(allowed))
+		return kind{}, usagef("unknown kind %q for %q (want %s)", s, c.CommandPath(), kindNames(allowed))
 	}
 	return k, nil
 }

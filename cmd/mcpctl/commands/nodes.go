@@ -86,7 +86,7 @@ func (g *globals) getNodes(ctx context.Context, cl *client, w io.Writer, id stri
 	t := newTable(w, headers...)
 	for _, n := range items {
 		row := []string{n.GetName(), nodeState(n), revisionText(n.GetAppliedRevision(), rev), g.ageText(n.GetLastSeenTime()),
-			g.spoolText(n.GetStatus()), n.GetVersion(), nackText(n.GetLastNack())}
+			g.spoolText(n.GetStatus()), n.GetVersion(), openNackText(n)}
 		if wide {
 			row = append(row, n.GetId(), n.GetNodeGroup(), n.GetConnectedReplica(), shortHash(n.GetAppliedHash()),
 				backendsHealthText(n.GetStatus().GetBackends()), labelsText(n.GetLabels()))
@@ -168,6 +168,17 @@ func shortHash(h string) string {
 		return h[:12]
 	}
 	return h
+}
+
+// openNackText is the table's LAST NACK: empty once the node applied the
+// rejected revision or a later one (an edge whose environment was fixed and
+// that was restarted ACKs the revision it had rejected), so the column
+// shows only rejections that still hold the node back.
+func openNackText(n *mcpgwv1.Node) string {
+	if r := n.GetLastNack(); r != nil && r.GetRevision() <= n.GetAppliedRevision() {
+		return ""
+	}
+	return nackText(n.GetLastNack())
 }
 
 func nackText(r *mcpgwv1.ConfigRejection) string {

@@ -183,9 +183,27 @@ func (g *globals) untilText(ts *timestamppb.Timestamp) string {
 
 // untilNow is the production env.until.
 func untilNow(t time.Time) string {
-	d := time.Until(t)
+	return untilText(time.Until(t))
+}
+
+// untilText renders the time left, rounded up to the unit humanAge shows,
+// so a key made with --expires 90d lists as "in 90d", not "in 89d" a
+// second later.
+func untilText(d time.Duration) string {
 	if d <= 0 {
 		return "expired"
+	}
+	unit := time.Second
+	switch {
+	case d >= 48*time.Hour:
+		unit = 24 * time.Hour
+	case d >= 8*time.Hour:
+		unit = time.Hour
+	case d >= 10*time.Minute:
+		unit = time.Minute
+	}
+	if r := d % unit; r != 0 {
+		d += unit - r
 	}
 	return "in " + humanAge(d)
 }

@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -52,6 +53,7 @@ func (s *Store) IngestAll(ctx context.Context, groups ...auditdb.NodeBatches) (a
 			crc, crc_ok, rejected_count, rejected_reason, dropped_before, gap_first_ts, gap_last_ts, chain_ok, received_at)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
 				coalesce((SELECT l.batch_hash = ?8 FROM audit_ledger l WHERE l.node_id = ?1 AND l.epoch = ?2 AND l.seq = ?3 - 1),
+					(SELECT p.batch_hash = ?8 FROM audit_ledger_pruned p WHERE p.node_id = ?1 AND p.epoch = ?2 AND p.through_seq = ?3 - 1),
 					?3 = 1 AND ?8 IS NULL),
 				?16)
 			ON CONFLICT (node_id, epoch, seq) DO NOTHING
@@ -67,8 +69,31 @@ func (s *Store) IngestAll(ctx context.Context, groups ...auditdb.NodeBatches) (a
 		}
 		defer events.Close()
 		received := us(now())
+		// Each epoch's pruned prefix, read once per call: a batch at or
+		// below it is a replay whose row retention pruned.
+		type epochKey struct {
+			node  uuid.UUID
+			epoch int64
+		}
+		pruned := map[epochKey]auditdb.Pruned{}
 		for _, a := range all {
 			b, c := a.b, a.c
+			k := epochKey{a.node, b.Epoch}
+			p, ok := pruned[k]
+			if !ok {
+				if p, err = readEpochPruned(ctx, tx, a.node, b.Epoch); err != nil {
+					return fmt.Errorf("audit ingest: %w", err)
+				}
+				pruned[k] = p
+			}
+			if b.Seq <= p.Through {
+				if b.Seq == p.Through && string(p.Hash) != string(c.Hash[:]) {
+					return fmt.Errorf("%w: node %s epoch %d seq %d: stored hash %x, received %x", auditdb.ErrConflict, a.node, b.Epoch, b.Seq, p.Hash, c.Hash[:])
+				}
+				res.Duplicates++
+				res.Pruned++
+				continue
+			}
 			var prev any
 			if b.HasPrev() {
 				prev = b.PrevHash[:]
@@ -131,8 +156,20 @@ func (s *Store) LedgerHeld(ctx context.Context, node string, epoch, start int64)
 	if err != nil {
 		return auditdb.Held{}, fmt.Errorf("audit ledger: node %q is not a UUID: %w", node, err)
 	}
+	// Seqs up to a pruned prefix were all accounted for (acknowledged
+	// then), so the edge need not send them again.
+	pruned, err := readEpochPruned(ctx, s.r, id, epoch)
+	if err != nil {
+		return auditdb.Held{}, fmt.Errorf("audit ledger: node %s epoch %d: %w", node, epoch, err)
+	}
+	h := auditdb.Held{Through: start - 1, PrevMissing: start > 1}
+	from := max(start-1, 0)
+	if pruned.Through > 0 && pruned.Through >= start-1 {
+		h.Through, h.PrevMissing = max(h.Through, pruned.Through), false
+		from = h.Through + 1
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT seq FROM audit_ledger WHERE node_id = ? AND epoch = ? AND seq >= ? ORDER BY seq LIMIT 100000`,
-		id.String(), epoch, max(start-1, 0))
+		id.String(), epoch, from)
 	if err != nil {
 		return auditdb.Held{}, fmt.Errorf("audit ledger: reading node %s epoch %d: %w", node, epoch, err)
 	}
@@ -143,7 +180,6 @@ func (s *Store) LedgerHeld(ctx context.Context, node string, epoch, start int64)
 	if err != nil {
 		return auditdb.Held{}, fmt.Errorf("audit ledger: reading node %s epoch %d: %w", node, epoch, err)
 	}
-	h := auditdb.Held{Through: start - 1, PrevMissing: start > 1}
 	for _, seq := range seqs {
 		switch {
 		case seq == start-1:
@@ -227,7 +263,186 @@ func (s *Store) MaintainPartitions(ctx context.Context, daysAhead int) (auditdb.
 	if err != nil {
 		return auditdb.Maintenance{}, fmt.Errorf("audit retention: %w", err)
 	}
-	return m, nil
+	m.Pruned, err = s.pruneLedger(ctx, cut)
+	return m, err
+}
+
+// pruneLedger deletes, per (node, epoch), the longest prefix of ledger rows
+// whose events all lie before cut, folding them into the epoch's
+// audit_ledger_pruned row (auditdb.FoldPruned), at most auditdb.PruneChunk
+// rows per transaction so the one writer is never held for long. A row
+// without stored events counts by its received_at. It returns the rows
+// deleted.
+func (s *Store) pruneLedger(ctx context.Context, cut time.Time) (int64, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT node_id, epoch FROM audit_ledger ORDER BY node_id, epoch`)
+	if err != nil {
+		return 0, fmt.Errorf("audit ledger pruning: listing epochs: %w", err)
+	}
+	type epochKey struct {
+		node  uuid.UUID
+		epoch int64
+	}
+	keys, err := collect(rows, func(r scanner) (epochKey, error) {
+		var (
+			k    epochKey
+			node string
+		)
+		if err := r.Scan(&node, &k.epoch); err != nil {
+			return k, err
+		}
+		k.node, err = uuid.Parse(node)
+		return k, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("audit ledger pruning: listing epochs: %w", err)
+	}
+	var total int64
+	for _, k := range keys {
+		// Most epochs have nothing to prune at a given run: one probe of
+		// the row after the pruned prefix answers for them.
+		var expired bool
+		err := s.r.QueryRowContext(ctx, `SELECT coalesce(last_ts, received_at) < ? FROM audit_ledger
+			WHERE node_id = ? AND epoch = ?
+				AND seq > coalesce((SELECT through_seq FROM audit_ledger_pruned WHERE node_id = ? AND epoch = ?), -1)
+			ORDER BY seq LIMIT 1`, us(cut), k.node.String(), k.epoch, k.node.String(), k.epoch).Scan(&expired)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && !expired) {
+			continue
+		}
+		if err != nil {
+			return total, fmt.Errorf("audit ledger pruning: node %s epoch %d: %w", k.node, k.epoch, err)
+		}
+		for {
+			began := time.Now()
+			n, more, err := s.pruneChunk(ctx, k.node, k.epoch, cut)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("audit ledger pruning: node %s epoch %d: %w", k.node, k.epoch, err)
+			}
+			// Leave the one writer to ingest and admin writes as long again.
+			if n > 0 && !auditdb.PacePrune(ctx, time.Since(began)) {
+				return total, ctx.Err()
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// pruneChunk prunes up to auditdb.PruneChunk rows of one epoch; more says
+// the chunk was full of expired rows, so there may be others.
+func (s *Store) pruneChunk(ctx context.Context, node uuid.UUID, epoch int64, cut time.Time) (n int64, more bool, err error) {
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		p, err := readEpochPruned(ctx, tx, node, epoch)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT seq, event_count, batch_hash, prev_hash, crc_ok, rejected_count, dropped_before,
+			gap_first_ts, gap_last_ts, last_ts, coalesce(last_ts, received_at) < ?
+			FROM audit_ledger WHERE node_id = ? AND epoch = ? AND seq > ? ORDER BY seq LIMIT ?`,
+			us(cut), node.String(), epoch, p.Through, auditdb.PruneChunk)
+		if err != nil {
+			return fmt.Errorf("reading rows: %w", err)
+		}
+		type row struct {
+			l       auditdb.LedgerLink
+			expired bool
+		}
+		read, err := collect(rows, func(r scanner) (row, error) {
+			var (
+				x                         row
+				gapFirst, gapLast, lastTS sql.NullInt64
+			)
+			err := r.Scan(&x.l.Seq, &x.l.Count, &x.l.Hash, &x.l.Prev, &x.l.CRCOK, &x.l.Rejected, &x.l.Dropped,
+				&gapFirst, &gapLast, &lastTS, &x.expired)
+			if gapFirst.Valid && gapLast.Valid {
+				x.l.GapFirst, x.l.GapLast = nullTS(gapFirst), nullTS(gapLast)
+			}
+			x.l.LastTS = nullTS(lastTS)
+			return x, err
+		})
+		if err != nil {
+			return fmt.Errorf("reading rows: %w", err)
+		}
+		var links []auditdb.LedgerLink
+		for _, x := range read {
+			if !x.expired {
+				break // the prefix ends at the first row still retained
+			}
+			links = append(links, x.l)
+		}
+		if len(links) == 0 {
+			return nil
+		}
+		p = auditdb.FoldPruned(p, epoch, links)
+		listed, err := json.Marshal(p.Listed)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM audit_ledger WHERE node_id = ? AND epoch = ? AND seq <= ?`, node.String(), epoch, p.Through)
+		if err != nil {
+			return fmt.Errorf("deleting rows: %w", err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return fmt.Errorf("deleting rows: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_ledger_pruned (node_id, epoch, first_seq, through_seq, batch_hash,
+			batches, events, rejected, dropped, missing, broken_links, crc_failures, last_ts, listed, pruned_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (node_id, epoch) DO UPDATE SET first_seq = excluded.first_seq, through_seq = excluded.through_seq,
+				batch_hash = excluded.batch_hash, batches = excluded.batches, events = excluded.events,
+				rejected = excluded.rejected, dropped = excluded.dropped, missing = excluded.missing,
+				broken_links = excluded.broken_links, crc_failures = excluded.crc_failures,
+				last_ts = excluded.last_ts, listed = excluded.listed, pruned_at = excluded.pruned_at`,
+			node.String(), epoch, p.FirstSeq, p.Through, p.Hash, p.Batches, p.Events, p.Rejected, p.Dropped,
+			p.Missing, p.BrokenLinks, p.CRCFailures, nullUS(p.LastTS), string(listed), us(now())); err != nil {
+			return fmt.Errorf("recording the pruned prefix: %w", err)
+		}
+		more = len(links) == auditdb.PruneChunk
+		return nil
+	})
+	return n, more, err
+}
+
+// readPruned returns node's pruned prefixes by epoch, or only epoch's when
+// epoch is not nil.
+func readPruned(ctx context.Context, q queryer, node uuid.UUID, epoch *int64) ([]auditdb.Pruned, error) {
+	query, args := `SELECT epoch, first_seq, through_seq, batch_hash, batches, events, rejected, dropped,
+		missing, broken_links, crc_failures, last_ts, listed FROM audit_ledger_pruned WHERE node_id = ?`, []any{node.String()}
+	if epoch != nil {
+		query, args = query+` AND epoch = ?`, append(args, *epoch)
+	}
+	rows, err := q.QueryContext(ctx, query+` ORDER BY epoch`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading the pruned ledger: %w", err)
+	}
+	out, err := collect(rows, func(r scanner) (auditdb.Pruned, error) {
+		var (
+			p      auditdb.Pruned
+			lastTS sql.NullInt64
+			listed []byte
+		)
+		if err := r.Scan(&p.Epoch, &p.FirstSeq, &p.Through, &p.Hash, &p.Batches, &p.Events, &p.Rejected, &p.Dropped,
+			&p.Missing, &p.BrokenLinks, &p.CRCFailures, &lastTS, &listed); err != nil {
+			return p, err
+		}
+		p.LastTS = nullTS(lastTS)
+		return p, auditdb.UnmarshalListed(listed, &p.Listed)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the pruned ledger: %w", err)
+	}
+	return out, nil
+}
+
+// readEpochPruned returns one epoch's pruned prefix (zero when none).
+func readEpochPruned(ctx context.Context, q queryer, node uuid.UUID, epoch int64) (auditdb.Pruned, error) {
+	ps, err := readPruned(ctx, q, node, &epoch)
+	if err != nil || len(ps) == 0 {
+		return auditdb.Pruned{Epoch: epoch}, err
+	}
+	return ps[0], nil
 }
 
 // retentionChunk is how many events one retention transaction deletes.
@@ -329,7 +544,7 @@ func scanEvent(r scanner) (audit.Event, error) {
 
 // Nodes lists the nodes with batches in the ledger.
 func (s *Store) Nodes(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT node_id FROM audit_ledger ORDER BY node_id`)
+	rows, err := s.r.QueryContext(ctx, `SELECT node_id FROM audit_ledger UNION SELECT node_id FROM audit_ledger_pruned ORDER BY node_id`)
 	if err != nil {
 		return nil, fmt.Errorf("audit verify: listing nodes: %w", err)
 	}
@@ -347,6 +562,7 @@ func (s *Store) Verify(ctx context.Context, node string) (auditdb.Report, error)
 		return auditdb.Report{Node: node}, fmt.Errorf("audit verify: node %q is not a UUID: %w", node, err)
 	}
 	var (
+		pruned               []auditdb.Pruned
 		links                []auditdb.LedgerLink
 		ledgerEvents, stored int64
 		since                time.Time
@@ -370,6 +586,9 @@ func (s *Store) Verify(ctx context.Context, node string) (auditdb.Report, error)
 		if err != nil {
 			return fmt.Errorf("reading the ledger: %w", err)
 		}
+		if pruned, err = readPruned(ctx, tx, nodeID, nil); err != nil {
+			return err
+		}
 		var cut sql.NullInt64
 		err = tx.QueryRowContext(ctx, `SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?`, retainedSinceKey).Scan(&cut)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -389,7 +608,7 @@ func (s *Store) Verify(ctx context.Context, node string) (auditdb.Report, error)
 	if err != nil {
 		return auditdb.Report{Node: nodeID.String()}, fmt.Errorf("audit verify: %w", err)
 	}
-	return auditdb.VerifyLedger(nodeID.String(), links, ledgerEvents, stored, since), nil
+	return auditdb.VerifyLedger(nodeID.String(), pruned, links, ledgerEvents, stored, since), nil
 }
 
 // OpenTail returns a tail of events matching f. With one writer, ledger

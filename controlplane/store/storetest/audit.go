@@ -3,7 +3,9 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,4 +311,132 @@ func testAuditTail(t *testing.T, s Store) {
 	if evs, err := tl.Poll(ctx); err != nil || len(evs) != 0 {
 		t.Fatalf("tail repeated %d events, %v", len(evs), err)
 	}
+}
+
+// Retention prunes the ledger rows of an epoch's expired prefix and keeps
+// one row of it: a replay of a pruned batch is acknowledged and stores
+// nothing (a different batch under the last pruned seq is still a
+// conflict), the hello answer covers the prefix, the batch after it links
+// to it, and Verify gives the same verdict and totals as before the prune,
+// reporting the prefix as pruned rather than missing.
+func testAuditLedgerPruning(t *testing.T, open Opener) {
+	ctx := t.Context()
+	var skew atomic.Int64 // added to the store's clock
+	s := open(t, auditdb.Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	old := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	var e1, e2 [][]audit.Event
+	for i := range 5 {
+		e1 = append(e1, events(old, 2, 2*i))
+	}
+	for i := range 2 {
+		e2 = append(e2, events(old, 3, 100+3*i))
+	}
+	a1, a2 := chain(1, 1, [32]byte{}, e1...), chain(2, 1, [32]byte{}, e2...)
+	ingestOK(t, s, a1...)
+	ingestOK(t, s, a2...)
+	// Another node whose seq 3 never arrives.
+	gappy := uuid.NewString()
+	var g [][]audit.Event
+	for i := range 4 {
+		evs := events(old, 1, 200+i)
+		evs[0].NodeID = gappy
+		g = append(g, evs)
+	}
+	b := chain(1, 1, [32]byte{}, g...)
+	if _, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: gappy, Batches: []auditdb.Batch{b[0], b[1], b[3]}}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Verify(ctx, gappy)
+	if err != nil || before.ChainComplete || len(before.Epochs) != 1 || before.Epochs[0].Missing[0] != (auditdb.SeqRange{From: 3, To: 3}) {
+		t.Fatalf("verify of the gap before pruning: %+v, %v", before, err)
+	}
+
+	// Forty days on (retention is 30): epoch 1 goes on with fresh events.
+	skew.Store(int64(40 * 24 * time.Hour))
+	fresh := time.Now().Add(40*24*time.Hour - time.Minute).UTC().Truncate(time.Millisecond)
+	a1 = append(a1, chain(1, 6, a1[4].Hash(), events(fresh, 2, 300), events(fresh, 2, 302))...)
+	if res := ingestOK(t, s, a1[5:]...); res.Batches != 2 || res.Events != 4 || res.ChainBreaks != 0 {
+		t.Fatalf("fresh batches: %+v", res)
+	}
+	pre, err := s.Verify(ctx, auditNode)
+	if err != nil || !pre.ChainComplete {
+		t.Fatalf("verify before pruning: %+v, %v", pre, err)
+	}
+	m, err := s.MaintainPartitions(ctx, 7)
+	if err != nil || !m.Locked || m.Pruned != 5+2+3 {
+		t.Fatalf("maintenance: %+v, %v; want the 10 expired ledger rows pruned", m, err)
+	}
+	if m, err := s.MaintainPartitions(ctx, 7); err != nil || m.Pruned != 0 {
+		t.Fatalf("second maintenance: %+v, %v; want nothing more pruned", m, err)
+	}
+
+	rep, err := s.Verify(ctx, auditNode)
+	if err != nil || !rep.ChainComplete || len(rep.Problems) != 0 || rep.LedgerEvents != 4 || rep.StoredEvents != 4 || len(rep.Epochs) != 2 {
+		t.Fatalf("verify after pruning: %+v, %v", rep, err)
+	}
+	ep1, ep2 := rep.Epochs[0], rep.Epochs[1]
+	if ep1.Epoch != 1 || ep1.FirstSeq != 1 || ep1.LastSeq != 7 || ep1.Batches != 7 || ep1.Events != 14 || len(ep1.Missing) != 0 ||
+		ep1.Pruned.Through != 5 || ep1.Pruned.Batches != 5 || ep1.Pruned.Events != 10 || !ep1.Pruned.LastTS.Equal(e1[4][1].TS) {
+		t.Fatalf("epoch 1 after pruning seqs 1..5: %+v", ep1)
+	}
+	if ep2.Epoch != 2 || ep2.FirstSeq != 1 || ep2.LastSeq != 2 || ep2.Batches != 2 || ep2.Events != 6 || ep2.Pruned.Through != 2 {
+		t.Fatalf("epoch 2, pruned whole: %+v", ep2)
+	}
+	for i := range pre.Epochs {
+		if !sameEpoch(pre.Epochs[i], rep.Epochs[i]) {
+			t.Fatalf("epoch %d reads\n%+v after pruning,\n%+v before", pre.Epochs[i].Epoch, rep.Epochs[i], pre.Epochs[i])
+		}
+	}
+	after, err := s.Verify(ctx, gappy)
+	if err != nil || after.ChainComplete || len(after.Epochs) != 1 || after.Epochs[0].Pruned.Missing != 1 || after.Epochs[0].Pruned.Through != 4 ||
+		!sameEpoch(after.Epochs[0], before.Epochs[0]) || !slices.Equal(after.Problems, before.Problems) {
+		t.Fatalf("verify of the gap after pruning: %+v, %v; want it as before: %+v", after, err, before)
+	}
+	if nodes, err := s.Nodes(ctx); err != nil || len(nodes) != 2 {
+		t.Fatalf("Nodes after the gappy node's rows were all pruned: %v, %v", nodes, err)
+	}
+
+	// Replays of pruned batches: acknowledged, nothing stored.
+	if res := ingestOK(t, s, a1[2], a1[4]); res.Duplicates != 2 || res.Pruned != 2 || res.Batches != 0 || res.Events != 0 || res.Rejected != 0 {
+		t.Fatalf("replay of pruned seqs 3 and 5: %+v", res)
+	}
+	forged := chain(1, 5, a1[3].Hash(), events(fresh, 2, 400))
+	if _, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: auditNode, Batches: forged}); !errors.Is(err, auditdb.ErrConflict) {
+		t.Fatalf("a different batch under the last pruned seq: %v, want ErrConflict", err)
+	}
+	for _, c := range []struct {
+		epoch, start, through int64
+	}{{1, 1, 7}, {1, 2, 7}, {1, 6, 7}, {2, 1, 2}, {2, 3, 2}} {
+		held, err := s.LedgerHeld(ctx, auditNode, c.epoch, c.start)
+		if err != nil || held.Through != c.through || held.PrevMissing {
+			t.Fatalf("LedgerHeld(epoch %d, from %d): %+v, %v; want through %d", c.epoch, c.start, held, err, c.through)
+		}
+	}
+
+	// The batch after a pruned prefix links to it; one that does not is a
+	// broken link.
+	next := chain(2, 3, a2[1].Hash(), events(fresh, 2, 500))
+	if res := ingestOK(t, s, next...); res.Batches != 1 || res.Events != 2 || res.ChainBreaks != 0 {
+		t.Fatalf("batch after the pruned prefix: %+v", res)
+	}
+	bad := chain(1, 5, [32]byte{1}, []audit.Event{func() audit.Event { e := auditEvent(fresh, 600); e.NodeID = gappy; return e }()})
+	if res, err := s.IngestAll(ctx, auditdb.NodeBatches{Node: gappy, Batches: bad}); err != nil || res.ChainBreaks != 1 {
+		t.Fatalf("batch not linked to the pruned prefix: %+v, %v", res, err)
+	}
+	if rep, err := s.Verify(ctx, auditNode); err != nil || !rep.ChainComplete || rep.Epochs[1].LastSeq != 3 || rep.Epochs[1].Batches != 3 || rep.StoredEvents != 6 {
+		t.Fatalf("verify after the next batch: %+v, %v", rep, err)
+	}
+	if rep, err := s.Verify(ctx, gappy); err != nil || rep.ChainComplete || len(rep.Epochs[0].BrokenLinks) != 1 || rep.Epochs[0].BrokenLinks[0] != 5 {
+		t.Fatalf("verify after a batch not linked to the pruned prefix: %+v, %v", rep, err)
+	}
+}
+
+// sameEpoch compares what a report shows of an epoch, but its Pruned.
+func sameEpoch(a, b auditdb.EpochReport) bool {
+	return a.Epoch == b.Epoch && a.Batches == b.Batches && a.FirstSeq == b.FirstSeq && a.LastSeq == b.LastSeq &&
+		slices.Equal(a.Missing, b.Missing) && slices.Equal(a.BrokenLinks, b.BrokenLinks) && slices.Equal(a.CRCFailures, b.CRCFailures) &&
+		a.Events == b.Events && a.Rejected == b.Rejected && a.Dropped == b.Dropped &&
+		slices.EqualFunc(a.Gaps, b.Gaps, func(x, y auditdb.Gap) bool {
+			return x.Seq == y.Seq && x.Events == y.Events && x.First.Equal(y.First) && x.Last.Equal(y.Last)
+		})
 }

@@ -48,15 +48,19 @@ type (
 	auditStore  = auditdb.Store
 )
 
+// Opener opens a fresh, empty store whose audit half uses opts (retention,
+// accepted window, clock).
+type Opener func(t *testing.T, opts auditdb.Options) Store
+
 // OpenPostgres returns the Postgres stores on a fresh database
 // (internal/pgtest: skipped without Postgres locally, failed under CI).
-func OpenPostgres(t *testing.T) Store {
+func OpenPostgres(t *testing.T, opts auditdb.Options) Store {
 	pool := pgtest.NewPool(t, pgtest.NewDatabase(t))
-	return postgres{store.New(pool), store.NewNodeStore(pool), auditdb.New(pool, auditdb.Options{})}
+	return postgres{store.New(pool), store.NewNodeStore(pool), auditdb.New(pool, opts)}
 }
 
 // Run runs every contract case against stores made by open.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+func Run(t *testing.T, open Opener) {
 	cases := []struct {
 		name string
 		fn   func(t *testing.T, s Store)
@@ -81,7 +85,19 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			c.fn(t, open(t))
+			c.fn(t, open(t, auditdb.Options{}))
+		})
+	}
+	// Cases that open their store themselves, with a clock of their own.
+	for _, c := range []struct {
+		name string
+		fn   func(t *testing.T, open Opener)
+	}{
+		{"AuditLedgerPruning", testAuditLedgerPruning},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.fn(t, open)
 		})
 	}
 }

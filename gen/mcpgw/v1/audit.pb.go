@@ -558,7 +558,14 @@ type AuditEpochReport struct {
 	Complete bool `protobuf:"varint,13,opt,name=complete,proto3" json:"complete,omitempty"`
 	// The drop gaps of this epoch (batches with dropped_before > 0), in seq
 	// order; their counts sum to dropped_events.
-	Gaps          []*AuditGap `protobuf:"bytes,14,rep,name=gaps,proto3" json:"gaps,omitempty"`
+	Gaps []*AuditGap `protobuf:"bytes,14,rep,name=gaps,proto3" json:"gaps,omitempty"`
+	// Retention pruned the ledger rows of seqs first_seq..pruned_through_seq
+	// (0: none). Their batches, counts and problems are still included in
+	// the fields above, so the report reads the same after a prune; this
+	// says which part of it is kept as a summary rather than row by row.
+	PrunedThroughSeq uint64 `protobuf:"varint,15,opt,name=pruned_through_seq,json=prunedThroughSeq,proto3" json:"pruned_through_seq,omitempty"`
+	// Ledger rows retention removed from this epoch (at most batches).
+	PrunedBatches uint64 `protobuf:"varint,16,opt,name=pruned_batches,json=prunedBatches,proto3" json:"pruned_batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -689,6 +696,20 @@ func (x *AuditEpochReport) GetGaps() []*AuditGap {
 		return x.Gaps
 	}
 	return nil
+}
+
+func (x *AuditEpochReport) GetPrunedThroughSeq() uint64 {
+	if x != nil {
+		return x.PrunedThroughSeq
+	}
+	return 0
+}
+
+func (x *AuditEpochReport) GetPrunedBatches() uint64 {
+	if x != nil {
+		return x.PrunedBatches
+	}
+	return 0
 }
 
 // AuditGap is one run of events an edge dropped because its spool was full
@@ -875,7 +896,7 @@ const file_mcpgw_v1_audit_proto_rawDesc = "" +
 	"\x10AuditChainReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x122\n" +
-	"\x06epochs\x18\x03 \x03(\v2\x1a.mcpgw.v1.AuditEpochReportR\x06epochs\"\xf3\x03\n" +
+	"\x06epochs\x18\x03 \x03(\v2\x1a.mcpgw.v1.AuditEpochReportR\x06epochs\"\xc8\x04\n" +
 	"\x10AuditEpochReport\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
@@ -891,7 +912,9 @@ const file_mcpgw_v1_audit_proto_rawDesc = "" +
 	"\x0frejected_events\x18\v \x01(\x04R\x0erejectedEvents\x12%\n" +
 	"\x0edropped_events\x18\f \x01(\x04R\rdroppedEvents\x12\x1a\n" +
 	"\bcomplete\x18\r \x01(\bR\bcomplete\x12&\n" +
-	"\x04gaps\x18\x0e \x03(\v2\x12.mcpgw.v1.AuditGapR\x04gaps\"\xbe\x01\n" +
+	"\x04gaps\x18\x0e \x03(\v2\x12.mcpgw.v1.AuditGapR\x04gaps\x12,\n" +
+	"\x12pruned_through_seq\x18\x0f \x01(\x04R\x10prunedThroughSeq\x12%\n" +
+	"\x0epruned_batches\x18\x10 \x01(\x04R\rprunedBatches\"\xbe\x01\n" +
 	"\bAuditGap\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\x04R\x06events\x12D\n" +

@@ -1,4 +1,6 @@
-package e2e_test
+//go:build linux
+
+package proctest
 
 import "syscall"
 

@@ -1,7 +1,0 @@
-//go:build !linux
-
-package e2e_test
-
-import "syscall"
-
-func procAttr() *syscall.SysProcAttr { return nil }
