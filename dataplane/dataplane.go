@@ -302,6 +302,10 @@ func Run(ctx context.Context, cfg Config) error {
 	mcpHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e := live.Load()
 		if e != nil && mgr.Load() != nil {
+			if why := e.src.refusal(); why != "" {
+				writeRefused(w, why)
+				return
+			}
 			e.gw.ServeHTTP(w, r)
 			return
 		}
@@ -569,6 +573,18 @@ func writeNoConfig(w http.ResponseWriter, why string) {
 	_, _ = w.Write(body)
 }
 
+// writeRefused answers an MCP request on an edge that must not serve
+// although it has a config: its control plane revoked it. Nothing is
+// audited: a revoked node's audit can no longer reach the control plane.
+func writeRefused(w http.ResponseWriter, why string) {
+	body := rpc.AppendErrorResponse(nil, nil, rpc.Errorf(rpc.CodeInternalError, "mcpgw: this edge does not serve: %s", why))
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(body)
+}
+
 // serveReady answers /readyz. Ready means "has a config" (DESIGN §9) and
 // can record what it serves: a full audit spool under on_full: refuse turns
 // calls away, so it is not ready. Down backends and a degraded audit sink
@@ -577,6 +593,10 @@ func writeNoConfig(w http.ResponseWriter, why string) {
 func serveReady(w http.ResponseWriter, st *state.State, src configSource, alog *auditlog.Log) {
 	if st == nil {
 		http.Error(w, "not ready: no config yet ("+src.status()+")", http.StatusServiceUnavailable)
+		return
+	}
+	if why := src.refusal(); why != "" {
+		http.Error(w, "not ready: "+why+" ("+src.status()+")", http.StatusServiceUnavailable)
 		return
 	}
 	if err := alog.Available(); err != nil {
@@ -607,6 +627,9 @@ type configSource interface {
 	run(ctx context.Context) error
 	// status says, for /readyz, what is applied and from where.
 	status() string
+	// refusal says why the edge must not serve MCP although it has a
+	// config ("" when it may serve).
+	refusal() string
 	register(reg prometheus.Registerer)
 }
 
@@ -627,6 +650,9 @@ func (f *fileSource) start(ctx context.Context) error {
 }
 
 func (f *fileSource) run(ctx context.Context) error { return f.w.run(ctx, f.interval) }
+
+// refusal: a local file never revokes its edge.
+func (f *fileSource) refusal() string { return "" }
 
 func (f *fileSource) status() string {
 	if g := f.w.holder.Load(); g != nil {

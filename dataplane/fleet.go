@@ -150,6 +150,19 @@ func (f *fleet) run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// refusal: an edge its control plane refuses (revoked, or unknown to
+// it) stops serving MCP. Revocation is how an operator retires or fences
+// a node, and a refused node no longer receives policy changes such as a
+// revoked API key, so serving on would enforce a policy nobody maintains.
+// An unreachable control plane is not a refusal: the edge keeps serving
+// its last config then. A later accepted stream lifts the refusal.
+func (f *fleet) refusal() string {
+	if err := f.client.Refused(); err != nil {
+		return "its control plane refuses this node (revoked?): " + status.Convert(err).Message()
+	}
+	return ""
+}
+
 func (f *fleet) status() string {
 	rev, hash := f.client.Applied()
 	cp := "disconnected (serving the last config it sent)"
@@ -157,7 +170,7 @@ func (f *fleet) status() string {
 	case f.client.Connected():
 		cp = "connected"
 	case f.client.Refused() != nil:
-		cp = "refuses this node, revoked? (" + status.Convert(f.client.Refused()).Message() + "; serving the last config it sent)"
+		cp = "refuses this node, revoked? (" + status.Convert(f.client.Refused()).Message() + "; not serving)"
 	}
 	var s string
 	if rev == 0 {

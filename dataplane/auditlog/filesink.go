@@ -20,14 +20,18 @@ import (
 const DefaultFileKeep = 5
 
 // FileSink appends events as JSON lines (the canonical encoding, one event
-// per line) to a file, fsyncing once per delivery and rotating by size. A gap
+// per line) to a file, rotating by size. It is a LazySyncer: the Log has it
+// fsync at most once a second (and before its cursor moves on disk), not
+// once per delivery. A gap
 // (events dropped under on_full: drop) is written as its own line:
 //
 //	{"gap":{"epoch":E,"seq":S,"dropped":N,"first_ts":"…","last_ts":"…"}}
 //
 // Redelivery after a crash is harmless: on (re)open the sink reads the
-// file's last line and skips everything up to it in the first batches it is
-// given, so every event appears once.
+// file's last line, the Log starts its delivery at the spooled batch holding
+// that line when the sink's cursor is behind it, and the sink skips
+// everything up to it in the first batches it is given, so every event
+// appears once.
 type FileSink struct {
 	path     string
 	maxBytes int64
@@ -120,12 +124,35 @@ func (s *FileSink) Deliver(_ context.Context, batches []SealedBatch) error {
 		s.close()
 		return fmt.Errorf("writing audit file %s: %w", s.path, err)
 	}
+	s.size += int64(len(s.buf))
+	return nil
+}
+
+// Sync implements LazySyncer: it fsyncs what Deliver wrote.
+func (s *FileSink) Sync() error {
+	if s.f == nil {
+		// Closed after a failed write: what was written before is in the
+		// same file, which fsync reaches through a new descriptor.
+		if err := s.open(); err != nil {
+			return err
+		}
+	}
 	if err := s.f.Sync(); err != nil {
 		s.close()
 		return fmt.Errorf("fsyncing audit file %s: %w", s.path, err)
 	}
-	s.size += int64(len(s.buf))
 	return nil
+}
+
+// lastStored implements resumer: it opens the file (as the first Deliver
+// would) and returns the identity of its last line.
+func (s *FileSink) lastStored() ([]byte, error) {
+	if s.f == nil {
+		if err := s.open(); err != nil {
+			return nil, err
+		}
+	}
+	return s.mark, nil
 }
 
 // Close closes the file; a later Deliver reopens it.

@@ -93,8 +93,13 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// waiter is how a sync Record learns that its event is in the spool.
-type waiter struct{ ch chan error }
+// waiter is how a sync Record learns that its event is in the spool. t
+// bounds RecordWithin's wait; it is pooled with the waiter, so the bound
+// costs no allocation per call.
+type waiter struct {
+	ch chan error
+	t  *time.Timer
+}
 
 // maxPooledBuf keeps an occasional huge event from pinning a huge buffer.
 const maxPooledBuf = 64 << 10
@@ -199,6 +204,13 @@ func (l *Log) unavailable() error {
 // ctx bounds only the wait in sync mode; an event already queued when ctx
 // ends is still written.
 func (l *Log) Record(ctx context.Context, ev *audit.Event) error {
+	return l.RecordWithin(ctx, ev, 0)
+}
+
+// RecordWithin is Record with the sync wait bounded by d as well as by ctx
+// (d <= 0: by ctx only). It spares the caller a context.WithTimeout per
+// event (a context, a timer and a child entry in the request's context).
+func (l *Log) RecordWithin(ctx context.Context, ev *audit.Event, d time.Duration) error {
 	if err := ev.Validate(); err != nil {
 		return err
 	}
@@ -218,6 +230,7 @@ func (l *Log) Record(ctx context.Context, ev *audit.Event) error {
 	if l.sync {
 		w = l.waiters.Get().(*waiter)
 	}
+	var waitStart time.Time
 	for !l.q.push(entry{buf: bp, w: w}) {
 		if !l.sync {
 			l.inflight.Add(-1)
@@ -226,7 +239,15 @@ func (l *Log) Record(ctx context.Context, ev *audit.Event) error {
 		}
 		// A sync caller waits for room: the queue is only full when the
 		// disk is slower than the callers, and they are waiting anyway.
-		if err := ctx.Err(); err != nil || l.closed.Load() {
+		err := ctx.Err()
+		if d > 0 && err == nil {
+			if waitStart.IsZero() {
+				waitStart = time.Now()
+			} else if time.Since(waitStart) >= d {
+				err = context.DeadlineExceeded
+			}
+		}
+		if err != nil || l.closed.Load() {
 			l.inflight.Add(-1)
 			l.bufs.Put(bp)
 			l.waiters.Put(w)
@@ -242,13 +263,30 @@ func (l *Log) Record(ctx context.Context, ev *audit.Event) error {
 	if w == nil {
 		return nil
 	}
+	var timeout <-chan time.Time
+	if d > 0 {
+		if w.t == nil {
+			w.t = time.NewTimer(d)
+		} else {
+			w.t.Reset(d)
+		}
+		timeout = w.t.C
+	}
 	select {
 	case err := <-w.ch:
+		if timeout != nil {
+			w.t.Stop()
+		}
 		l.waiters.Put(w)
 		return err
 	case <-ctx.Done():
+		if timeout != nil {
+			w.t.Stop()
+		}
 		// The writer still owns w; leave it to the garbage collector.
 		return fmt.Errorf("waiting for the audit event to be spooled: %w", ctx.Err())
+	case <-timeout:
+		return fmt.Errorf("waiting for the audit event to be spooled: %w", context.DeadlineExceeded)
 	}
 }
 

@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -36,6 +37,20 @@ type Sink interface {
 	Deliver(ctx context.Context, batches []SealedBatch) error
 }
 
+// LazySyncer is implemented by a sink whose Deliver leaves the batches
+// written but not yet durable against a machine crash (the file sink's
+// write(2) survives the process, not the kernel): Sync makes everything
+// delivered so far durable. The Log writes such a sink's cursor only after
+// a Sync, which it calls at most once a second (cursorSyncInterval),
+// before deleting acknowledged spool segments, and when the sink stops;
+// after a crash the sink is given again what it got since, so it must also
+// skip what it already stored (the file sink is a resumer). One fsync a
+// second replaces one per delivery, which at low concurrency with sync
+// durability is one per call.
+type LazySyncer interface {
+	Sync() error
+}
+
 // How much one Deliver call carries, unless the sink says otherwise.
 const (
 	deliverMaxBatches = 64
@@ -48,6 +63,18 @@ const (
 // in-flight window.
 type DeliveryLimiter interface {
 	MaxDelivery() (batches, bytes int)
+}
+
+// resumer is implemented by a sink that keeps its own durable record of
+// what it stored last (the file sink: its file's last line). Before the
+// sink's first delivery the Log looks for that event in the spooled batches
+// after the sink's cursor, and starts delivering at the batch holding it:
+// a cursor left behind by a crash (it is fsynced lazily) then costs
+// nothing downstream, however many batches it is behind.
+type resumer interface {
+	// lastStored returns the identity (lineIdentity) of the last line
+	// the sink stored, or nil when it stored nothing.
+	lastStored() ([]byte, error)
 }
 
 // sinkState is the Log's view of one sink.
@@ -86,6 +113,15 @@ func (l *Log) runSink(ctx context.Context, s *sinkState) error {
 		if b, n := dl.MaxDelivery(); b > 0 && n > 0 {
 			maxBatches, maxBytes = b, n
 		}
+	}
+	lazy, _ := s.sink.(LazySyncer)
+	defer func() {
+		if err := l.spool.closeCursor(name, lazy); err != nil {
+			l.log.Error("persisting audit sink cursor", "sink", name, "err", err)
+		}
+	}()
+	if rs, ok := s.sink.(resumer); ok {
+		l.resume(s, rs)
 	}
 	backoff := l.cfg.RetryMin
 	var batches []SealedBatch
@@ -130,7 +166,7 @@ func (l *Log) runSink(ctx context.Context, s *sinkState) error {
 			continue
 		}
 		last := batches[len(batches)-1]
-		if err := l.spool.ack(name, last.Seq, last.Hash); err != nil {
+		if err := l.spool.ack(name, last.Seq, last.Hash, lazy); err != nil {
 			// Delivered but not recorded: the batches will be delivered
 			// again after a restart, which sinks tolerate.
 			s.errors.Add(1)
@@ -185,4 +221,56 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// resume moves s's reader to the spooled batch holding the last line the
+// sink stored, if that batch is after the sink's cursor (the cursor is
+// behind after a machine crash). The sink skips the lines up to that one in
+// its first delivery.
+func (l *Log) resume(s *sinkState, rs resumer) {
+	mark, err := rs.lastStored()
+	if err != nil || mark == nil {
+		if err != nil {
+			// The sink's first delivery tries again and fails visibly.
+			l.log.Warn("audit sink: cannot read what it stored last; not resuming past its cursor", "sink", s.sink.Name(), "err", err)
+		}
+		return
+	}
+	r := &reader{s: l.spool, name: s.r.name, after: s.r.after, segIdx: -1}
+	defer r.closeFile()
+	found := int64(0)
+	for {
+		bs, err := r.read(deliverMaxBatches, deliverMaxBytes)
+		if err != nil || len(bs) == 0 {
+			break
+		}
+		for i := range bs {
+			if batchHolds(&bs[i], mark) {
+				found = bs[i].Seq
+			}
+		}
+	}
+	if found > s.r.after+1 {
+		l.log.Info("audit sink resumes after what it already stored", "sink", s.sink.Name(),
+			"cursor", s.r.after, "resume_at", found)
+		s.r.after = found - 1
+	}
+}
+
+// batchHolds reports whether b holds the line whose identity is mark.
+func batchHolds(b *SealedBatch, mark []byte) bool {
+	if b.DroppedBefore > 0 && bytes.Equal(lineIdentity(appendGapLine(nil, b)), mark) {
+		return true
+	}
+	if !bytes.Contains(b.Lines, mark) {
+		return false
+	}
+	found := false
+	_ = b.EachLine(func(line []byte) error {
+		if bytes.Equal(lineIdentity(line), mark) {
+			found = true
+		}
+		return nil
+	})
+	return found
 }

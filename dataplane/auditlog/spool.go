@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -84,7 +85,33 @@ type cursor struct {
 	name  string
 	acked int64 // last acknowledged seq of this epoch; 0 for none (seqs start at 1)
 	hash  [32]byte
+
+	// Owned by the consumer's goroutine (ack, closeCursor): the cursor
+	// file, open for overwriting in place, the line buffer, and when the
+	// file was last fsynced with what it holds now.
+	f        *os.File
+	line     []byte
+	unsynced bool
+	syncedAt time.Time
+	// For a LazySyncer sink: acknowledged in memory, not yet in the file.
+	pending  bool
+	pendSeq  int64
+	pendHash [32]byte
 }
+
+// cursorSyncInterval bounds how long an acknowledged cursor stays unsynced.
+// Every ack overwrites the cursor file in place (one pwrite, which survives
+// the process being killed); fsync, which only matters if the machine
+// itself goes down, happens at most this often, before acknowledged
+// segments are deleted, and when the sink stops. A cursor that a machine
+// crash left behind only makes the sink receive batches again that it
+// already has: every sink tolerates that (Postgres and the control plane
+// by (node, epoch, seq), the file sink by resuming after its last line).
+//
+// A LazySyncer sink's cursor is written only after its Sync, on the same
+// occasions, so the cursor on disk never claims more than the sink made
+// durable.
+const cursorSyncInterval = time.Second
 
 // recoveryReport says what open found, for logs and tests.
 type recoveryReport struct {
@@ -198,27 +225,45 @@ func openSpool(dir string, segBytes int64, consumers []string, log *slog.Logger)
 }
 
 // recoverSegment verifies seg's records, reporting each good batch to ok,
-// and truncates a torn tail.
+// and truncates a torn tail. It streams the segment (up to SegmentBytes,
+// 64 MiB by default) through one record-sized buffer: reading it whole
+// left the heap, and the idle edge's RSS, that much larger after a restart.
 func (s *spool) recoverSegment(seg *segment, last bool, rep *recoveryReport, ok func(*auditdb.Batch, [32]byte)) error {
-	data, err := os.ReadFile(seg.path)
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return fmt.Errorf("reading audit spool segment: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("reading audit spool segment: %w", err)
 	}
 	name := filepath.Base(seg.path)
+	size := st.Size()
+	br := bufio.NewReaderSize(f, readChunk)
+	var hdr [recordHeaderSize]byte
+	var payload []byte
 	off := int64(0)
-	size := int64(len(data))
 	for off < size {
-		rest := data[off:]
-		if len(rest) < recordHeaderSize {
+		if size-off < recordHeaderSize {
 			break // torn header
 		}
-		n := int64(binary.BigEndian.Uint32(rest[0:4]))
-		if n > maxRecordSize || recordHeaderSize+n > int64(len(rest)) {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return fmt.Errorf("reading audit spool segment %s: %w", name, err)
+		}
+		n := int64(binary.BigEndian.Uint32(hdr[0:4]))
+		if n > maxRecordSize || recordHeaderSize+n > size-off {
 			break // torn record, or a length that cannot be trusted
 		}
-		payload := rest[recordHeaderSize : recordHeaderSize+n]
+		if int64(cap(payload)) < n {
+			payload = make([]byte, n)
+		}
+		payload = payload[:n]
+		if _, err := io.ReadFull(br, payload); err != nil {
+			return fmt.Errorf("reading audit spool segment %s: %w", name, err)
+		}
 		end := off + recordHeaderSize + n
-		if auditdb.CRC32C(payload) != binary.BigEndian.Uint32(rest[4:8]) {
+		if auditdb.CRC32C(payload) != binary.BigEndian.Uint32(hdr[4:8]) {
 			if end == size {
 				break // the last record is incomplete garbage: a torn tail
 			}
@@ -249,7 +294,10 @@ func (s *spool) recoverSegment(seg *segment, last bool, rep *recoveryReport, ok 
 	}
 	// A torn tail: keep the cut bytes beside the segment, then truncate so
 	// appends continue from the last complete record.
-	tail := data[off:]
+	tail := make([]byte, size-off)
+	if _, err := f.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading the torn tail of audit spool segment %s: %w", name, err)
+	}
 	side := fmt.Sprintf("%s.torn-%d", seg.path, time.Now().UnixNano())
 	if err := os.WriteFile(side, tail, 0o600); err != nil {
 		return fmt.Errorf("saving torn tail of audit spool segment %s: %w", name, err)
@@ -402,18 +450,29 @@ func (s *spool) close() error {
 	return err
 }
 
-// ack records that consumer name has durably delivered every batch through
-// seq, persists its cursor, and deletes segments every consumer is done with.
-func (s *spool) ack(name string, seq int64, hash [32]byte) error {
+// ack records that consumer name has delivered every batch through seq,
+// persists its cursor, and deletes segments every consumer is done with.
+// lazy is nil when the consumer's deliveries are durable when they return;
+// else its cursor is persisted only after lazy.Sync (see persistLazy).
+// Only the consumer's own goroutine acks it.
+func (s *spool) ack(name string, seq int64, hash [32]byte, lazy LazySyncer) error {
 	s.mu.Lock()
 	c := s.consumers[name]
 	s.mu.Unlock()
 	if c == nil {
 		return fmt.Errorf("audit spool: unknown consumer %q", name)
 	}
-	line := fmt.Sprintf("v1 %d %d %s\n", s.epoch, seq, hex.EncodeToString(hash[:]))
-	if err := writeFileAtomic(s.dir, cursorPrefix+name, []byte(line)); err != nil {
-		return err
+	if lazy == nil {
+		if err := s.writeCursor(c, seq, hash); err != nil {
+			return err
+		}
+	} else {
+		c.pending, c.pendSeq, c.pendHash = true, seq, hash
+		if time.Since(c.syncedAt) >= cursorSyncInterval {
+			if err := s.persistLazy(c, lazy); err != nil {
+				return err
+			}
+		}
 	}
 	s.mu.Lock()
 	c.acked, c.hash = seq, hash
@@ -430,6 +489,19 @@ func (s *spool) ack(name string, seq int64, hash [32]byte) error {
 		s.segs = s.segs[1:]
 	}
 	s.mu.Unlock()
+	if len(drop) > 0 {
+		// The cursor reaches the disk before the batches it covers leave it.
+		err := s.persistLazy(c, lazy)
+		if err == nil {
+			err = s.syncCursor(c)
+		}
+		if err != nil {
+			s.mu.Lock()
+			s.segs = append(drop, s.segs...) // still needed after a crash
+			s.mu.Unlock()
+			return err
+		}
+	}
 	for _, seg := range drop {
 		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Error("deleting acknowledged audit spool segment", "path", seg.path, "err", err)
@@ -438,6 +510,106 @@ func (s *spool) ack(name string, seq int64, hash [32]byte) error {
 		s.used.Add(-seg.size)
 	}
 	return nil
+}
+
+// writeCursor persists c as acknowledged through seq. The first write of a
+// process replaces the file atomically (an older file may have another
+// length); later ones overwrite the same bytes in place, since the line has
+// a fixed width for the spool's epoch, and are fsynced lazily (see
+// cursorSyncInterval).
+func (s *spool) writeCursor(c *cursor, seq int64, hash [32]byte) error {
+	c.line = append(c.line[:0], "v1 "...)
+	c.line = strconv.AppendInt(c.line, s.epoch, 10)
+	c.line = append(c.line, ' ')
+	for n := seqDigits(seq); n < 20; n++ { // zero-padded to a fixed width
+		c.line = append(c.line, '0')
+	}
+	c.line = strconv.AppendInt(c.line, seq, 10)
+	c.line = append(c.line, ' ')
+	c.line = hex.AppendEncode(c.line, hash[:])
+	c.line = append(c.line, '\n')
+	if c.f == nil {
+		if err := writeFileAtomic(s.dir, cursorPrefix+c.name, c.line); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(filepath.Join(s.dir, cursorPrefix+c.name), os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("opening audit spool cursor %q: %w", c.name, err)
+		}
+		c.f, c.unsynced, c.syncedAt = f, false, time.Now()
+		return nil
+	}
+	if _, err := c.f.WriteAt(c.line, 0); err != nil {
+		c.f.Close()
+		c.f = nil // rewritten whole by the next ack
+		return fmt.Errorf("writing audit spool cursor %q: %w", c.name, err)
+	}
+	c.unsynced = true
+	if time.Since(c.syncedAt) >= cursorSyncInterval {
+		return s.syncCursor(c)
+	}
+	return nil
+}
+
+// seqDigits is how many decimal digits seq (>= 0) has.
+func seqDigits(seq int64) int {
+	n := 1
+	for seq >= 10 {
+		seq /= 10
+		n++
+	}
+	return n
+}
+
+// syncCursor fsyncs c's file if an ack was written to it since the last fsync.
+func (s *spool) syncCursor(c *cursor) error {
+	if c.f == nil || !c.unsynced {
+		return nil
+	}
+	if err := c.f.Sync(); err != nil {
+		return fmt.Errorf("fsyncing audit spool cursor %q: %w", c.name, err)
+	}
+	c.unsynced, c.syncedAt = false, time.Now()
+	return nil
+}
+
+// persistLazy makes a LazySyncer consumer's deliveries durable (lazy.Sync)
+// and then writes and fsyncs its cursor, if it acknowledged anything since.
+func (s *spool) persistLazy(c *cursor, lazy LazySyncer) error {
+	if lazy == nil || !c.pending {
+		return nil
+	}
+	if err := lazy.Sync(); err != nil {
+		return err
+	}
+	if err := s.writeCursor(c, c.pendSeq, c.pendHash); err != nil {
+		return err
+	}
+	c.pending = false
+	return s.syncCursor(c)
+}
+
+// closeCursor persists and closes consumer name's cursor file, when its
+// goroutine stops.
+func (s *spool) closeCursor(name string, lazy LazySyncer) error {
+	s.mu.Lock()
+	c := s.consumers[name]
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	if err := s.persistLazy(c, lazy); err != nil {
+		return err
+	}
+	if c.f == nil {
+		return nil
+	}
+	err := s.syncCursor(c)
+	if cerr := c.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing audit spool cursor %q: %w", c.name, cerr)
+	}
+	c.f = nil
+	return err
 }
 
 // minAcked is the lowest seq every consumer has acknowledged.
@@ -465,7 +637,24 @@ type reader struct {
 	segIdx int64 // firstSeq of the segment being read
 	off    int64
 	f      *os.File
+	// buf holds bytes of the segment from offset bufOff, read with one
+	// pread for many records; the batches handed out alias it, so a new
+	// chunk is always a new buffer.
+	buf    []byte
+	bufOff int64
+	linger *time.Timer
 }
+
+// readChunk is the most one pread of a reader asks for (more when one
+// record is bigger).
+const readChunk = 256 << 10
+
+// deliverLinger is how long a sink that had caught up waits after the
+// writer's next write before reading, so that one delivery (a read, a
+// Deliver, an ack) carries the batches of many group commits: with sync
+// callers at low concurrency every call is a batch of its own. Callers
+// never wait for sinks; it only delays delivery.
+const deliverLinger = 5 * time.Millisecond
 
 func (s *spool) newReader(name string) *reader {
 	ch := make(chan struct{}, 1)
@@ -490,6 +679,23 @@ func (r *reader) closeFile() {
 		r.f.Close()
 		r.f = nil
 	}
+	r.buf, r.bufOff = nil, 0
+}
+
+// bytesAt returns n bytes of the current segment at off (off+n <= limit,
+// the segment's complete size), from the chunk read last if it holds them.
+func (r *reader) bytesAt(off, n, limit int64) ([]byte, error) {
+	if off >= r.bufOff && off+n <= r.bufOff+int64(len(r.buf)) {
+		return r.buf[off-r.bufOff : off-r.bufOff+n], nil
+	}
+	size := min(max(n, readChunk), limit-off)
+	buf := make([]byte, size)
+	if _, err := r.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		r.buf = nil
+		return nil, err
+	}
+	r.buf, r.bufOff = buf, off
+	return buf[:n], nil
 }
 
 // next returns up to maxBatches batches (at least one, up to about
@@ -515,9 +721,30 @@ func (r *reader) next(ctx context.Context, writerDone <-chan struct{}, maxBatche
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-r.notify:
+			if !r.wait(ctx, writerDone, deliverLinger) {
+				return nil, ctx.Err()
+			}
 		case <-writerDone:
 		}
 	}
+}
+
+// wait sleeps for d, or until the writer stops; false if ctx ended.
+func (r *reader) wait(ctx context.Context, writerDone <-chan struct{}, d time.Duration) bool {
+	if r.linger == nil {
+		r.linger = time.NewTimer(d)
+	} else {
+		r.linger.Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		r.linger.Stop()
+		return false
+	case <-writerDone:
+		r.linger.Stop()
+	case <-r.linger.C:
+	}
+	return true
 }
 
 var errCaughtUp = errors.New("audit sink caught up with a stopped writer")
@@ -562,8 +789,12 @@ func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
 			r.after = seg.lastSeq
 			continue
 		}
-		var hdr [recordHeaderSize]byte
-		if _, err := r.f.ReadAt(hdr[:], r.off); err != nil {
+		if r.off+recordHeaderSize > limit {
+			r.s.corrupt.Add(1)
+			return out, fmt.Errorf("audit spool segment %s: record header at offset %d runs past the segment's end", filepath.Base(seg.path), r.off)
+		}
+		hdr, err := r.bytesAt(r.off, recordHeaderSize, limit)
+		if err != nil {
 			return out, fmt.Errorf("reading audit spool record header: %w", err)
 		}
 		n := int64(binary.BigEndian.Uint32(hdr[0:4]))
@@ -571,13 +802,14 @@ func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
 			r.s.corrupt.Add(1)
 			return out, fmt.Errorf("audit spool segment %s: record at offset %d has an impossible length %d", filepath.Base(seg.path), r.off, n)
 		}
-		payload := make([]byte, n)
-		if _, err := r.f.ReadAt(payload, r.off+recordHeaderSize); err != nil && !errors.Is(err, io.EOF) {
+		crc := binary.BigEndian.Uint32(hdr[4:8])
+		payload, err := r.bytesAt(r.off+recordHeaderSize, n, limit)
+		if err != nil {
 			return out, fmt.Errorf("reading audit spool record: %w", err)
 		}
 		at := r.off
 		r.off += recordHeaderSize + n
-		if auditdb.CRC32C(payload) != binary.BigEndian.Uint32(hdr[4:8]) {
+		if auditdb.CRC32C(payload) != crc {
 			r.s.corrupt.Add(1)
 			r.s.log.Error("audit spool record fails its CRC-32C; skipped, its seq will be a gap downstream", "segment", seg.path, "offset", at)
 			continue

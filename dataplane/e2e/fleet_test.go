@@ -721,6 +721,23 @@ func TestFleetEndToEnd(t *testing.T) {
 		if got := e.metric(t, "mcpgw_edge_control_plane_connected"); got != 0 {
 			t.Errorf("revoked %s is connected (%v)", e.name, got)
 		}
+		// It stops serving: not ready, and MCP requests get a 503 that says why.
+		if r := readyz(t, e); !strings.HasPrefix(r, "503 ") {
+			t.Errorf("revoked %s readyz: %s", e.name, r)
+		}
+		req, _ := http.NewRequest(http.MethodPost, e.url(), strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+key.Key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "this edge does not serve") {
+			t.Errorf("revoked %s answered an MCP request: %d %s", e.name, resp.StatusCode, body)
+		}
 		if nodes := f.mcpctl(cps[1].admin, caFile(cps[1]), "get", "nodes", "-o", "json"); strings.Contains(nodes, `"`+e.name+`"`) {
 			t.Errorf("get nodes still lists the revoked %s:\n%s", e.name, nodes)
 		}

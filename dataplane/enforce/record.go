@@ -106,12 +106,20 @@ func (r *Recorder) Record(ctx context.Context, rq *gateway.Request) error {
 	ev := events.Get().(*audit.Event)
 	defer events.Put(ev)
 	r.fill(ev, rq)
-	if r.wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.wait)
-		defer cancel()
+	var err error
+	if tl, ok := r.log.(interface {
+		RecordWithin(context.Context, *audit.Event, time.Duration) error
+	}); ok {
+		err = tl.RecordWithin(ctx, ev, r.wait) // bounded without a context per call
+	} else {
+		if r.wait > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, r.wait)
+			defer cancel()
+		}
+		err = r.log.Record(ctx, ev)
 	}
-	if err := r.log.Record(ctx, ev); err != nil {
+	if err != nil {
 		return fmt.Errorf("recording audit event %s: %w", ev.ID, err)
 	}
 	return nil

@@ -1496,7 +1496,9 @@ func (x *BackendHealth) GetSinceTime() *timestamppb.Timestamp {
 // plane has not yet acknowledged.
 type AuditSpoolStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Bytes of sealed and unsealed audit data on disk not yet acknowledged.
+	// Bytes the spool holds on disk: unacknowledged audit data, plus
+	// acknowledged data in segments not deleted yet (a segment goes once all
+	// of it is acknowledged). It is what limit_bytes is compared against.
 	DepthBytes int64 `protobuf:"varint,1,opt,name=depth_bytes,json=depthBytes,proto3" json:"depth_bytes,omitempty"`
 	// Sealed batches not yet acknowledged.
 	DepthBatches int64 `protobuf:"varint,2,opt,name=depth_batches,json=depthBatches,proto3" json:"depth_batches,omitempty"`
