@@ -72,41 +72,6 @@ func fileRevision(t *testing.T, yaml string) int64 {
 	return g.Revision
 }
 
-// keyed adds an API key to every request of an SDK client.
-type keyed struct{ key string }
-
-func (k keyed) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+k.key)
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-func connectWithKey(t *testing.T, url, key string, opts *mcp.ClientOptions) *mcp.ClientSession {
-	t.Helper()
-	c := mcp.NewClient(&mcp.Implementation{Name: "edge-test", Version: "1"}, opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: keyed{key}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatalf("connecting with a key: %v", err)
-	}
-	t.Cleanup(func() { cs.Close() })
-	return cs
-}
-
-func listTools(t *testing.T, cs *mcp.ClientSession) []string {
-	t.Helper()
-	var names []string
-	for tool, err := range cs.Tools(context.Background(), nil) {
-		if err != nil {
-			t.Fatalf("listing tools: %v", err)
-		}
-		names = append(names, tool.Name)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // auditEvents reads the JSON-lines audit file; every line must decode and
 // validate as an audit event.
 func auditEvents(t *testing.T, path string) []audit.Event {
@@ -187,16 +152,16 @@ func TestEnforcementThroughRun(t *testing.T) {
 
 	sampler := &holdingSampler{started: make(chan struct{}, 4), release: make(chan struct{})}
 	var aliceChanged atomic.Int32
-	alice := connectWithKey(t, e.URL, keys["alice"], &mcp.ClientOptions{
+	alice := mcptest.ConnectWithKey(t, e.URL, keys["alice"], &mcp.ClientOptions{
 		CreateMessageHandler:   sampler.handle,
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { aliceChanged.Add(1) },
 	})
 	// root's list, once both backends are up, is the reference set.
-	root := connectWithKey(t, e.URL, keys["root"], nil)
+	root := mcptest.ConnectWithKey(t, e.URL, keys["root"], nil)
 	var all []string
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		all = listTools(t, root)
+		all = mcptest.ToolNames(t, root)
 		if slices.Contains(all, "github__test_simple_text") && slices.Contains(all, "search__echo") {
 			break
 		}
@@ -213,11 +178,11 @@ func TestEnforcementThroughRun(t *testing.T) {
 				want = append(want, n)
 			}
 		}
-		if got := listTools(t, alice); !slices.Equal(got, want) || len(want) < 5 {
+		if got := mcptest.ToolNames(t, alice); !slices.Equal(got, want) || len(want) < 5 {
 			t.Errorf("alice lists %v\nwant %v", got, want)
 		}
-		bob := connectWithKey(t, e.URL, keys["bob"], nil)
-		if got := listTools(t, bob); !slices.Equal(got, []string{"search__echo"}) {
+		bob := mcptest.ConnectWithKey(t, e.URL, keys["bob"], nil)
+		if got := mcptest.ToolNames(t, bob); !slices.Equal(got, []string{"search__echo"}) {
 			t.Errorf("bob lists %v, want [search__echo]", got)
 		}
 		if _, err := bob.CallTool(ctx, &mcp.CallToolParams{Name: "search__echo", Arguments: map[string]any{"q": "x"}}); err != nil {
@@ -226,8 +191,8 @@ func TestEnforcementThroughRun(t *testing.T) {
 		if _, err := bob.CallTool(ctx, &mcp.CallToolParams{Name: "github__test_simple_text"}); err == nil {
 			t.Error("bob called a github tool")
 		}
-		carol := connectWithKey(t, e.URL, keys["carol"], nil)
-		if got := listTools(t, carol); len(got) != 0 {
+		carol := mcptest.ConnectWithKey(t, e.URL, keys["carol"], nil)
+		if got := mcptest.ToolNames(t, carol); len(got) != 0 {
 			t.Errorf("carol has no binding but lists %v", got)
 		}
 	})
@@ -357,7 +322,7 @@ func TestNoPolicyDeniesEverything(t *testing.T) {
 	e2 := startEdge(t, "auth: {anonymous: {principal: local}}\nbackends:\n"+stdioBackend("ev"), nil)
 	cs := connect(t, e2.URL, nil)
 	time.Sleep(500 * time.Millisecond) // let the backend list: an empty list must not be an artefact of timing
-	if got := listTools(t, cs); len(got) != 0 {
+	if got := mcptest.ToolNames(t, cs); len(got) != 0 {
 		t.Errorf("an unbound anonymous principal lists %v", got)
 	}
 	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__test_simple_text"}); err == nil || !strings.Contains(err.Error(), "not permitted") {
@@ -446,14 +411,14 @@ func TestStdioIdentityThroughRun(t *testing.T) {
 			if cs == nil {
 				t.Fatalf("connecting: edge ended with %v", <-done)
 			}
-			if got := listTools(t, cs); !slices.Equal(got, []string{"ev__test_simple_text"}) {
+			if got := mcptest.ToolNames(t, cs); !slices.Equal(got, []string{"ev__test_simple_text"}) {
 				t.Errorf("alice over stdio lists %v", got)
 			}
 		})
 	}
 	t.Run("bob is bound to nothing", func(t *testing.T) {
 		cs, _ := run(t, "bob", "")
-		if got := listTools(t, cs); len(got) != 0 {
+		if got := mcptest.ToolNames(t, cs); len(got) != 0 {
 			t.Errorf("bob over stdio lists %v", got)
 		}
 	})

@@ -20,8 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/mcpgw/mcpgw/dataplane/auditlog"
 	"github.com/mcpgw/mcpgw/dataplane/enforce"
 	"github.com/mcpgw/mcpgw/dataplane/gateway"
@@ -205,42 +203,6 @@ func newKey(t testing.TB) (key, sum string) {
 	}
 	h := policy.HashKey(key)
 	return key, hex.EncodeToString(h[:])
-}
-
-// bearer adds an API key to every request of an SDK client.
-type bearer struct{ key string }
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.key)
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-// connectAs opens a legacy SDK client session with key.
-func connectAs(t *testing.T, url, key string, opts *mcp.ClientOptions) *mcp.ClientSession {
-	t.Helper()
-	c := mcp.NewClient(&mcp.Implementation{Name: "enforce-test", Version: "1"}, opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearer{key}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatalf("connecting with a key: %v", err)
-	}
-	t.Cleanup(func() { cs.Close() })
-	return cs
-}
-
-func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
-	t.Helper()
-	var names []string
-	for tool, err := range cs.Tools(context.Background(), nil) {
-		if err != nil {
-			t.Fatalf("listing tools: %v", err)
-		}
-		names = append(names, tool.Name)
-	}
-	slices.Sort(names)
-	return names
 }
 
 func withPrefix(names []string, prefix string) []string {

@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgw/mcpgw/dataplane/auditlog"
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/internal/audit"
 )
 
@@ -26,7 +27,7 @@ func oneBackendConfig(sum string) string {
 func waitTool(t *testing.T, cs *mcp.ClientSession, name string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(strings.Join(toolNames(t, cs), " "), name) {
+	for !strings.Contains(strings.Join(mcptest.ToolNames(t, cs), " "), name) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s never listed", name)
 		}
@@ -45,7 +46,7 @@ func TestFullSpoolRefusesAndRecovers(t *testing.T) {
 		AuditFile: filepath.Join(sinkDir, "audit.jsonl"),
 		Audit:     &auditlog.Config{MaxBytes: 32 << 10, OnFull: auditlog.OnFullRefuse, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
 	})
-	cs := connectAs(t, e.URL, key, nil)
+	cs := mcptest.ConnectWithKey(t, e.URL, key, nil)
 	waitTool(t, cs, "github__test_simple_text")
 	ctx := context.Background()
 	answered := 0
@@ -105,7 +106,7 @@ func TestFullSpoolDropsAndCounts(t *testing.T) {
 		AuditFile: filepath.Join(sinkDir, "audit.jsonl"),
 		Audit:     &auditlog.Config{MaxBytes: 32 << 10, OnFull: auditlog.OnFullDrop, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
 	})
-	cs := connectAs(t, e.URL, key, nil)
+	cs := mcptest.ConnectWithKey(t, e.URL, key, nil)
 	waitTool(t, cs, "github__test_simple_text")
 	ctx := context.Background()
 	for i := 0; e.Log.Stats().Dropped == 0; i++ {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/internal/pgtest"
 )
 
@@ -24,7 +25,7 @@ func TestEventsReachPostgres(t *testing.T) {
 		"principals:\n  - {name: alice, api_key_sha256: " + sum + "}\n" +
 		"audit: {postgres_url: \"" + dbURL + "\", spool_dir: \"" + filepath.Join(t.TempDir(), "spool") + "\"}\n"
 	e := startEdge(t, cfg)
-	cs := connectAs(t, e.URL, key, nil)
+	cs := mcptest.ConnectWithKey(t, e.URL, key, nil)
 	waitTool(t, cs, "github__test_simple_text")
 	ctx := context.Background()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "github__test_simple_text", Arguments: map[string]any{"a": 1}}); err != nil {

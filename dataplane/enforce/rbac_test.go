@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/dataplane/state"
 	"github.com/mcpgw/mcpgw/internal/audit"
 )
@@ -60,11 +61,11 @@ func TestRBACAndAuditThroughTheEdge(t *testing.T) {
 	ctx := context.Background()
 
 	// root sees everything once both backends are up: the reference set.
-	root := connectAs(t, e.URL, keys["root"], nil)
+	root := mcptest.ConnectWithKey(t, e.URL, keys["root"], nil)
 	var all []string
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		all = toolNames(t, root)
+		all = mcptest.ToolNames(t, root)
 		gh, se := withPrefix(all, "github__"), withPrefix(all, "search__")
 		if len(gh) > 0 && len(gh) == len(se) {
 			break
@@ -88,20 +89,20 @@ func TestRBACAndAuditThroughTheEdge(t *testing.T) {
 	}
 
 	var aliceChanged atomic.Int32
-	alice := connectAs(t, e.URL, keys["alice"], &mcp.ClientOptions{
+	alice := mcptest.ConnectWithKey(t, e.URL, keys["alice"], &mcp.ClientOptions{
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { aliceChanged.Add(1) },
 		CreateMessageHandler:   sampler.handle,
 	})
 	t.Run("lists are exactly what each principal may use", func(t *testing.T) {
-		if got := toolNames(t, alice); !slices.Equal(got, wantAlice) {
+		if got := mcptest.ToolNames(t, alice); !slices.Equal(got, wantAlice) {
 			t.Errorf("alice lists %v\nwant %v", got, wantAlice)
 		}
-		bob := connectAs(t, e.URL, keys["bob"], nil)
-		if got, want := toolNames(t, bob), withPrefix(all, "search__"); !slices.Equal(got, want) {
+		bob := mcptest.ConnectWithKey(t, e.URL, keys["bob"], nil)
+		if got, want := mcptest.ToolNames(t, bob), withPrefix(all, "search__"); !slices.Equal(got, want) {
 			t.Errorf("bob lists %v\nwant %v", got, want)
 		}
-		carol := connectAs(t, e.URL, keys["carol"], nil)
-		if got := toolNames(t, carol); len(got) != 0 {
+		carol := mcptest.ConnectWithKey(t, e.URL, keys["carol"], nil)
+		if got := mcptest.ToolNames(t, carol); len(got) != 0 {
 			t.Errorf("carol has no binding but lists %v", got)
 		}
 		if _, err := carol.CallTool(ctx, &mcp.CallToolParams{Name: "search__test_simple_text"}); err == nil {
@@ -133,7 +134,7 @@ func TestRBACAndAuditThroughTheEdge(t *testing.T) {
 		if ev.Status != audit.StatusDenied || ev.Decision != audit.DecisionDeny || ev.Rule != "dev-deny" || ev.PolicyRevision != rev1 || ev.Backend != "github" {
 			t.Errorf("denied call audited as %+v", ev)
 		}
-		if ev.NodeID != e.NodeID || ev.Transport != "http" || ev.ClientName != "enforce-test" || ev.SessionID == "" || ev.ProtocolVersion != "2025-11-25" {
+		if ev.NodeID != e.NodeID || ev.Transport != "http" || ev.ClientName != "mcpgw-test" || ev.SessionID == "" || ev.ProtocolVersion != "2025-11-25" {
 			t.Errorf("denied call audited without its context: %+v", ev)
 		}
 		sum := sha256.Sum256([]byte(`{"x":1}`))
@@ -260,7 +261,7 @@ func TestRBACAndAuditThroughTheEdge(t *testing.T) {
 		if aliceChanged.Load() == changedBefore {
 			t.Error("alice got no tools/list_changed when the policy changed what she sees")
 		}
-		if got := toolNames(t, alice); !slices.Contains(got, grant) {
+		if got := mcptest.ToolNames(t, alice); !slices.Contains(got, grant) {
 			t.Errorf("alice's list after the grant lacks %s: %v", grant, got)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgw/mcpgw/dataplane/enforce"
+	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
 	"github.com/mcpgw/mcpgw/internal/audit"
 )
 
@@ -42,7 +43,7 @@ func TestStdioActsAsTheConfiguredKey(t *testing.T) {
 	var names []string
 	deadline := time.Now().Add(20 * time.Second)
 	for len(names) == 0 && time.Now().Before(deadline) {
-		names = toolNames(t, cs)
+		names = mcptest.ToolNames(t, cs)
 		time.Sleep(20 * time.Millisecond)
 	}
 	if len(names) == 0 {

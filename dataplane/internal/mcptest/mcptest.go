@@ -7,12 +7,16 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // Build compiles the everything-server into dir and returns its path. Call
@@ -85,4 +89,44 @@ func StartHTTP(t testing.TB, bin, addr string, stateful bool) *Server {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Bearer is an http.RoundTripper that adds an API key to every request of
+// an SDK client.
+type Bearer struct{ Key string }
+
+// RoundTrip sends r with the key.
+func (b Bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.Key)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// ConnectWithKey opens a 2025-11-25 Go SDK client session on url that
+// presents key, closed at the end of the test.
+func ConnectWithKey(t testing.TB, url, key string, opts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "mcpgw-test", Version: "1"}, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: Bearer{key}}}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatalf("connecting with a key: %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// ToolNames lists every tool the session sees, sorted.
+func ToolNames(t testing.TB, cs *mcp.ClientSession) []string {
+	t.Helper()
+	var names []string
+	for tool, err := range cs.Tools(context.Background(), nil) {
+		if err != nil {
+			t.Fatalf("listing tools: %v", err)
+		}
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names
 }
