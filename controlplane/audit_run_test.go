@@ -36,66 +36,15 @@ func TestRunIngestsAuditStream(t *testing.T) {
 	token := "mcpgwadm_" + strings.Repeat("a", 32)
 	r := start(t, controlplane.Config{DatabaseURL: pgtest.NewDatabase(t), DataDir: t.TempDir(), AdminToken: token,
 		OpsListen: "127.0.0.1:0", AuditRetention: 7 * 24 * time.Hour})
-	caPEM, err := os.ReadFile(r.ready.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	serverTLS := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
-	adminClient := mcpgwv1.NewAdminServiceClient(dial(t, r.ready.AdminAddr, serverTLS, grpc.WithPerRPCCredentials(bearer(token))))
-
-	// Enroll as an edge does: join token, CSR, node certificate.
-	jt, err := adminClient.CreateJoinToken(ctx, &mcpgwv1.CreateJoinTokenRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	enr, err := mcpgwv1.NewNodeServiceClient(dial(t, r.ready.NodeAddr, serverTLS)).Enroll(ctx, &mcpgwv1.EnrollRequest{
-		JoinToken: jt.GetToken(), Csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), Name: "edge-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chain [][]byte
-	for rest := enr.GetCertificateChain(); ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		chain = append(chain, b.Bytes)
-	}
-	cert := &tls.Certificate{Certificate: chain, PrivateKey: key}
-	nodeTLS := serverTLS.Clone()
-	nodeTLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
-	nodeConn := dial(t, r.ready.NodeAddr, nodeTLS)
-
-	// The edge's audit pipeline: a spool shipping to the replica.
-	sh, err := auditship.New(auditship.Config{Conn: nodeConn, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := auditlog.Open(auditlog.Config{Dir: t.TempDir(), ShutdownDrain: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edgeCtx, stopEdge := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = sh.Run(edgeCtx) })
-	wg.Go(func() {
-		if err := l.Run(edgeCtx); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("audit log: %v", err)
-		}
-	})
-	t.Cleanup(func() { stopEdge(); wg.Wait() })
+	adminClient, serverTLS := adminOf(t, r, token)
+	nodeID, nodeTLS := enrollEdge(t, adminClient, r, serverTLS, "edge-a")
+	sh, l := shipAudit(t, dial(t, r.ready.NodeAddr, nodeTLS))
 
 	const n = 250
 	want := map[string]bool{}
 	for i := range n {
 		now := time.Now()
-		ev := &audit.Event{ID: audit.NewID(now), TS: now, NodeID: enr.GetNodeId(), SessionID: "s1", Principal: "alice",
+		ev := &audit.Event{ID: audit.NewID(now), TS: now, NodeID: nodeID, SessionID: "s1", Principal: "alice",
 			Transport: audit.TransportHTTP, ProtocolVersion: "2025-11-25", Method: "tools/call", Backend: "github",
 			Name: "github__create_issue", Decision: audit.DecisionAllow, Rule: "developer/0", PolicyRevision: int64(i),
 			Status: audit.StatusOK, LatencyUS: 100}
@@ -106,32 +55,11 @@ func TestRunIngestsAuditStream(t *testing.T) {
 	}
 
 	// QueryAudit on the replica returns every event once, with its node.
-	var got map[string]int
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got = map[string]int{}
-		tok := ""
-		for {
-			resp, err := adminClient.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{
-				Filter: &mcpgwv1.AuditFilter{NodeId: enr.GetNodeId()}, PageToken: tok, PageSize: 100})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range resp.GetEvents() {
-				got[e.GetId()]++
-				if e.GetPrincipal() != "alice" || e.GetNodeId() != enr.GetNodeId() {
-					t.Fatalf("event %s: principal %q node %q", e.GetId(), e.GetPrincipal(), e.GetNodeId())
-				}
-			}
-			if tok = resp.GetNextPageToken(); tok == "" {
-				break
-			}
+	got := waitAudit(t, adminClient, nodeID, n, 100, func(e *mcpgwv1.AuditEvent) {
+		if e.GetPrincipal() != "alice" || e.GetNodeId() != nodeID {
+			t.Fatalf("event %s: principal %q node %q", e.GetId(), e.GetPrincipal(), e.GetNodeId())
 		}
-		if len(got) == n || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	})
 	for id := range want {
 		if got[id] != 1 {
 			t.Errorf("event %s returned %d times", id, got[id])
@@ -141,7 +69,7 @@ func TestRunIngestsAuditStream(t *testing.T) {
 		t.Fatalf("QueryAudit returned %d distinct events, want %d", len(got), n)
 	}
 
-	v, err := adminClient.VerifyAudit(ctx, &mcpgwv1.VerifyAuditRequest{NodeId: enr.GetNodeId()})
+	v, err := adminClient.VerifyAudit(ctx, &mcpgwv1.VerifyAuditRequest{NodeId: nodeID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +88,103 @@ func TestRunIngestsAuditStream(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "mcpgw_cp_audit_events_ingested_total 250") || !strings.Contains(string(body), "mcpgw_cp_audit_streams 1") {
 		t.Errorf("/metrics lacks the audit ingest series:\n%s", body)
+	}
+}
+
+// adminOf returns an admin client of replica r, which trusts r's CA, and
+// that TLS config for dialling r's other listeners.
+func adminOf(t *testing.T, r *replica, token string) (mcpgwv1.AdminServiceClient, *tls.Config) {
+	t.Helper()
+	caPEM, err := os.ReadFile(r.ready.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	serverTLS := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	return mcpgwv1.NewAdminServiceClient(dial(t, r.ready.AdminAddr, serverTLS, grpc.WithPerRPCCredentials(bearer(token)))), serverTLS
+}
+
+// enrollEdge enrolls as an edge does (join token, CSR, node certificate)
+// and returns the node id and a TLS config presenting its certificate.
+func enrollEdge(t *testing.T, admin mcpgwv1.AdminServiceClient, r *replica, serverTLS *tls.Config, name string) (string, *tls.Config) {
+	t.Helper()
+	ctx := t.Context()
+	jt, err := admin.CreateJoinToken(ctx, &mcpgwv1.CreateJoinTokenRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	enr, err := mcpgwv1.NewNodeServiceClient(dial(t, r.ready.NodeAddr, serverTLS)).Enroll(ctx, &mcpgwv1.EnrollRequest{
+		JoinToken: jt.GetToken(), Csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	cert, err := tls.X509KeyPair(enr.GetCertificateChain(), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeTLS := serverTLS.Clone()
+	nodeTLS.Certificates = []tls.Certificate{cert}
+	return enr.GetNodeId(), nodeTLS
+}
+
+// shipAudit runs an edge's audit pipeline (a spool and the real shipper)
+// on nodeConn until the test ends.
+func shipAudit(t *testing.T, nodeConn *grpc.ClientConn) (*auditship.Shipper, *auditlog.Log) {
+	t.Helper()
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sh, err := auditship.New(auditship.Config{Conn: nodeConn, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second, Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := auditlog.Open(auditlog.Config{Dir: t.TempDir(), ShutdownDrain: 100 * time.Millisecond, Logger: discard}, sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeCtx, stopEdge := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = sh.Run(edgeCtx) })
+	wg.Go(func() {
+		if err := l.Run(edgeCtx); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("audit log: %v", err)
+		}
+	})
+	t.Cleanup(func() { stopEdge(); wg.Wait() })
+	return sh, l
+}
+
+// waitAudit pages through QueryAudit for nodeID until n distinct events
+// are there or 30 s pass, and returns how often each id came back; check,
+// if set, sees every event.
+func waitAudit(t *testing.T, admin mcpgwv1.AdminServiceClient, nodeID string, n int, pageSize int32, check func(*mcpgwv1.AuditEvent)) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		clear(got)
+		for tok := ""; ; {
+			resp, err := admin.QueryAudit(t.Context(), &mcpgwv1.QueryAuditRequest{
+				Filter: &mcpgwv1.AuditFilter{NodeId: nodeID}, PageToken: tok, PageSize: pageSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range resp.GetEvents() {
+				got[e.GetId()]++
+				if check != nil {
+					check(e)
+				}
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

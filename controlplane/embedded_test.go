@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,8 +21,6 @@ import (
 
 	"github.com/mcpgw/mcpgw/controlplane"
 	"github.com/mcpgw/mcpgw/controlplane/store/sqlitestore"
-	"github.com/mcpgw/mcpgw/dataplane/auditlog"
-	"github.com/mcpgw/mcpgw/dataplane/auditship"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/auditdb"
@@ -226,75 +223,21 @@ func TestRunOnEmbeddedStoreIngestsAuditStream(t *testing.T) {
 	dataDir := t.TempDir()
 	token := "mcpgwadm_" + strings.Repeat("e", 32)
 	r := start(t, controlplane.Config{EmbeddedPath: controlplane.EmbeddedStorePath(dataDir), DataDir: dataDir, AdminToken: token})
-	caPEM, err := os.ReadFile(r.ready.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	serverTLS := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
-	adminClient := mcpgwv1.NewAdminServiceClient(dial(t, r.ready.AdminAddr, serverTLS, grpc.WithPerRPCCredentials(bearer(token))))
-	jt, err := adminClient.CreateJoinToken(ctx, &mcpgwv1.CreateJoinTokenRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	enr, err := mcpgwv1.NewNodeServiceClient(dial(t, r.ready.NodeAddr, serverTLS)).Enroll(ctx, &mcpgwv1.EnrollRequest{
-		JoinToken: jt.GetToken(), Csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), Name: "edge-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	cert, err := tls.X509KeyPair(enr.GetCertificateChain(), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeTLS := serverTLS.Clone()
-	nodeTLS.Certificates = []tls.Certificate{cert}
-	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sh, err := auditship.New(auditship.Config{Conn: dial(t, r.ready.NodeAddr, nodeTLS), BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second, Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := auditlog.Open(auditlog.Config{Dir: t.TempDir(), ShutdownDrain: 100 * time.Millisecond, Logger: discard}, sh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edgeCtx, stopEdge := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = sh.Run(edgeCtx) })
-	wg.Go(func() { _ = l.Run(edgeCtx) })
-	t.Cleanup(func() { stopEdge(); wg.Wait() })
+	adminClient, serverTLS := adminOf(t, r, token)
+	nodeID, nodeTLS := enrollEdge(t, adminClient, r, serverTLS, "edge-a")
+	_, l := shipAudit(t, dial(t, r.ready.NodeAddr, nodeTLS))
 
 	const n = 300
 	for i := range n {
 		now := time.Now()
-		ev := &audit.Event{ID: audit.NewID(now), TS: now, NodeID: enr.GetNodeId(), SessionID: "s1", Principal: []string{"alice", "bob"}[i%2],
+		ev := &audit.Event{ID: audit.NewID(now), TS: now, NodeID: nodeID, SessionID: "s1", Principal: []string{"alice", "bob"}[i%2],
 			Transport: audit.TransportHTTP, Method: "tools/call", Backend: "github", Name: "github__create_issue",
 			Decision: audit.DecisionAllow, Status: audit.StatusOK, LatencyUS: 100}
 		if err := l.Record(ctx, ev); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
 	}
-	got := map[string]int{}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(got) < n && time.Now().Before(deadline) {
-		clear(got)
-		for tok := ""; ; {
-			resp, err := adminClient.QueryAudit(ctx, &mcpgwv1.QueryAuditRequest{Filter: &mcpgwv1.AuditFilter{NodeId: enr.GetNodeId()}, PageToken: tok, PageSize: 128})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range resp.GetEvents() {
-				got[e.GetId()]++
-			}
-			if tok = resp.GetNextPageToken(); tok == "" {
-				break
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	got := waitAudit(t, adminClient, nodeID, n, 128, nil)
 	for id, c := range got {
 		if c != 1 {
 			t.Errorf("event %s returned %d times", id, c)
@@ -307,7 +250,7 @@ func TestRunOnEmbeddedStoreIngestsAuditStream(t *testing.T) {
 	if err != nil || len(bob.GetEvents()) != n/2 {
 		t.Fatalf("bob's events: %d, %v", len(bob.GetEvents()), err)
 	}
-	v, err := adminClient.VerifyAudit(ctx, &mcpgwv1.VerifyAuditRequest{NodeId: enr.GetNodeId()})
+	v, err := adminClient.VerifyAudit(ctx, &mcpgwv1.VerifyAuditRequest{NodeId: nodeID})
 	if err != nil || !v.GetComplete() || v.GetReports()[0].GetEpochs()[0].GetLedgerEvents() != n {
 		t.Fatalf("VerifyAudit: %v %v", v, err)
 	}
