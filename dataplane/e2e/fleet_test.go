@@ -29,26 +29,15 @@ import (
 var bins struct{ mcpgw, mcpctl, everything string }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mcpgw-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
+	proctest.Main(m, func(dir string) error {
 		built, err := proctest.Build(dir, "github.com/mcpgw/mcpgw/cmd/mcpgw", "github.com/mcpgw/mcpgw/cmd/mcpctl")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
 		bins.mcpgw, bins.mcpctl = built[0], built[1]
-		if bins.everything, err = mcptest.Build(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+		bins.everything, err = mcptest.Build(dir)
+		return err
+	})
 }
 
 // fleet is the processes of one test (proctest kills every one at

@@ -191,3 +191,22 @@ func WaitHTTP(t testing.TB, p *Proc, url string, within time.Duration) time.Dura
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Main is a TestMain body: it gives setup a temporary directory (for the
+// binaries it builds), runs the tests if setup succeeded, removes the
+// directory and exits with the tests' status.
+func Main(m *testing.M, setup func(dir string) error) {
+	dir, err := os.MkdirTemp("", "mcpgw-proctest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := 1
+	if err := setup(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	} else {
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}

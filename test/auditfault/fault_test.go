@@ -34,22 +34,14 @@ import (
 var bins struct{ mcpgw, mcpctl string }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mcpgw-auditfault")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
+	proctest.Main(m, func(dir string) error {
 		b, err := proctest.Build(dir, "github.com/mcpgw/mcpgw/cmd/mcpgw", "github.com/mcpgw/mcpgw/cmd/mcpctl")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
 		bins.mcpgw, bins.mcpctl = b[0], b[1]
-		return m.Run()
-	}()
-	os.Exit(code)
+		return nil
+	})
 }
 
 const adminToken = "mcpgwadm_auditfault_0123456789abcdef0123456789"
