@@ -50,9 +50,9 @@ type Log struct {
 	sync  bool
 	drop  bool
 
-	full         atomic.Bool // new events are refused or dropped
-	writeFailing atomic.Bool // the last spool write failed
-	closed       atomic.Bool // Run has ended (or is ending): refuse everything
+	full         atomic.Bool  // new events are refused or dropped
+	writeFailing atomic.Bool  // the last spool write failed
+	closed       atomic.Bool  // Run has ended (or is ending): refuse everything
 	inflight     atomic.Int64 // Records between their closed check and their event queued (or written)
 	waiting      atomic.Int64 // sync Records waiting for the writer
 	started      atomic.Bool

@@ -14,12 +14,18 @@ import (
 	"time"
 )
 
-// NewTransport returns the one http.Transport an edge uses for all HTTP
-// backends: an idle pool at least as large as the expected concurrency (so
-// busy backends never churn connections), no transparent compression (MCP
-// bodies are small and latency matters more), and no proxy from the
+// NewTransport returns the one client transport an edge uses for all HTTP
+// backends: plain-http backends through h1Transport (the calling goroutine
+// writes and reads), https ones through an http.Transport. Both keep an
+// idle pool at least as large as the expected concurrency (so busy
+// backends never churn connections); no transparent compression (MCP
+// bodies are small and latency matters more) and no proxy from the
 // environment (a gateway must not be silently rerouted).
-func NewTransport(concurrency int) *http.Transport {
+func NewTransport(concurrency int) http.RoundTripper {
+	return newH1Transport(newStdTransport(concurrency), max(concurrency, 64))
+}
+
+func newStdTransport(concurrency int) *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

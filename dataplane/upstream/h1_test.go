@@ -1,0 +1,266 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingServer is an httptest server that counts the connections it
+// accepted and the requests it served.
+type countingServer struct {
+	*httptest.Server
+	conns, reqs atomic.Int64
+}
+
+func newCountingServer(t *testing.T, h http.HandlerFunc, configure ...func(*http.Server)) *countingServer {
+	t.Helper()
+	s := &countingServer{}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.reqs.Add(1)
+		h(w, r)
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	for _, f := range configure {
+		f(s.Config)
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func post(t *testing.T, rt http.RoundTripper, ctx context.Context, url, body string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return rt.RoundTrip(req)
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return string(b)
+}
+
+func TestH1ReusesOneConnection(t *testing.T) {
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	})
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	for i := range 200 {
+		resp, err := post(t, rt, context.Background(), s.URL+"/mcp?x=1", `{"i":`+string(rune('0'+i%10))+`}`)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		// Read exactly the declared length, as readReply does: the
+		// connection must be reusable without an EOF having been seen.
+		buf := make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := `{"i":` + string(rune('0'+i%10)) + `}`; string(buf) != want {
+			t.Fatalf("call %d: got %q, want %q", i, buf, want)
+		}
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Fatalf("200 sequential calls used %d connections, want 1", n)
+	}
+}
+
+// A backend that closes an idle keep-alive connection: the next call,
+// after the probe interval, goes out on a new connection and succeeds.
+func TestH1DropsConnectionTheBackendClosed(t *testing.T) {
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") },
+		func(c *http.Server) { c.IdleTimeout = 100 * time.Millisecond })
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	for i := range 3 {
+		resp, err := post(t, rt, context.Background(), s.URL, "{}")
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if got := readAll(t, resp); got != "ok" {
+			t.Fatalf("call %d: %q", i, got)
+		}
+		time.Sleep(probeIdle + 200*time.Millisecond) // the server closed the idle connection meanwhile
+	}
+	if n, r := s.conns.Load(), s.reqs.Load(); n != 3 || r != 3 {
+		t.Fatalf("%d connections, %d requests; want 3 and 3 (a new connection after each idle close)", n, r)
+	}
+}
+
+// A POST that dies on its connection is not sent again: the backend may
+// have acted on it.
+func TestH1NeverRetriesAPost(t *testing.T) {
+	var hits atomic.Int64
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		hj, _ := w.(http.Hijacker)
+		c, _, _ := hj.Hijack()
+		c.Close() // no response at all
+	})
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	if _, err := post(t, rt, context.Background(), s.URL, "{}"); err == nil {
+		t.Fatal("a connection closed without a response must be an error")
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("the backend saw the POST %d times, want 1", n)
+	}
+}
+
+// An SSE reply is streamed: events arrive before the response ends, and
+// closing the body early neither hangs nor returns the connection.
+func TestH1StreamsAndAbandonsSSE(t *testing.T) {
+	release := make(chan struct{})
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	resp, err := post(t, rt, context.Background(), s.URL, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: one\n" {
+		t.Fatalf("first event line %q, %v", line, err)
+	}
+	done := make(chan struct{})
+	go func() { resp.Body.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing an unfinished SSE body hung")
+	}
+	resp2, err := post(t, rt, context.Background(), s.URL, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if n := s.conns.Load(); n != 2 {
+		t.Fatalf("%d connections; the abandoned stream's must not be reused", n)
+	}
+}
+
+// The call's context ending unblocks a read from a backend that does not
+// answer, with the context's cause as the error.
+func TestH1CancelUnblocksTheRead(t *testing.T) {
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body) // so the server notices the client closing
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	})
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 100*time.Millisecond, ErrTimeout)
+	defer cancel()
+	start := time.Now()
+	_, err := post(t, rt, ctx, s.URL, "{}")
+	if !errors.Is(err, ErrTimeout) || time.Since(start) > 3*time.Second {
+		t.Fatalf("got %v after %v, want the timeout cause after ~100ms", err, time.Since(start))
+	}
+}
+
+// A header value with a line break (say, a session id a backend made up)
+// never reaches the wire as an extra header.
+func TestH1RefusesHeaderInjection(t *testing.T) {
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, s.URL, strings.NewReader("{}"))
+	req.Header["Mcp-Session-Id"] = []string{"abc\r\nX-Injected: 1"}
+	if _, err := rt.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "invalid value") {
+		t.Fatalf("got %v, want an invalid header value error", err)
+	}
+	if n := s.reqs.Load(); n != 0 {
+		t.Fatalf("the backend got %d requests", n)
+	}
+}
+
+// Informational responses are skipped; a chunked reply is read whole; a
+// reply with Connection: close is not pooled.
+func TestH1ResponseShapes(t *testing.T) {
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/early":
+			w.Header().Set("Link", "</x>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			io.WriteString(w, "final")
+		case "/chunked":
+			for range 3 {
+				io.WriteString(w, strings.Repeat("x", 1000))
+				w.(http.Flusher).Flush()
+			}
+		case "/close":
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		}
+	})
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	resp, err := post(t, rt, context.Background(), s.URL+"/early", "{}")
+	if err != nil || resp.StatusCode != 200 || readAll(t, resp) != "final" {
+		t.Fatalf("after early hints: %v %v", resp, err)
+	}
+	resp, err = post(t, rt, context.Background(), s.URL+"/chunked", "{}")
+	if err != nil || resp.ContentLength != -1 || len(readAll(t, resp)) != 3000 {
+		t.Fatalf("chunked: %v %v", resp, err)
+	}
+	// The first call may go out on the pooled connection; none after a
+	// Connection: close reply may.
+	before := s.conns.Load()
+	for range 3 {
+		resp, err = post(t, rt, context.Background(), s.URL+"/close", "{}")
+		if err != nil || readAll(t, resp) != "bye" {
+			t.Fatalf("close: %v %v", resp, err)
+		}
+	}
+	if n := s.conns.Load() - before; n < 2 {
+		t.Fatalf("replies with Connection: close reused a connection (%d new for 3 calls)", n)
+	}
+}
+
+// https is not ours: it goes through the fallback http.Transport.
+func TestH1LeavesHTTPSToTheFallback(t *testing.T) {
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls") }))
+	defer s.Close()
+	std := s.Client().Transport.(*http.Transport)
+	rt := newH1Transport(std, 4)
+	resp, err := post(t, rt, context.Background(), s.URL, "{}")
+	if err != nil || readAll(t, resp) != "tls" {
+		t.Fatalf("https through the fallback: %v", err)
+	}
+}
