@@ -5,6 +5,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -66,10 +67,10 @@ when the control plane may not change the schema itself.`,
 // single line the command line promises.
 type oneLineError struct{ err error }
 
-var lineBreak = regexp.MustCompile(`\s*\n\s*`)
+var lineBreak = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\s*\n\s*`) })
 
 func (e oneLineError) Error() string {
-	lines := lineBreak.Split(e.err.Error(), -1)
+	lines := lineBreak().Split(e.err.Error(), -1)
 	var b strings.Builder
 	seen := make(map[string]bool, len(lines))
 	for i, l := range lines {
