@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/controlplane/store"
 	"github.com/mcpgw/mcpgw/migrations"
 )
@@ -31,13 +32,13 @@ migrates at start unless told --no-migrate, so running this is needed only
 when the control plane may not change the schema itself.`,
 		Example: `  mcpgw migrate --database-url postgres://mcpgw@db:5432/mcpgw
   MCPGW_DATABASE_URL=postgres://mcpgw@db:5432/mcpgw mcpgw migrate`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if databaseURL == "" {
 				databaseURL = os.Getenv(envDatabaseURL)
 			}
 			if databaseURL == "" {
-				return usageError{fmt.Errorf("no database: give --database-url or set %s", envDatabaseURL)}
+				return cli.Usage(fmt.Errorf("no database: give --database-url or set %s", envDatabaseURL))
 			}
 			applied, st, err := store.MigrateURL(c.Context(), databaseURL, migrations.FS)
 			out := c.OutOrStdout()
