@@ -172,8 +172,8 @@ func TestServes(t *testing.T) {
 // TestLinksOnlyTheEdge is why mcpgw-edge exists: every package it links
 // is initialized and mapped at every start, so the control plane, the
 // embedded store and dev mode (with the MCP SDK its demo backend uses)
-// must stay out of it. (The migrations package is in: a standalone edge's
-// Postgres audit sink creates its audit tables.)
+// must stay out of it. (The migrations package is in: internal/auditdb
+// takes its advisory-lock numbers from there.)
 func TestLinksOnlyTheEdge(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "github.com/mcpgw/mcpgw/cmd/mcpgw-edge").Output()
 	if err != nil {
