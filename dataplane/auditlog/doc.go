@@ -1,7 +1,8 @@
 // Package auditlog is the edge's audit pipeline (DESIGN §6): Record takes one
-// event per request from the hot path, a single writer seals events into
-// hash-chained batches and appends them to a crash-safe disk spool (group
-// commit, CRC per record), and one goroutine per Sink delivers spooled
+// event per request from the hot path, one writer at a time (the writer
+// goroutine, or a sync caller that finds no write in progress and writes its
+// own batch) seals events into hash-chained batches and appends them to a
+// crash-safe disk spool (group commit, CRC per record), and one goroutine per Sink delivers spooled
 // batches (a JSON-lines file, Postgres through internal/auditdb, later the
 // control plane's AuditStream) and acknowledges them, after which spool
 // segments are deleted.

@@ -36,7 +36,7 @@ var (
 	errQueueFull    = fmt.Errorf("%w: the audit queue is full (the spool writer is behind)", ErrAuditUnavailable)
 )
 
-// Log is the edge's audit pipeline: Record hands events to a single writer
+// Log is the edge's audit pipeline: Record hands events to one writer
 // that seals them into hash-chained batches in an append-only spool, and one
 // goroutine per Sink delivers the spooled batches and acknowledges them.
 // Construct with Open, then call Run; Record may be called concurrently
@@ -53,7 +53,8 @@ type Log struct {
 	full         atomic.Bool // new events are refused or dropped
 	writeFailing atomic.Bool // the last spool write failed
 	closed       atomic.Bool // Run has ended (or is ending): refuse everything
-	inflight     atomic.Int64
+	inflight     atomic.Int64 // Records between their closed check and their event queued (or written)
+	waiting      atomic.Int64 // sync Records waiting for the writer
 	started      atomic.Bool
 
 	enqueued atomic.Uint64 // events taken by the writer
@@ -74,6 +75,15 @@ type Log struct {
 
 	bufs    sync.Pool // *[]byte holding one encoded event
 	waiters sync.Pool // *waiter
+
+	// wmu makes one goroutine at a time the spool's writer: the writer
+	// goroutine (writeLoop), or a sync Record that finds the lock free and
+	// writes its own batch (see RecordWithin). w is the writer's state,
+	// touched only under wmu. writing is set while writeLoop runs, so no
+	// Record writes before Run or after the writer stopped.
+	wmu     sync.Mutex
+	w       *writer
+	writing atomic.Bool
 
 	writerDone chan struct{}
 	lock       *os.File // holds the spool directory's exclusive flock until Run returns
@@ -152,6 +162,7 @@ func Open(cfg Config, sinks ...Sink) (*Log, error) {
 		writerDone: make(chan struct{}),
 		lock:       lock,
 	}
+	l.w = &writer{l: l, nextSeq: sp.nextSeq, prevHash: sp.prevHash, backoff: cfg.RetryMin}
 	l.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	l.waiters.New = func() any { return &waiter{ch: make(chan error, 1)} }
 	for _, s := range sinks {
@@ -226,6 +237,22 @@ func (l *Log) RecordWithin(ctx context.Context, ev *audit.Event, d time.Duration
 	}
 	bp := l.bufs.Get().(*[]byte)
 	*bp = ev.AppendJSON((*bp)[:0])
+	if l.sync && l.inflight.Load() == 1 && l.waiting.Load() == 0 && l.writing.Load() && l.wmu.TryLock() {
+		// Alone, and nobody is writing: write this event's batch here
+		// instead of handing it to the writer goroutine and being handed
+		// the result back. At low concurrency that hand-off was two
+		// cross-thread wake-ups per call, most of what sync audit cost a
+		// request. With other callers about, the events go through the
+		// queue as before, so that one write carries many of them (a
+		// caller writing for itself there was measured slower: a write
+		// and a batch per event instead of per group).
+		if done, err := l.lead(bp); done {
+			l.wmu.Unlock()
+			l.inflight.Add(-1)
+			return err
+		}
+		l.wmu.Unlock()
+	}
 	var w *waiter
 	if l.sync {
 		w = l.waiters.Get().(*waiter)
@@ -259,10 +286,13 @@ func (l *Log) RecordWithin(ctx context.Context, ev *audit.Event, d time.Duration
 		}
 		runtime.Gosched()
 	}
-	l.inflight.Add(-1)
 	if w == nil {
+		l.inflight.Add(-1)
 		return nil
 	}
+	l.waiting.Add(1)
+	l.inflight.Add(-1)
+	defer l.waiting.Add(-1)
 	var timeout <-chan time.Time
 	if d > 0 {
 		if w.t == nil {
@@ -325,7 +355,21 @@ func (l *Log) gapPending() bool {
 }
 
 func (l *Log) updateFull() {
-	l.full.Store(l.writeFailing.Load() || l.spool.used.Load() >= l.cfg.MaxBytes)
+	full := l.writeFailing.Load() || l.spool.used.Load() >= l.cfg.MaxBytes
+	if l.full.Swap(full) != full && full {
+		// The writer polls while the spool is full, to record a gap
+		// soon after space is freed; it may be asleep with no deadline
+		// when a sync caller's own write filled the spool.
+		l.wakeWriter()
+	}
+}
+
+// wakeWriter wakes writeLoop if it sleeps.
+func (l *Log) wakeWriter() {
+	select {
+	case l.q.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Run writes and delivers until ctx ends, then stops taking events, writes
@@ -391,7 +435,7 @@ type pendingWrite struct {
 	waiters  []*waiter
 }
 
-// writer is the state of writeLoop, owned by its goroutine.
+// writer is the spool writer's state, touched only under Log.wmu.
 type writer struct {
 	l        *Log
 	cur      batchBuilder
@@ -399,6 +443,10 @@ type writer struct {
 	nextSeq  int64
 	prevHash [32]byte
 	scratch  []byte
+
+	retryAt time.Time     // when a failed write may be retried (zero: now)
+	backoff time.Duration // the next retry's delay
+	yielded bool          // writeLoop yielded once for this group commit
 }
 
 func (w *writer) add(e entry) {
@@ -450,121 +498,118 @@ func (w *writer) release(err error) {
 	w.pend.waiters = w.pend.waiters[:0]
 }
 
-// writeLoop is the only writer of the spool: it drains the queue into
-// batches, writes all sealed batches in one write (group commit), fsyncs
-// per the policy and releases sync callers.
+// lead writes the caller's event bp, and what is queued, as the writer,
+// under wmu. It reports done=false (bp untouched) when a failed write is
+// waiting for its retry: the caller then queues as usual, behind it. On
+// done, err is the caller's result, exactly as a waiter would get it.
+func (l *Log) lead(bp *[]byte) (done bool, err error) {
+	w := l.w
+	if len(w.pend.records) > 0 || l.closed.Load() || (l.drop && l.gapPending()) {
+		// A write to retry or a gap to record first: the writer goroutine
+		// does both, and a queued event wakes it.
+		return false, nil
+	}
+	l.drain(w)
+	l.enqueued.Add(1)
+	w.add(entry{buf: bp})
+	w.seal(0, time.Time{}, time.Time{})
+	err = l.commit(w, time.Now())
+	if err != nil {
+		// The batch stays sealed and pending; the writer goroutine
+		// retries it after the backoff. Wake it so it sets its timer.
+		l.wakeWriter()
+	}
+	return true, err
+}
+
+// drain moves queued events into the current batch, bounding what one
+// write carries so a burst cannot grow memory without limit while the disk
+// is slow. Under wmu.
+func (l *Log) drain(w *writer) {
+	maxPending := 2 * l.cfg.BatchBytes
+	for len(w.pend.records) < maxPending {
+		e, ok := l.q.pop()
+		if !ok {
+			return
+		}
+		l.enqueued.Add(1)
+		w.add(e)
+	}
+}
+
+// commit writes the pending sealed batches in one write (group commit),
+// fsyncing per the policy, and releases their waiters with the outcome.
+// On failure the batches stay pending for a retry after w.retryAt. Under
+// wmu.
+func (l *Log) commit(w *writer, now time.Time) error {
+	err := l.spool.append(w.pend.records, w.pend.first, w.pend.last, w.pend.lastHash, l.cfg.Fsync == FsyncAlways)
+	if err == nil {
+		l.writes.Add(1)
+		if l.cfg.Fsync == FsyncAlways {
+			l.fsyncs.Add(1)
+		}
+		l.written.Add(uint64(w.pend.events))
+		w.release(nil)
+		w.pend.records, w.pend.events = w.pend.records[:0], 0
+		w.retryAt, w.backoff = time.Time{}, l.cfg.RetryMin
+		if l.writeFailing.Swap(false) {
+			l.log.Info("audit spool writable again")
+		}
+		l.updateFull()
+		return nil
+	}
+	l.spoolErr.Add(1)
+	if !l.writeFailing.Swap(true) {
+		l.log.Error("audit spool write failed; refusing or dropping new events until it succeeds", "err", err)
+	}
+	l.updateFull()
+	// Callers learn now; their events stay sealed and are retried, so none
+	// that was sealed is lost.
+	err = fmt.Errorf("%w: %v", ErrAuditUnavailable, err)
+	w.release(err)
+	w.retryAt = now.Add(w.backoff)
+	w.backoff = min(2*w.backoff, 5*time.Second)
+	return err
+}
+
+// writeLoop is the spool's writer whenever no sync Record is (see lead): it
+// drains the queue into batches, writes all sealed batches in one write
+// (group commit), fsyncs per the policy, releases sync callers, retries
+// failed writes and, at shutdown, writes what is left.
 func (l *Log) writeLoop(ctx context.Context) error {
-	w := &writer{l: l, nextSeq: l.spool.nextSeq, prevHash: l.spool.prevHash}
+	w := l.w
 	var (
-		retryAt time.Time
-		backoff = l.cfg.RetryMin
 		timer   = time.NewTimer(time.Hour)
 		closing bool
-		yielded bool
 	)
 	timer.Stop()
 	defer timer.Stop()
-	// Bound what one write carries, so a burst cannot grow memory without
-	// limit while the disk is slow.
-	maxPending := 2 * l.cfg.BatchBytes
+	l.writing.Store(true)
+	defer l.writing.Store(false)
 	for {
 		if !closing && ctx.Err() != nil {
 			closing = true
 			l.closed.Store(true)
 			// Wait for Records that passed the closed check to finish
-			// queueing, so none is stranded in the queue.
+			// queueing (or writing, as leaders), so none is stranded in
+			// the queue.
 			for l.inflight.Load() > 0 {
 				runtime.Gosched()
 			}
 		}
-		for len(w.pend.records) < maxPending {
-			e, ok := l.q.pop()
-			if !ok {
-				break
-			}
-			l.enqueued.Add(1)
-			w.add(e)
-		}
-		if len(w.cur.waiters) > 0 && !closing && !yielded {
-			// Group commit: let callers that are runnable right now queue
-			// their events before this write, instead of each paying for
-			// its own write.
-			yielded = true
+		l.wmu.Lock()
+		act, wait := l.step(w, closing)
+		l.wmu.Unlock()
+		switch act {
+		case stepAgain:
+			continue
+		case stepYield:
 			runtime.Gosched()
 			continue
-		}
-		yielded = false
-		now := time.Now()
-		if w.cur.count > 0 && (len(w.cur.waiters) > 0 || closing || now.Sub(w.cur.first) >= l.cfg.Linger) {
-			w.seal(0, time.Time{}, time.Time{})
-		}
-		if (!l.full.Load() || closing) && l.gapPending() {
-			n, f, la := l.takeGap()
-			// The events sealed above were accepted before or during the
-			// drop; the gap goes into its own batch so it is never lost
-			// behind a partial batch.
-			w.seal(n, f, la)
-		}
-		if len(w.pend.records) > 0 && (retryAt.IsZero() || !now.Before(retryAt)) {
-			err := l.spool.append(w.pend.records, w.pend.first, w.pend.last, w.pend.lastHash, l.cfg.Fsync == FsyncAlways)
-			if err == nil {
-				l.writes.Add(1)
-				if l.cfg.Fsync == FsyncAlways {
-					l.fsyncs.Add(1)
-				}
-				l.written.Add(uint64(w.pend.events))
-				w.release(nil)
-				w.pend.records, w.pend.events = w.pend.records[:0], 0
-				retryAt, backoff = time.Time{}, l.cfg.RetryMin
-				if l.writeFailing.Swap(false) {
-					l.log.Info("audit spool writable again")
-				}
-				l.updateFull()
-			} else {
-				l.spoolErr.Add(1)
-				if !l.writeFailing.Swap(true) {
-					l.log.Error("audit spool write failed; refusing or dropping new events until it succeeds", "err", err)
-				}
-				l.updateFull()
-				// Callers learn now; their events stay sealed and are
-				// retried, so none that was sealed is lost.
-				w.release(fmt.Errorf("%w: %v", ErrAuditUnavailable, err))
-				retryAt = now.Add(backoff)
-				backoff = min(2*backoff, 5*time.Second)
-			}
-		}
-		if closing && l.q.empty() && w.cur.count == 0 {
-			if len(w.pend.records) == 0 || !retryAt.IsZero() {
-				return l.finish(w)
-			}
-			continue
-		}
-		if !l.q.empty() {
-			continue
-		}
-		// Sleep until an event arrives or the next deadline.
-		var wait time.Duration = -1
-		deadline := func(d time.Duration) {
-			if d < 0 {
-				d = 0
-			}
-			if wait < 0 || d < wait {
-				wait = d
-			}
-		}
-		if w.cur.count > 0 {
-			deadline(l.cfg.Linger - now.Sub(w.cur.first))
-		}
-		if len(w.pend.records) > 0 {
-			deadline(retryAt.Sub(now))
-		}
-		if l.full.Load() {
-			// Space is freed by sink acks, which do not wake the writer;
-			// poll so a pending gap record is written soon after.
-			deadline(50 * time.Millisecond)
-		}
-		if wait == 0 {
-			continue
+		case stepFinish:
+			l.wmu.Lock()
+			defer l.wmu.Unlock()
+			return l.finish(w)
 		}
 		l.q.park()
 		if !l.q.empty() {
@@ -593,6 +638,78 @@ func (l *Log) writeLoop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// What writeLoop does after a step.
+type stepAction int
+
+const (
+	stepAgain  stepAction = iota // step again at once
+	stepYield                    // let runnable callers queue, then step again
+	stepSleep                    // sleep until woken or the returned wait (< 0: no deadline)
+	stepFinish                   // shutting down and nothing is left: close the spool
+)
+
+// step is one pass of the writer under wmu: take queued events, seal,
+// write, retry, and say what to do next.
+func (l *Log) step(w *writer, closing bool) (stepAction, time.Duration) {
+	l.drain(w)
+	if len(w.cur.waiters) > 0 && !closing && !w.yielded {
+		// Group commit: let callers that are runnable right now queue
+		// their events before this write, instead of each paying for its
+		// own write.
+		w.yielded = true
+		return stepYield, 0
+	}
+	w.yielded = false
+	now := time.Now()
+	if w.cur.count > 0 && (len(w.cur.waiters) > 0 || closing || now.Sub(w.cur.first) >= l.cfg.Linger) {
+		w.seal(0, time.Time{}, time.Time{})
+	}
+	if (!l.full.Load() || closing) && l.gapPending() {
+		n, f, la := l.takeGap()
+		// The events sealed above were accepted before or during the
+		// drop; the gap goes into its own batch so it is never lost
+		// behind a partial batch.
+		w.seal(n, f, la)
+	}
+	if len(w.pend.records) > 0 && (w.retryAt.IsZero() || !now.Before(w.retryAt)) {
+		_ = l.commit(w, now) // waiters learn the outcome; failures are retried
+	}
+	if closing && l.q.empty() && w.cur.count == 0 {
+		if len(w.pend.records) == 0 || !w.retryAt.IsZero() {
+			return stepFinish, 0
+		}
+		return stepAgain, 0
+	}
+	if !l.q.empty() {
+		return stepAgain, 0
+	}
+	// Sleep until an event arrives or the next deadline.
+	var wait time.Duration = -1
+	deadline := func(d time.Duration) {
+		if d < 0 {
+			d = 0
+		}
+		if wait < 0 || d < wait {
+			wait = d
+		}
+	}
+	if w.cur.count > 0 {
+		deadline(l.cfg.Linger - now.Sub(w.cur.first))
+	}
+	if len(w.pend.records) > 0 {
+		deadline(w.retryAt.Sub(now))
+	}
+	if l.full.Load() {
+		// Space is freed by sink acks, which do not wake the writer; poll
+		// so a pending gap record is written soon after.
+		deadline(50 * time.Millisecond)
+	}
+	if wait == 0 {
+		return stepAgain, 0
+	}
+	return stepSleep, wait
 }
 
 // syncLoop fsyncs the spool every FsyncInterval while there are unsynced

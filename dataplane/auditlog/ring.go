@@ -15,7 +15,10 @@ type ring struct {
 	_     [56]byte // keep head on its own cache line
 	head  atomic.Uint64
 	_     [56]byte
-	tail  uint64 // consumer-only
+	// tail is advanced by the consumer (whoever holds Log.wmu, which
+	// orders successive consumers); atomic because the writer checks
+	// empty() without the lock before it parks.
+	tail atomic.Uint64
 
 	// sleeping is set by the consumer before it parks on wake, so
 	// producers signal only when someone is waiting.
@@ -75,23 +78,26 @@ func (r *ring) push(v entry) bool {
 	}
 }
 
-// pop dequeues one entry; false when nothing is published yet. Consumer only.
+// pop dequeues one entry; false when nothing is published yet. Consumer
+// only: one at a time (under Log.wmu).
 func (r *ring) pop() (entry, bool) {
-	c := &r.cells[r.tail&r.mask]
-	if int64(c.seq.Load())-int64(r.tail+1) < 0 {
+	t := r.tail.Load()
+	c := &r.cells[t&r.mask]
+	if int64(c.seq.Load())-int64(t+1) < 0 {
 		return entry{}, false
 	}
 	v := c.val
 	c.val = entry{}
-	c.seq.Store(r.tail + r.mask + 1)
-	r.tail++
+	c.seq.Store(t + r.mask + 1)
+	r.tail.Store(t + 1)
 	return v, true
 }
 
-// empty reports whether no published entry waits. Consumer only.
+// empty reports whether no published entry waits.
 func (r *ring) empty() bool {
-	c := &r.cells[r.tail&r.mask]
-	return int64(c.seq.Load())-int64(r.tail+1) < 0
+	t := r.tail.Load()
+	c := &r.cells[t&r.mask]
+	return int64(c.seq.Load())-int64(t+1) < 0
 }
 
 // park announces that the consumer is about to wait on r.wake. The caller

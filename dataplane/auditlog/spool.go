@@ -50,16 +50,17 @@ type segment struct {
 	size     int64 // bytes of complete records; readers never read past it
 }
 
-// spool is the append-only batch store. The writer goroutine of Log is its
-// only appender; consumers read and acknowledge concurrently.
+// spool is the append-only batch store. Log's writer (whoever holds
+// Log.wmu) is its only appender; consumers read and acknowledge
+// concurrently.
 type spool struct {
 	dir      string
 	epoch    int64
 	segBytes int64
 	log      *slog.Logger
 
-	// Writer-owned state: touched only by the single writer goroutine (and
-	// by open before any goroutine starts).
+	// Writer-owned state: touched only under Log.wmu (and by open before
+	// any goroutine starts).
 	active   *os.File
 	nextSeq  int64
 	prevHash [32]byte

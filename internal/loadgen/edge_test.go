@@ -38,7 +38,17 @@ func edgeConfig(backendURL, dir string) string {
 		"principals:\n  - {name: bench, api_key_sha256: \"" + hex.EncodeToString(sum[:]) + "\"}\n" +
 		"roles:\n  - name: bench\n    rules:\n      - {effect: allow, backends: [echo], tools: [\"echo__*\"]}\n" +
 		"bindings:\n  - {role: bench, subjects: [\"user:bench\"]}\n" +
-		"audit:\n  file: \"" + filepath.Join(dir, "audit.jsonl") + "\"\n"
+		"audit:\n  file: \"" + filepath.Join(dir, "audit.jsonl") + "\"\n" + auditDurability()
+}
+
+// auditDurability lets a comparison run the same edge with async audit
+// (MCPGW_BENCH_AUDIT_DURABILITY=async): what sync durability costs a call
+// is the difference. The budget is for the default, sync.
+func auditDurability() string {
+	if d := os.Getenv("MCPGW_BENCH_AUDIT_DURABILITY"); d != "" {
+		return "  durability: " + d + "\n"
+	}
+	return ""
 }
 
 // startEdge runs dataplane.Run in-process, its goroutines labelled

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -36,14 +37,44 @@ const (
 	envChildArg = "MCPGW_LOADGEN_CHILD_ARG" // the edge's config file, the proxy's backend URL
 )
 
+// envChildProfile, when set to a path prefix, makes each hop process write
+// a CPU profile of its whole life to PREFIX.edge-PID or PREFIX.proxy-PID:
+// the hop as deployed, without the load generator and backend sharing its
+// runtime, as the in-process profile of BenchmarkToolsCall has them.
+const envChildProfile = "MCPGW_BENCH_CHILD_CPUPROFILE"
+
 func TestMain(m *testing.M) {
-	switch os.Getenv(envChild) {
-	case "edge":
-		os.Exit(runEdgeChild(os.Getenv(envChildArg)))
-	case "proxy":
-		os.Exit(runProxyChild(os.Getenv(envChildArg)))
+	switch kind := os.Getenv(envChild); kind {
+	case "edge", "proxy":
+		stop := profileChild(kind)
+		code := 0
+		if kind == "edge" {
+			code = runEdgeChild(os.Getenv(envChildArg))
+		} else {
+			code = runProxyChild(os.Getenv(envChildArg))
+		}
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
+}
+
+func profileChild(kind string) func() {
+	prefix := os.Getenv(envChildProfile)
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s-%d", prefix, kind, os.Getpid()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // runEdgeChild is the edge process: it serves until SIGTERM or SIGINT and
