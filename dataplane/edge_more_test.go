@@ -367,6 +367,9 @@ func TestOpsEndpoints(t *testing.T) {
 		`mcpgw_edge_backend_up{backend="ev"} 1`,
 		`mcpgw_edge_sessions 1`,
 		`mcpgw_edge_request_duration_seconds_bucket{backend="ev",method="tools/call",outcome="ok"`,
+		// The process's own, from client_golang's default registry.
+		"\ngo_goroutines ",
+		"\nprocess_resident_memory_bytes ",
 	} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -254,7 +255,11 @@ func compare(all, done []Migration) (Status, error) {
 	return st, nil
 }
 
-var migrationFile = regexp.MustCompile(`^([0-9]{4,})_([a-z0-9][a-z0-9_]*)\.sql$`)
+// migrationFile is compiled when migrations are loaded, not at the start of
+// every process that links the store (the edge of the all-in-one binary).
+var migrationFile = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([0-9]{4,})_([a-z0-9][a-z0-9_]*)\.sql$`)
+})
 
 // loadMigrations reads every *.sql file at the root of fsys, in version order.
 func loadMigrations(fsys fs.FS) ([]Migration, error) {
@@ -271,7 +276,7 @@ func loadMigrations(fsys fs.FS) ([]Migration, error) {
 		if e.IsDir() || path.Ext(e.Name()) != ".sql" {
 			continue
 		}
-		match := migrationFile.FindStringSubmatch(e.Name())
+		match := migrationFile().FindStringSubmatch(e.Name())
 		if match == nil {
 			return nil, fmt.Errorf("loading migrations: file %q: name must be NNNN_name.sql (digits, then lowercase letters, digits and _)", e.Name())
 		}

@@ -4,15 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"unicode"
 
 	"github.com/mcpgw/mcpgw/internal/document"
 )
-
-// backendName is the schema's rule for backend names (and default prefixes).
-var backendName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
 // validateConfig checks a whole config a write would produce and reports
 // every problem at once, so nothing the edges would refuse (and nothing the
@@ -58,8 +54,8 @@ func backendErrors(c *Config) []FieldError {
 	prefixes := map[string]string{}
 	for i, b := range c.Backends {
 		f := fmt.Sprintf("backends[%d]", i)
-		if !backendName.MatchString(b.Name) {
-			add(f+".name", "backend name %q must match %s", b.Name, backendName)
+		if !document.ValidBackendName(b.Name) {
+			add(f+".name", "backend name %q must match %s", b.Name, document.BackendNameSyntax)
 		}
 		switch {
 		case b.Stdio == nil && b.HTTP == nil:

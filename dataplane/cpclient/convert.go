@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
@@ -132,12 +133,15 @@ func toUpdate(res *mcpgwv1.SnapshotResources, revision int64) (*Update, error) {
 }
 
 // compilePath matches the resource part of a FieldError path, e.g.
-// `roles[2] "developer": rules[1]`.
-var compilePath = regexp.MustCompile(`^(backends|principals|keys|roles|bindings)\[(\d+)\]`)
+// `roles[2] "developer": rules[1]`. It is compiled on the first rejected
+// config, not at every edge's start.
+var compilePath = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(backends|principals|keys|roles|bindings)\[(\d+)\]`)
+})
 
 // attribute names the resource a validation error is about.
 func attribute(path string, doc *document.Document, keyIDs []string) (mcpgwv1.ResourceKind, string) {
-	m := compilePath.FindStringSubmatch(path)
+	m := compilePath().FindStringSubmatch(path)
 	if m == nil {
 		return mcpgwv1.ResourceKind_RESOURCE_KIND_UNSPECIFIED, ""
 	}

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -464,11 +463,6 @@ type Spec struct {
 	Prefix string
 }
 
-var (
-	backendName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-	prefixRe    = regexp.MustCompile(`^[a-zA-Z0-9_-]{0,32}$`)
-)
-
 // Specs validates the backends section of doc and expands "${env:NAME}"
 // references with lookup (document.ExpandEnv: an unset variable is an
 // error, so a missing secret never becomes an empty credential). It
@@ -485,8 +479,8 @@ func Specs(doc *document.Document, lookup func(string) (string, bool)) ([]Spec, 
 	prefixes := map[string]string{}
 	for i, b := range doc.Backends {
 		where := fmt.Sprintf("backends[%d] (%q)", i, b.Name)
-		if !backendName.MatchString(b.Name) {
-			errs = append(errs, fmt.Errorf("%s: name must match %s", where, backendName))
+		if !document.ValidBackendName(b.Name) {
+			errs = append(errs, fmt.Errorf("%s: name must match %s", where, document.BackendNameSyntax))
 			continue
 		}
 		if names[b.Name] {
@@ -498,8 +492,8 @@ func Specs(doc *document.Document, lookup func(string) (string, bool)) ([]Spec, 
 		if b.Prefix != nil {
 			prefix = *b.Prefix
 		}
-		if !prefixRe.MatchString(prefix) || strings.Contains(prefix, "__") {
-			errs = append(errs, fmt.Errorf("%s: prefix %q must match %s and not contain \"__\"", where, prefix, prefixRe))
+		if !document.ValidPrefix(prefix) || strings.Contains(prefix, "__") {
+			errs = append(errs, fmt.Errorf("%s: prefix %q must match %s and not contain \"__\"", where, prefix, document.PrefixSyntax))
 		}
 		if other, dup := prefixes[prefix]; dup {
 			errs = append(errs, fmt.Errorf("backends %q and %q both expose names with prefix %q; give one a different prefix", other, b.Name, prefix))

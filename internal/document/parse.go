@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -255,9 +256,11 @@ func (m *merger) result() (*Document, error) {
 	return &d, nil
 }
 
+// The decoder's message shapes, compiled on the first error rather than at
+// every start of every process that parses a document.
 var (
-	lineRE         = regexp.MustCompile(`^line (\d+): `)
-	unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
+	lineRE         = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^line (\d+): `) })
+	unknownFieldRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`field (\S+) not found in type (\S+)`) })
 )
 
 // typeNames turns Go type names in decoder messages into the document's words.
@@ -288,15 +291,15 @@ func locate(source string, err error) []string {
 	}
 	out := make([]string, 0, len(msgs))
 	for _, msg := range msgs {
-		msg = unknownFieldRE.ReplaceAllStringFunc(msg, func(s string) string {
-			sub := unknownFieldRE.FindStringSubmatch(s)
+		msg = unknownFieldRE().ReplaceAllStringFunc(msg, func(s string) string {
+			sub := unknownFieldRE().FindStringSubmatch(s)
 			where := typeNames[sub[2]]
 			if where == "" {
 				where = sub[2]
 			}
 			return "unknown field " + strconv.Quote(sub[1]) + " in " + where
 		})
-		if loc := lineRE.FindStringSubmatch(msg); loc != nil {
+		if loc := lineRE().FindStringSubmatch(msg); loc != nil {
 			out = append(out, source+":"+loc[1]+": "+msg[len(loc[0]):])
 			continue
 		}

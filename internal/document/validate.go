@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,12 +47,67 @@ const (
 	OnFullDrop           = "drop"
 )
 
-var (
-	backendNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-	prefixRE      = regexp.MustCompile(`^[a-zA-Z0-9_-]{0,32}$`)
-	// RFC 9110 token characters, for header names.
-	headerNameRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+// The syntax of backend names and exposed-name prefixes, as patterns for
+// messages; ValidBackendName and ValidPrefix check them.
+const (
+	BackendNameSyntax = `^[a-z0-9][a-z0-9_-]{0,31}$`
+	PrefixSyntax      = `^[a-zA-Z0-9_-]{0,32}$`
 )
+
+// ValidBackendName reports whether s matches BackendNameSyntax. It is a
+// loop rather than a regexp: the counted repetition compiles to a program
+// 32 times the size, which every process linking a checker (the edge, the
+// control plane) built in init whether it ever checked a name or not.
+func ValidBackendName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderName reports whether s is an RFC 9110 token, as header names
+// are.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidPrefix reports whether s matches PrefixSyntax ("" is valid: names
+// exposed unprefixed).
+func ValidPrefix(s string) bool {
+	if len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks everything Parse cannot: names, transports, URLs, enums,
 // ${env:NAME} syntax, and the policy (compiled at revision 0). It reports all
@@ -73,7 +127,7 @@ func (d *Document) Validate() error {
 		switch {
 		case b.Name == "":
 			add(path, "name is required")
-		case !backendNameRE.MatchString(b.Name):
+		case !ValidBackendName(b.Name):
 			add(path, "bad name %q: lowercase letters, digits, _ and -, at most 32, starting with a letter or digit", b.Name)
 		}
 		if j, dup := backendAt[b.Name]; dup && b.Name != "" {
@@ -81,7 +135,7 @@ func (d *Document) Validate() error {
 		} else {
 			backendAt[b.Name] = i
 		}
-		if b.Prefix != nil && !prefixRE.MatchString(*b.Prefix) {
+		if b.Prefix != nil && !ValidPrefix(*b.Prefix) {
 			add(path+": prefix", "bad prefix %q: letters, digits, _ and -, at most 32 (\"\" exposes names unprefixed)", *b.Prefix)
 		}
 		switch {
@@ -108,7 +162,7 @@ func (d *Document) Validate() error {
 				add(path+": http.url", "%s", msg)
 			}
 			for _, k := range sortedKeys(h.Headers) {
-				if !headerNameRE.MatchString(k) {
+				if !validHeaderName(k) {
 					add(path+": http.headers", "bad header name %q", k)
 				}
 				if _, err := EnvRefs(h.Headers[k]); err != nil {

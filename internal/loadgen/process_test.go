@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,7 +30,8 @@ import (
 // TestMain then runs only the hop: dataplane.Run, exactly what `mcpgw edge
 // --config` runs, or the reference proxy. No test runs in it. Setting
 // MCPGW_EDGE_BIN to an mcpgw binary runs `<bin> edge --config ... --listen
-// 127.0.0.1:0` as the edge instead.
+// 127.0.0.1:0` as the edge instead; to an mcpgw-edge binary (a file name
+// starting with mcpgw-edge), `<bin> --config ...`.
 const (
 	envChild    = "MCPGW_LOADGEN_CHILD"     // "edge" or "proxy"
 	envChildArg = "MCPGW_LOADGEN_CHILD_ARG" // the edge's config file, the proxy's backend URL
@@ -137,7 +139,11 @@ func startEdgeProcess(tb testing.TB, backendURL string) *hopProcess {
 	}
 	var cmd *exec.Cmd
 	if bin := os.Getenv("MCPGW_EDGE_BIN"); bin != "" {
-		cmd = exec.Command(bin, "edge", "--config", path, "--state-dir", dir, "--listen", "127.0.0.1:0")
+		args := []string{"edge", "--config", path, "--state-dir", dir, "--listen", "127.0.0.1:0"}
+		if strings.HasPrefix(filepath.Base(bin), "mcpgw-edge") {
+			args = args[1:] // the edge binary's root is the edge command
+		}
+		cmd = exec.Command(bin, args...)
 	} else {
 		cmd = selfCommand(tb, "edge", path)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/controlplane"
 )
 
@@ -51,14 +52,14 @@ MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
   mcpgw cp --database-url postgres://mcpgw@db:5432/mcpgw --data-dir /var/lib/mcpgw \
       --node-listen :7443 --admin-listen 0.0.0.0:7444 --tls-san cp.example.com --ops-listen 127.0.0.1:9090
   mcpgw cp --store sqlite --data-dir /var/lib/mcpgw`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := flagsFromEnv(c.Flags()); err != nil {
-				return usageError{err}
+			if err := cli.FlagsFromEnv(c.Flags()); err != nil {
+				return cli.Usage(err)
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+				return cli.Usage(fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel))
 			}
 			// Secrets come only from the environment, never from argv
 			// (visible in the process list).
@@ -67,10 +68,10 @@ MCPGW_DATABASE_URL or MCPGW_TLS_SAN=cp.example.com,10.0.0.5.`,
 			cfg.Logger = slog.New(slog.NewJSONHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			cfg.Notices = c.ErrOrStderr()
 			if err := chooseStore(storeKind, &cfg); err != nil {
-				return usageError{err}
+				return cli.Usage(err)
 			}
 			if err := cfg.Validate(); err != nil {
-				return usageError{oneLineError{err}}
+				return cli.Usage(oneLineError{err})
 			}
 			if err := controlplane.Run(c.Context(), cfg); err != nil {
 				return oneLineError{err}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/internal/pgtest"
 )
 
@@ -65,7 +66,7 @@ func TestCPCommandStartsAndStops(t *testing.T) {
 	cancel()
 	select {
 	case c := <-code:
-		if c != exitOK {
+		if c != cli.ExitOK {
 			t.Fatalf("exit %d after shutdown:\n%s", c, errOut.String())
 		}
 	case <-time.After(30 * time.Second):
@@ -83,16 +84,16 @@ func TestCPCommandErrors(t *testing.T) {
 		return c, errOut.String()
 	}
 	c, msg := run(nil)
-	if c != exitUsage || strings.Count(strings.TrimSpace(msg), "\n") != 0 || !strings.Contains(msg, "--database-url") || !strings.Contains(msg, "--data-dir") {
+	if c != cli.ExitUsage || strings.Count(strings.TrimSpace(msg), "\n") != 0 || !strings.Contains(msg, "--database-url") || !strings.Contains(msg, "--data-dir") {
 		t.Errorf("no flags: exit %d, %q", c, msg)
 	}
 	c, msg = run(map[string]string{"MCPGW_ADMIN_TOKEN": "short"}, "--database-url", "postgres://x/y", "--data-dir", t.TempDir())
-	if c != exitUsage || !strings.Contains(msg, "MCPGW_ADMIN_TOKEN") || strings.Contains(msg, "short") {
+	if c != cli.ExitUsage || !strings.Contains(msg, "MCPGW_ADMIN_TOKEN") || strings.Contains(msg, "short") {
 		t.Errorf("bad env token: exit %d, %q", c, msg)
 	}
 	for arg, want := range map[string]string{"12h": "at least 2 days", "0d": "number of days", "week": "number of days"} {
 		c, msg = run(nil, "--database-url", "postgres://x/y", "--data-dir", t.TempDir(), "--audit-retention", arg)
-		if c != exitUsage || !strings.Contains(msg, want) {
+		if c != cli.ExitUsage || !strings.Contains(msg, want) {
 			t.Errorf("--audit-retention %s: exit %d, %q", arg, c, msg)
 		}
 	}
@@ -106,7 +107,7 @@ func TestCPCommandErrors(t *testing.T) {
 	bare := pgtest.NewDatabase(t, pgtest.Unmigrated())
 	c, msg = run(map[string]string{"MCPGW_DATABASE_URL": bare, "MCPGW_NO_MIGRATE": "true"}, "--data-dir", t.TempDir(),
 		"--node-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "error")
-	if c != exitFailure || !strings.Contains(msg, "mcpgw migrate") {
+	if c != cli.ExitFailure || !strings.Contains(msg, "mcpgw migrate") {
 		t.Errorf("--no-migrate on an empty database: exit %d, %q", c, msg)
 	}
 }
@@ -137,13 +138,13 @@ func TestCPCommandEmbeddedStore(t *testing.T) {
 	// A second replica on the same data dir is refused with a clear error.
 	var errOut2 lockedBuffer
 	c := execute(ctx, []string{"cp", "--store", "sqlite", "--data-dir", dir, "--node-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, &out, &errOut2)
-	if c != exitFailure || !strings.Contains(errOut2.String(), "another mcpgw control plane is using "+filepath.Join(dir, "mcpgw.db")) {
+	if c != cli.ExitFailure || !strings.Contains(errOut2.String(), "another mcpgw control plane is using "+filepath.Join(dir, "mcpgw.db")) {
 		t.Errorf("second replica: exit %d, %q", c, errOut2.String())
 	}
 	cancel()
 	select {
 	case c := <-code:
-		if c != exitOK {
+		if c != cli.ExitOK {
 			t.Fatalf("exit %d after shutdown:\n%s", c, errOut.String())
 		}
 	case <-time.After(30 * time.Second):
@@ -161,7 +162,7 @@ func TestCPCommandStoreFlag(t *testing.T) {
 		{[]string{"--store", "sqlite"}, "--data-dir"},
 	} {
 		var out, errOut lockedBuffer
-		if c := execute(t.Context(), append([]string{"cp"}, tc.args...), &out, &errOut); c != exitUsage || !strings.Contains(errOut.String(), tc.want) {
+		if c := execute(t.Context(), append([]string{"cp"}, tc.args...), &out, &errOut); c != cli.ExitUsage || !strings.Contains(errOut.String(), tc.want) {
 			t.Errorf("%v: exit %d, %q; want usage error with %q", tc.args, c, errOut.String(), tc.want)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/internal/demo"
 )
 
@@ -17,7 +18,7 @@ word_count, the prompt summarize and the resource demo://readme. 'mcpgw dev'
 runs it as its demo backend; any MCP client or edge can launch it the same
 way. It exits when its client closes stdin.`,
 		Example: `  mcpgw demo-backend`,
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return demo.Serve(c.Context(), demo.Options{}, os.Stdin, os.Stdout)
 		},

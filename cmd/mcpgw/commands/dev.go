@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/internal/devmode"
 )
 
@@ -34,17 +35,17 @@ Every flag can also be set as MCPGW_<FLAG> in the environment.`,
 		Example: `  mcpgw dev
   mcpgw dev --data-dir /tmp/mcpgw-try --listen 127.0.0.1:9080
   mcpgw dev --database-url postgres://postgres@127.0.0.1:5432/mcpgw_dev`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := flagsFromEnv(c.Flags()); err != nil {
-				return usageError{err}
+			if err := cli.FlagsFromEnv(c.Flags()); err != nil {
+				return cli.Usage(err)
 			}
 			if err := cfg.StderrLevel.UnmarshalText([]byte(logLevel)); err != nil {
-				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+				return cli.Usage(fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel))
 			}
 			cfg.Stdout, cfg.Stderr = c.OutOrStdout(), c.ErrOrStderr()
 			if err := cfg.Validate(); err != nil {
-				return usageError{oneLineError{err}}
+				return cli.Usage(oneLineError{err})
 			}
 			if err := devmode.Run(c.Context(), cfg); err != nil {
 				return oneLineError{err}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/internal/policy"
 )
 
@@ -28,14 +29,14 @@ is stored nowhere, so keep it now or make a new one. Fleet edges get their
 keys from 'mcpctl keys create' instead.`,
 		Example: `  mcpgw keygen --name alice
   mcpgw keygen --name ci-bot --group automation`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if name == "" {
-				return usageError{fmt.Errorf("keygen needs --name NAME (the principal the key authenticates)")}
+				return cli.Usage(fmt.Errorf("keygen needs --name NAME (the principal the key authenticates)"))
 			}
 			for _, n := range append([]string{name}, groups...) {
 				if !policy.ValidPrincipalName(n) {
-					return usageError{fmt.Errorf("%q is not a valid principal or group name", n)}
+					return cli.Usage(fmt.Errorf("%q is not a valid principal or group name", n))
 				}
 			}
 			key, err := policy.GenerateKey(rand.Reader)

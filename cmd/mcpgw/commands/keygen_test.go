@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/internal/document"
 	"github.com/mcpgw/mcpgw/internal/policy"
 )
 
 func TestKeygen(t *testing.T) {
 	code, out, errOut := run(t, "keygen", "--name", "alice", "--group", "eng")
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	key := strings.TrimSuffix(out, "\n")
@@ -61,8 +62,8 @@ func TestKeygen(t *testing.T) {
 
 func TestKeygenUsage(t *testing.T) {
 	for _, args := range [][]string{{"keygen"}, {"keygen", "--name", "has space"}, {"keygen", "--name", "a", "extra"}} {
-		if code, out, _ := run(t, args...); code != exitUsage || out != "" {
-			t.Errorf("%v: exit %d, stdout %q; want %d and nothing", args, code, out, exitUsage)
+		if code, out, _ := run(t, args...); code != cli.ExitUsage || out != "" {
+			t.Errorf("%v: exit %d, stdout %q; want %d and nothing", args, code, out, cli.ExitUsage)
 		}
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/controlplane/store"
 	"github.com/mcpgw/mcpgw/migrations"
 )
@@ -30,13 +32,13 @@ migrates at start unless told --no-migrate, so running this is needed only
 when the control plane may not change the schema itself.`,
 		Example: `  mcpgw migrate --database-url postgres://mcpgw@db:5432/mcpgw
   MCPGW_DATABASE_URL=postgres://mcpgw@db:5432/mcpgw mcpgw migrate`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if databaseURL == "" {
 				databaseURL = os.Getenv(envDatabaseURL)
 			}
 			if databaseURL == "" {
-				return usageError{fmt.Errorf("no database: give --database-url or set %s", envDatabaseURL)}
+				return cli.Usage(fmt.Errorf("no database: give --database-url or set %s", envDatabaseURL))
 			}
 			applied, st, err := store.MigrateURL(c.Context(), databaseURL, migrations.FS)
 			out := c.OutOrStdout()
@@ -66,10 +68,10 @@ when the control plane may not change the schema itself.`,
 // single line the command line promises.
 type oneLineError struct{ err error }
 
-var lineBreak = regexp.MustCompile(`\s*\n\s*`)
+var lineBreak = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\s*\n\s*`) })
 
 func (e oneLineError) Error() string {
-	lines := lineBreak.Split(e.err.Error(), -1)
+	lines := lineBreak().Split(e.err.Error(), -1)
 	var b strings.Builder
 	seen := make(map[string]bool, len(lines))
 	for i, l := range lines {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/internal/pgtest"
 	"github.com/mcpgw/mcpgw/migrations"
 )
@@ -34,20 +35,20 @@ func TestMigrateCommand(t *testing.T) {
 	fmt.Fprintf(&want, "schema at version %s\n", version)
 
 	code, out, errOut := runMigrate(t, "--database-url", url)
-	if code != exitOK || out != want.String() || errOut != "" {
+	if code != cli.ExitOK || out != want.String() || errOut != "" {
 		t.Fatalf("first run: exit %d\nstdout:\n%s\nstderr:\n%s\nwant stdout:\n%s", code, out, errOut, want.String())
 	}
 
 	wantNoop := "nothing to do: schema at version " + version + "\n"
 	code, out, errOut = runMigrate(t, "--database-url", url)
-	if code != exitOK || out != wantNoop || errOut != "" {
+	if code != cli.ExitOK || out != wantNoop || errOut != "" {
 		t.Fatalf("second run: exit %d, stdout %q, stderr %q; want 0, %q", code, out, errOut, wantNoop)
 	}
 
 	// The environment stands in for the flag.
 	t.Setenv(envDatabaseURL, url)
 	code, out, errOut = runMigrate(t)
-	if code != exitOK || out != wantNoop {
+	if code != cli.ExitOK || out != wantNoop {
 		t.Fatalf("run with %s: exit %d, stdout %q, stderr %q", envDatabaseURL, code, out, errOut)
 	}
 }
@@ -60,12 +61,12 @@ func TestMigrateCommandErrors(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"no database", nil, exitUsage, "no database: give --database-url or set MCPGW_DATABASE_URL"},
-		{"argument", []string{"--database-url", "postgres://x/y", "extra"}, exitUsage, "takes no arguments"},
-		{"unknown flag", []string{"--databse-url", "x"}, exitUsage, "unknown flag"},
+		{"no database", nil, cli.ExitUsage, "no database: give --database-url or set MCPGW_DATABASE_URL"},
+		{"argument", []string{"--database-url", "postgres://x/y", "extra"}, cli.ExitUsage, "takes no arguments"},
+		{"unknown flag", []string{"--databse-url", "x"}, cli.ExitUsage, "unknown flag"},
 		// Port 1 on loopback refuses at once.
-		{"unreachable", []string{"--database-url", "postgres://postgres:hunter2@127.0.0.1:1/mcpgw?sslmode=prefer"}, exitFailure, "connecting to database"},
-		{"bad URL", []string{"--database-url", "postgres://127.0.0.1/x?sslmode=bogus"}, exitFailure, "invalid database URL"},
+		{"unreachable", []string{"--database-url", "postgres://postgres:hunter2@127.0.0.1:1/mcpgw?sslmode=prefer"}, cli.ExitFailure, "connecting to database"},
+		{"bad URL", []string{"--database-url", "postgres://127.0.0.1/x?sslmode=bogus"}, cli.ExitFailure, "invalid database URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runMigrate(t, tc.args...)

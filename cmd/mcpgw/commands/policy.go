@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 	"github.com/mcpgw/mcpgw/dataplane/enforce"
 	"github.com/mcpgw/mcpgw/dataplane/state"
 	"github.com/mcpgw/mcpgw/internal/document"
@@ -21,9 +22,9 @@ func newPolicyCmd() *cobra.Command {
 		Long: `Evaluate a config file's policy with the decision function the edge enforces,
 without running an edge: 'check' explains one request, 'test' runs golden
 request→decision cases (for CI).`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usageError{fmt.Errorf("%s needs a subcommand: check or test", c.CommandPath())}
+			return cli.Usage(fmt.Errorf("%s needs a subcommand: check or test", c.CommandPath()))
 		},
 	}
 	c.AddCommand(newPolicyCheckCmd(), newPolicyTestCmd())
@@ -34,7 +35,7 @@ request→decision cases (for CI).`,
 // edge does, so the revision printed is the one its audit events carry.
 func loadPolicy(configs []string) (*document.Document, *enforce.Generation, error) {
 	if len(configs) == 0 {
-		return nil, nil, usageError{errors.New("give --config FILE (the edge's config)")}
+		return nil, nil, cli.Usage(errors.New("give --config FILE (the edge's config)"))
 	}
 	doc, err := document.ParseFiles(configs...)
 	if err != nil {
@@ -65,19 +66,19 @@ config is invalid, 2 for a bad command line.`,
 		Example: `  mcpgw policy check --config mcpgw.yaml --principal alice --method tools/call --name github__delete_repo
   mcpgw policy check --config mcpgw.yaml --principal bob --tool web_search --backend search
   mcpgw policy check --config mcpgw.yaml --principal bob --method resources/read --name file:///docs/a.md --backend github`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if principal == "" {
-				return usageError{errors.New("check needs --principal NAME")}
+				return cli.Usage(errors.New("check needs --principal NAME"))
 			}
 			if tool != "" {
 				if method != "" && method != "tools/call" || name != "" {
-					return usageError{errors.New("--tool NAME is short for --method tools/call --name NAME; give one or the other")}
+					return cli.Usage(errors.New("--tool NAME is short for --method tools/call --name NAME; give one or the other"))
 				}
 				method, name = "tools/call", tool
 			}
 			if method == "" {
-				return usageError{errors.New("check needs --method METHOD (or --tool NAME)")}
+				return cli.Usage(errors.New("check needs --method METHOD (or --tool NAME)"))
 			}
 			doc, g, err := loadPolicy(configs)
 			if err != nil {
@@ -86,7 +87,7 @@ config is invalid, 2 for a bad command line.`,
 			cs := document.Case{Name: "the request", Principal: principal, Method: method, Backend: backend, Expect: policy.EffectAllow}
 			switch kind := policy.KindOf(method); {
 			case name == "" && kind != policy.KindNone:
-				return usageError{fmt.Errorf("%s needs --name (the item it touches)", method)}
+				return cli.Usage(fmt.Errorf("%s needs --name (the item it touches)", method))
 			case name == "":
 			case kind == policy.KindTool:
 				cs.Tool = name
@@ -99,11 +100,11 @@ config is invalid, 2 for a bad command line.`,
 			case method == "completion/complete":
 				cs.Prompt = name
 			default:
-				return usageError{fmt.Errorf("%s touches no item; drop --name", method)}
+				return cli.Usage(fmt.Errorf("%s touches no item; drop --name", method))
 			}
 			req, err := cs.Request(doc)
 			if err != nil {
-				return usageError{err}
+				return cli.Usage(err)
 			}
 			x := g.Policy.Explain(principal, req)
 			w := c.OutOrStdout()
@@ -155,10 +156,10 @@ config's policy and report each one. The exit code is 0 when every decision is
 the expected one, 1 when any differs (each is listed) or a file is invalid, so
 a policy change that opens or closes more than intended fails CI.`,
 		Example: `  mcpgw policy test --config examples/mcpgw.yaml --cases examples/policy-cases.yaml`,
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if cases == "" {
-				return usageError{errors.New("test needs --cases FILE")}
+				return cli.Usage(errors.New("test needs --cases FILE"))
 			}
 			doc, g, err := loadPolicy(configs)
 			if err != nil {

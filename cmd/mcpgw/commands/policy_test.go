@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcpgw/mcpgw/cmd/internal/cli"
 )
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -20,7 +22,7 @@ const exampleCases = "../../../examples/policy-cases.yaml"
 
 func TestPolicyCheck(t *testing.T) {
 	code, out, errOut := run(t, "policy", "check", "--config", exampleConfig, "--principal", "alice", "--method", "tools/call", "--name", "github__delete_repo")
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	if !strings.HasPrefix(out, "deny\nrule:     dev-no-delete\nrevision: ") || !strings.Contains(out, "backend:  github\n") {
@@ -32,11 +34,11 @@ func TestPolicyCheck(t *testing.T) {
 		}
 	}
 	code, out, _ = run(t, "policy", "check", "--config", exampleConfig, "--principal", "bob", "--tool", "web_search", "--backend", "search")
-	if code != exitOK || !strings.HasPrefix(out, "allow\nrule:     readonly/0\n") {
+	if code != cli.ExitOK || !strings.HasPrefix(out, "allow\nrule:     readonly/0\n") {
 		t.Errorf("allowed check: exit %d\n%s", code, out)
 	}
 	code, out, _ = run(t, "policy", "check", "--config", exampleConfig, "--principal", "mallory", "--method", "tools/list")
-	if code != exitOK || !strings.HasPrefix(out, "allow\nrule:     (none: protocol housekeeping)\n") {
+	if code != cli.ExitOK || !strings.HasPrefix(out, "allow\nrule:     (none: protocol housekeeping)\n") {
 		t.Errorf("housekeeping check: exit %d\n%s", code, out)
 	}
 }
@@ -50,13 +52,13 @@ func TestPolicyCheckErrors(t *testing.T) {
 		args []string
 		code int
 	}{
-		{[]string{"policy", "check", "--config", exampleConfig, "--method", "tools/call", "--name", "x"}, exitUsage},
-		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a"}, exitUsage},
-		{[]string{"policy", "check", "--principal", "a", "--tool", "github__x"}, exitUsage},
-		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a", "--method", "tools/call"}, exitUsage},
-		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a", "--tool", "unprefixed"}, exitUsage},
-		{[]string{"policy", "check", "--config", bad, "--principal", "a", "--tool", "github__x"}, exitFailure},
-		{[]string{"policy"}, exitUsage},
+		{[]string{"policy", "check", "--config", exampleConfig, "--method", "tools/call", "--name", "x"}, cli.ExitUsage},
+		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a"}, cli.ExitUsage},
+		{[]string{"policy", "check", "--principal", "a", "--tool", "github__x"}, cli.ExitUsage},
+		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a", "--method", "tools/call"}, cli.ExitUsage},
+		{[]string{"policy", "check", "--config", exampleConfig, "--principal", "a", "--tool", "unprefixed"}, cli.ExitUsage},
+		{[]string{"policy", "check", "--config", bad, "--principal", "a", "--tool", "github__x"}, cli.ExitFailure},
+		{[]string{"policy"}, cli.ExitUsage},
 	} {
 		if code, out, errOut := run(t, tc.args...); code != tc.code || out != "" || errOut == "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and an error", tc.args, code, out, errOut, tc.code)
@@ -66,7 +68,7 @@ func TestPolicyCheckErrors(t *testing.T) {
 
 func TestPolicyTest(t *testing.T) {
 	code, out, errOut := run(t, "policy", "test", "--config", exampleConfig, "--cases", exampleCases)
-	if code != exitOK || !strings.Contains(out, "10 cases passed") || strings.Contains(out, "FAIL") {
+	if code != cli.ExitOK || !strings.Contains(out, "10 cases passed") || strings.Contains(out, "FAIL") {
 		t.Fatalf("example cases: exit %d\n%s%s", code, out, errOut)
 	}
 
@@ -79,8 +81,8 @@ func TestPolicyTest(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errOut = run(t, "policy", "test", "--config", exampleConfig, "--cases", cases)
-	if code != exitFailure {
-		t.Errorf("mismatches: exit %d, want %d", code, exitFailure)
+	if code != cli.ExitFailure {
+		t.Errorf("mismatches: exit %d, want %d", code, cli.ExitFailure)
 	}
 	for _, want := range []string{"ok    fine\n", "FAIL  wrong decision: expected allow, got deny", `FAIL  wrong rule: expected rule "dev-no-delete", got "dev-github"`} {
 		if !strings.Contains(out, want) {
@@ -90,7 +92,7 @@ func TestPolicyTest(t *testing.T) {
 	if !strings.Contains(errOut, "2 of 3 cases failed") {
 		t.Errorf("stderr: %q", errOut)
 	}
-	if code, _, _ := run(t, "policy", "test", "--config", exampleConfig); code != exitUsage {
+	if code, _, _ := run(t, "policy", "test", "--config", exampleConfig); code != cli.ExitUsage {
 		t.Errorf("no --cases: exit %d", code)
 	}
 }

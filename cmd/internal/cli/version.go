@@ -1,4 +1,4 @@
-package commands
+package cli
 
 import (
 	"fmt"
@@ -8,13 +8,14 @@ import (
 	"github.com/mcpgw/mcpgw/internal/buildinfo"
 )
 
-func newVersionCmd() *cobra.Command {
+// NewVersionCmd prints the program's name and version.
+func NewVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the mcpgw version",
-		Args:  noArgs,
+		Args:  NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(c.OutOrStdout(), "mcpgw %s\n", buildinfo.String())
+			_, err := fmt.Fprintf(c.OutOrStdout(), "%s %s\n", c.Root().Name(), buildinfo.String())
 			return err
 		},
 	}

@@ -1,4 +1,4 @@
-package commands
+package cli
 
 import (
 	"fmt"
@@ -7,17 +7,18 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/mcpgw/mcpgw/dataplane"
 	"github.com/mcpgw/mcpgw/dataplane/enforce"
 )
 
-func newEdgeCmd() *cobra.Command {
+// NewEdgeCmd is the edge command as invoked by cmdline: "mcpgw edge" (a
+// subcommand) or "mcpgw-edge" (a program's root).
+func NewEdgeCmd(cmdline string) *cobra.Command {
 	var cfg dataplane.Config
 	var logLevel string
 	c := &cobra.Command{
-		Use:   "edge",
+		Use:   cmdline[strings.LastIndexByte(cmdline, ' ')+1:],
 		Short: "Run an edge data-plane node",
 		Long: `Run an edge: one MCP endpoint in front of every backend, which authenticates
 every caller (API keys), decides every request by the RBAC policy (deny by
@@ -39,19 +40,19 @@ or with the API key in $MCPGW_API_KEY.
 
 Every flag can also be set as MCPGW_<FLAG> in the environment, e.g.
 MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
-		Example: `  mcpgw edge --config mcpgw.yaml
-  mcpgw edge --config mcpgw.yaml --listen 0.0.0.0:8443 --tls-cert edge.crt --tls-key edge.key --allowed-host mcp.example.com
-  mcpgw edge --config mcpgw.yaml --stdio --principal alice
-  mcpgw edge --control-plane cp.example.com:7443 --ca-file ca.crt --join-token mcpgwjoin_... --state-dir /var/lib/mcpgw-edge
-  mcpgw edge --control-plane cp.example.com:7443 --state-dir /var/lib/mcpgw-edge     # later starts`,
-		Args: noArgs,
+		Example: strings.ReplaceAll(`  CMD --config mcpgw.yaml
+  CMD --config mcpgw.yaml --listen 0.0.0.0:8443 --tls-cert edge.crt --tls-key edge.key --allowed-host mcp.example.com
+  CMD --config mcpgw.yaml --stdio --principal alice
+  CMD --control-plane cp.example.com:7443 --ca-file ca.crt --join-token mcpgwjoin_... --state-dir /var/lib/mcpgw-edge
+  CMD --control-plane cp.example.com:7443 --state-dir /var/lib/mcpgw-edge     # later starts`, "CMD", cmdline),
+		Args: NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := flagsFromEnv(c.Flags()); err != nil {
-				return usageError{err}
+			if err := FlagsFromEnv(c.Flags()); err != nil {
+				return Usage(err)
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)}
+				return Usage(fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel))
 			}
 			// Logs go to stderr always: with --stdio, stdout is the protocol.
 			cfg.Logger = slog.New(slog.NewJSONHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
@@ -61,7 +62,7 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 				cfg.APIKey = os.Getenv(enforce.EnvAPIKey)
 			}
 			if err := cfg.Validate(); err != nil {
-				return usageError{err}
+				return Usage(err)
 			}
 			return dataplane.Run(c.Context(), cfg)
 		},
@@ -90,24 +91,4 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often the config file is checked for changes (default 500ms)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return c
-}
-
-// flagsFromEnv sets every flag not given on the command line from
-// MCPGW_<FLAG> (upper case, dashes as underscores), when that is set.
-func flagsFromEnv(fs *pflag.FlagSet) error {
-	var err error
-	fs.VisitAll(func(fl *pflag.Flag) {
-		if err != nil || fl.Changed {
-			return
-		}
-		name := "MCPGW_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
-		v, ok := os.LookupEnv(name)
-		if !ok {
-			return
-		}
-		if serr := fs.Set(fl.Name, v); serr != nil {
-			err = fmt.Errorf("%s=%q: %w", name, v, serr)
-		}
-	})
-	return err
 }
