@@ -130,6 +130,10 @@ type Config struct {
 type FleetAudit struct {
 	Durability string // sync (default) or async
 	OnFull     string // refuse (default) or drop
+	// Fsync is interval (default), always or never; FsyncInterval is the
+	// longest a spool write stays unflushed under interval (default 10ms).
+	Fsync         string
+	FsyncInterval time.Duration
 	// SpoolMaxBytes caps the spool on disk; at the cap OnFull applies.
 	SpoolMaxBytes int64
 }
@@ -170,7 +174,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("--label needs --control-plane"))
 		}
 		if !c.FleetAudit.isZero() {
-			errs = append(errs, errors.New("--audit-durability, --audit-on-full and --audit-spool-max-bytes need --control-plane: a standalone edge takes them from its document's audit section"))
+			errs = append(errs, errors.New("--audit-durability, --audit-on-full, --audit-fsync, --audit-fsync-interval and --audit-spool-max-bytes need --control-plane: a standalone edge takes them from its document's audit section"))
 		}
 	} else if _, _, err := net.SplitHostPort(c.ControlPlane); err != nil {
 		errs = append(errs, fmt.Errorf("control plane address %q: want HOST:PORT: %w", c.ControlPlane, err))
@@ -184,6 +188,14 @@ func (c *Config) Validate() error {
 	case "", string(auditlog.OnFullRefuse), string(auditlog.OnFullDrop):
 	default:
 		errs = append(errs, fmt.Errorf("audit on_full %q: want refuse (default) or drop", c.FleetAudit.OnFull))
+	}
+	switch c.FleetAudit.Fsync {
+	case "", string(auditlog.FsyncInterval), string(auditlog.FsyncAlways), string(auditlog.FsyncNever):
+	default:
+		errs = append(errs, fmt.Errorf("audit fsync %q: want interval (default), always or never", c.FleetAudit.Fsync))
+	}
+	if c.FleetAudit.FsyncInterval < 0 {
+		errs = append(errs, fmt.Errorf("audit fsync interval %v: must not be negative", c.FleetAudit.FsyncInterval))
 	}
 	if c.FleetAudit.SpoolMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("audit spool max bytes %d: must not be negative", c.FleetAudit.SpoolMaxBytes))

@@ -346,6 +346,8 @@ func TestFleetFlagsAreExclusive(t *testing.T) {
 		{dataplane.Config{ControlPlane: "cp:7443", FleetAudit: dataplane.FleetAudit{Durability: "eventually"}}, "want sync (default) or async"},
 		{dataplane.Config{ControlPlane: "cp:7443", FleetAudit: dataplane.FleetAudit{OnFull: "block"}}, "want refuse (default) or drop"},
 		{dataplane.Config{ControlPlane: "cp:7443", FleetAudit: dataplane.FleetAudit{SpoolMaxBytes: -1}}, "must not be negative"},
+		{dataplane.Config{ControlPlane: "cp:7443", FleetAudit: dataplane.FleetAudit{Fsync: "sometimes"}}, "want interval (default), always or never"},
+		{dataplane.Config{ConfigFile: "x.yaml", FleetAudit: dataplane.FleetAudit{Fsync: "always"}}, "need --control-plane"},
 		{dataplane.Config{ConfigFile: "x.yaml", Principal: "alice"}, "needs --stdio"},
 		{dataplane.Config{ConfigFile: "x.yaml", Stdio: true, Principal: "alice", APIKey: "k"}, "mutually exclusive"},
 	} {

@@ -121,11 +121,13 @@ func (f *fleet) openAudit(cfg Config) (*auditlog.Log, error) {
 		return nil, err
 	}
 	l, err := auditlog.Open(auditlog.Config{
-		Dir:        filepath.Join(cfg.StateDir, "audit-spool"),
-		MaxBytes:   cfg.FleetAudit.SpoolMaxBytes,
-		Durability: auditlog.Durability(cfg.FleetAudit.Durability),
-		OnFull:     auditlog.OnFull(cfg.FleetAudit.OnFull),
-		Logger:     cfg.Logger,
+		Dir:           filepath.Join(cfg.StateDir, "audit-spool"),
+		MaxBytes:      cfg.FleetAudit.SpoolMaxBytes,
+		Durability:    auditlog.Durability(cfg.FleetAudit.Durability),
+		OnFull:        auditlog.OnFull(cfg.FleetAudit.OnFull),
+		Fsync:         auditlog.FsyncPolicy(cfg.FleetAudit.Fsync),
+		FsyncInterval: cfg.FleetAudit.FsyncInterval,
+		Logger:        cfg.Logger,
 	}, sh)
 	if err != nil {
 		return nil, fmt.Errorf("opening the audit spool: %w", err)

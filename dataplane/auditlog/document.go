@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/mcpgw/mcpgw/internal/auditdb"
 	"github.com/mcpgw/mcpgw/internal/document"
@@ -35,11 +36,13 @@ func OpenDocument(ctx context.Context, a document.Audit, stateDir, node string, 
 		return nil, nil, errors.New("audit: set audit.spool_dir (no audit.file or state dir to put the spool next to)")
 	}
 	cfg := Config{
-		Dir:        dir,
-		MaxBytes:   a.SpoolMaxBytes,
-		Durability: Durability(a.Durability),
-		OnFull:     OnFull(a.OnFull),
-		Logger:     logger,
+		Dir:           dir,
+		MaxBytes:      a.SpoolMaxBytes,
+		Durability:    Durability(a.Durability),
+		OnFull:        OnFull(a.OnFull),
+		Fsync:         FsyncPolicy(a.Fsync),
+		FsyncInterval: time.Duration(a.FsyncInterval),
+		Logger:        logger,
 	}
 	var sinks []Sink
 	closeFn := func() {}

@@ -77,6 +77,13 @@ type Audit struct {
 	Durability string `yaml:"durability,omitempty" json:"durability,omitempty"`
 	// OnFull is "refuse" (default) or "drop".
 	OnFull string `yaml:"on_full,omitempty" json:"on_full,omitempty"`
+	// Fsync is when the spool is flushed to the disk: "interval" (default,
+	// every FsyncInterval), "always" (before a sync caller is released)
+	// or "never" (left to the kernel).
+	Fsync string `yaml:"fsync,omitempty" json:"fsync,omitempty"`
+	// FsyncInterval is the longest a spool write stays unflushed under
+	// fsync: interval (default 10ms).
+	FsyncInterval Duration `yaml:"fsync_interval,omitempty" json:"fsync_interval,omitempty"`
 	// SpoolDir holds events not yet written to their sink (default: next to File, or the state dir).
 	SpoolDir string `yaml:"spool_dir,omitempty" json:"spool_dir,omitempty"`
 	// SpoolMaxBytes caps the spool (default 1 GiB).

@@ -45,6 +45,9 @@ const (
 	DurabilityAsync      = "async"
 	OnFullRefuse         = "refuse"
 	OnFullDrop           = "drop"
+	FsyncInterval        = "interval"
+	FsyncAlways          = "always"
+	FsyncNever           = "never"
 )
 
 // The syntax of backend names and exposed-name prefixes, as patterns for
@@ -202,6 +205,12 @@ func (d *Document) Validate() error {
 		}
 		if !slices.Contains([]string{"", OnFullRefuse, OnFullDrop}, a.OnFull) {
 			add("audit.on_full", "bad value %q: refuse (default) or drop", a.OnFull)
+		}
+		if !slices.Contains([]string{"", FsyncInterval, FsyncAlways, FsyncNever}, a.Fsync) {
+			add("audit.fsync", "bad value %q: interval (default), always or never", a.Fsync)
+		}
+		if a.FsyncInterval != 0 && a.Fsync != "" && a.Fsync != FsyncInterval {
+			add("audit.fsync_interval", "applies only to fsync: interval")
 		}
 		if a.MaxFileBytes < 0 {
 			add("audit.max_file_bytes", "must not be negative")

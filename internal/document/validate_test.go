@@ -30,7 +30,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		Roles:    []policy.Role{{Name: "r", Rules: []policy.Rule{{Effect: "permit"}}}},
 		Bindings: []policy.Binding{{Role: "r", Subjects: []string{"user:a"}}, {Role: "r", Subjects: []string{"user:b"}}},
 		Auth:     &Auth{Anonymous: &AnonymousAuth{}},
-		Audit:    &Audit{Durability: "fsync", OnFull: "block", MaxFileBytes: -1, SpoolMaxBytes: -2, PostgresURL: "mysql://u:secretpw@h/db"},
+		Audit:    &Audit{Durability: "fsync", OnFull: "block", Fsync: "sometimes", MaxFileBytes: -1, SpoolMaxBytes: -2, PostgresURL: "mysql://u:secretpw@h/db"},
 	}
 	err := d.Validate()
 	var ve *ValidationError
@@ -59,6 +59,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		fe(`auth.anonymous.principal`, `is required: the principal that requests without a key act as`),
 		fe(`audit.durability`, `bad value "fsync": sync (default) or async`),
 		fe(`audit.on_full`, `bad value "block": refuse (default) or drop`),
+		fe(`audit.fsync`, `bad value "sometimes": interval (default), always or never`),
 		fe(`audit.max_file_bytes`, `must not be negative`),
 		fe(`audit.spool_max_bytes`, `must not be negative`),
 		fe(`audit.postgres_url`, `must be a postgres:// or postgresql:// URL`),
@@ -91,6 +92,8 @@ func TestValidateAcceptsMinimal(t *testing.T) {
 		{},
 		{Backends: []Backend{{Name: "a", HTTP: &HTTPTransport{URL: "https://a.example/mcp"}, Sessions: SessionsShared, Prefix: ptr("")}}},
 		{Auth: &Auth{}, Audit: &Audit{Durability: DurabilityAsync, OnFull: OnFullDrop, PostgresURL: "postgres://u@h/db"}},
+		{Audit: &Audit{File: "a.jsonl", Fsync: FsyncAlways}},
+		{Audit: &Audit{File: "a.jsonl", Fsync: FsyncInterval, FsyncInterval: Duration(100 * time.Millisecond)}},
 	} {
 		if err := d.Validate(); err != nil {
 			t.Errorf("Validate(%+v): %v", d, err)

@@ -76,6 +76,8 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 	f.StringToStringVar(&cfg.Labels, "label", nil, "labels reported at enrollment, k=v (repeatable; the join token's labels win)")
 	f.StringVar(&cfg.FleetAudit.Durability, "audit-durability", "", "fleet mode: sync (default: a response waits until its audit event is in the spool) or async")
 	f.StringVar(&cfg.FleetAudit.OnFull, "audit-on-full", "", "fleet mode: what a full audit spool does: refuse (default: new calls get 503) or drop (serve and record a counted gap)")
+	f.StringVar(&cfg.FleetAudit.Fsync, "audit-fsync", "", "fleet mode: when the audit spool is flushed to disk: interval (default), always (before a sync response is released) or never")
+	f.DurationVar(&cfg.FleetAudit.FsyncInterval, "audit-fsync-interval", 0, "fleet mode: with --audit-fsync interval, the longest a spool write stays unflushed (default 10ms)")
 	f.Int64Var(&cfg.FleetAudit.SpoolMaxBytes, "audit-spool-max-bytes", 0, "fleet mode: cap on the audit spool on disk (default 1 GiB)")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this edge's name: reported at enrollment; a standalone edge's node id derives from it (default: host name)")
 	f.StringVar(&cfg.Principal, "principal", "", "with --stdio: the principal the stdio client acts as (or set $MCPGW_API_KEY)")
