@@ -644,6 +644,7 @@ type reader struct {
 	buf    []byte
 	bufOff int64
 	linger *time.Timer
+	out    []SealedBatch // read's result, reused
 }
 
 // readChunk is the most one pread of a reader asks for (more when one
@@ -750,8 +751,19 @@ func (r *reader) wait(ctx context.Context, writerDone <-chan struct{}, d time.Du
 
 var errCaughtUp = errors.New("audit sink caught up with a stopped writer")
 
+// read returns the next batches after r.after. The slice is r's own and is
+// reused by its next read (a delivery used to grow a new one, ~0.5 KB per
+// event): callers are done with it before they read again, as runSink is
+// once it has delivered and acknowledged.
 func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
-	var out []SealedBatch
+	out, err := r.readInto(r.out[:0], maxBatches, maxBytes)
+	if cap(out) <= 256 {
+		r.out = out
+	}
+	return out, err
+}
+
+func (r *reader) readInto(out []SealedBatch, maxBatches, maxBytes int) ([]SealedBatch, error) {
 	total := 0
 	for len(out) < maxBatches && total < maxBytes {
 		// Find the segment holding seq after+1.
