@@ -4,38 +4,33 @@
 //
 // Every error reaches the user as one line on stderr (see execute): gRPC
 // statuses are translated into words and hints by rpcError, usage mistakes
-// are marked with usageError so they exit 2, and nothing else ever prints a
+// are marked with cmdcli.Usage (usagef) so they exit 2, and nothing else ever prints a
 // stack or a raw status.
 package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	cmdcli "github.com/mcpgw/mcpgw/cmd/internal/cli"
 )
 
-// Exit codes scripts can trust: 0 success, 1 the operation failed, 2 usage error.
+// Exit codes scripts can trust (cmd/internal/cli, shared with mcpgw): 0
+// success, 1 the operation failed, 2 usage error.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK      = cmdcli.ExitOK
+	exitFailure = cmdcli.ExitFailure
+	exitUsage   = cmdcli.ExitUsage
 )
 
-// usageError marks a mistake in the command line itself (exit code 2).
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+// usagef is an error in the command line itself (exit code 2).
+func usagef(format string, a ...any) error { return cmdcli.Usage(fmt.Errorf(format, a...)) }
 
 // Execute runs mcpctl with args and returns the exit code.
 func Execute(args []string) int {
@@ -62,8 +57,6 @@ type env struct {
 }
 
 func run(ctx context.Context, e env, args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if e.age == nil {
 		e.age = func(t time.Time) string { return humanAge(time.Since(t)) }
 	}
@@ -72,20 +65,8 @@ func run(ctx context.Context, e env, args []string, stdout, stderr io.Writer) in
 	}
 	g := &globals{env: e, stdout: stdout, stderr: stderr}
 	root := newRoot(g)
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	root.SetIn(e.stdin)
-	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "mcpctl: %v\n", strings.TrimRight(err.Error(), "\n"))
-	var ue usageError
-	if errors.As(err, &ue) {
-		return exitUsage
-	}
-	return exitFailure
+	return cmdcli.Execute(ctx, root, args, stdout, stderr)
 }
 
 func newRoot(g *globals) *cobra.Command {
@@ -98,14 +79,10 @@ time), API keys, join tokens for new edges, rollouts, policy checks and audit.
 
 Connection settings come from flags, then MCPCTL_SERVER, MCPCTL_TOKEN and
 MCPCTL_CA_FILE, then the current context (see 'mcpctl config --help').`,
-		SilenceErrors: true,
-		SilenceUsage:  true,
-		Args:          cobra.ArbitraryArgs,
-		RunE:          groupRun,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRun,
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
-	})
+	cmdcli.Root(root)
 	g.addConnectionFlags(root)
 	root.AddCommand(
 		newVersionCmd(g),
