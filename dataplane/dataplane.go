@@ -277,9 +277,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("creating the state dir: %w", err)
 	}
+	upstreamHTTP := upstream.NewTransport(cfg.Concurrency)
 	mgr := state.NewManager(upstream.Options{
 		Logger:     log,
-		Client:     &http.Client{Transport: upstream.NewTransport(cfg.Concurrency)},
+		Client:     &http.Client{Transport: upstreamHTTP},
 		ClientInfo: []byte(`{"name":"mcpgw","version":` + string(rpc.Quote(version)) + `}`),
 	}, nil)
 	holder := enforce.NewHolder(log, nil)
@@ -543,6 +544,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 	g.Go(func() error { return gw.Run(ctx) })
+	g.Go(func() error { upstream.PruneIdle(ctx, upstreamHTTP, 30*time.Second); return nil })
 
 	if cfg.Stdio {
 		g.Go(func() error {

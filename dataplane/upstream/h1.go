@@ -270,6 +270,72 @@ func (t *h1Transport) put(pc *h1Conn) {
 	t.mu.Unlock()
 }
 
+// PruneIdle closes, every interval until ctx ends, the pooled connections
+// of rt (from NewTransport) that a backend closed or that sat idle longer
+// than the idle timeout. Without it, a connection nobody reuses (its
+// backend was removed, or is idle) would stay open, half-closed by the
+// backend, until the process exits: h1Transport has no read goroutine per
+// connection to notice. At the end it closes every idle connection.
+func PruneIdle(ctx context.Context, rt http.RoundTripper, every time.Duration) {
+	t, ok := rt.(*h1Transport)
+	if !ok {
+		return
+	}
+	defer t.CloseIdleConnections()
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+			t.prune()
+		}
+	}
+}
+
+// prune checks the connections idle for longer than probeIdle (taken out
+// of the pool meanwhile, so no caller gets one being checked) and puts back
+// those still usable.
+func (t *h1Transport) prune() {
+	now := time.Now()
+	var check []*h1Conn
+	t.mu.Lock()
+	for key, list := range t.idle {
+		keep := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleSince) > probeIdle {
+				check = append(check, pc)
+			} else {
+				keep = append(keep, pc)
+			}
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(t.idle, key)
+		} else {
+			t.idle[key] = keep
+		}
+	}
+	t.mu.Unlock()
+	for _, pc := range check {
+		if now.Sub(pc.idleSince) > t.idleTimeout || !pc.alive() {
+			pc.close()
+			continue
+		}
+		t.mu.Lock()
+		if list := t.idle[pc.key]; len(list) < t.maxIdle {
+			// Oldest first: callers take from the end.
+			t.idle[pc.key] = append([]*h1Conn{pc}, list...)
+			pc = nil
+		}
+		t.mu.Unlock()
+		if pc != nil {
+			pc.close()
+		}
+	}
+}
+
 // CloseIdleConnections closes the pooled connections (and the fallback's).
 func (t *h1Transport) CloseIdleConnections() {
 	t.mu.Lock()

@@ -264,3 +264,45 @@ func TestH1LeavesHTTPSToTheFallback(t *testing.T) {
 		t.Fatalf("https through the fallback: %v", err)
 	}
 }
+
+func idleCount(rt *h1Transport) int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	n := 0
+	for _, l := range rt.idle {
+		n += len(l)
+	}
+	return n
+}
+
+// The janitor drops pooled connections a backend closed (nobody would
+// reuse them to find out) and keeps live ones; at the end it closes all.
+func TestH1PruneDropsClosedConnections(t *testing.T) {
+	closing := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") },
+		func(c *http.Server) { c.IdleTimeout = 50 * time.Millisecond })
+	live := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	rt := newH1Transport(newStdTransport(4), 4)
+	for _, s := range []*countingServer{closing, live} {
+		resp, err := post(t, rt, context.Background(), s.URL, "{}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+	}
+	if n := idleCount(rt); n != 2 {
+		t.Fatalf("%d idle connections after two calls, want 2", n)
+	}
+	time.Sleep(probeIdle + 200*time.Millisecond) // the closing server has closed its one
+	rt.prune()
+	if n := idleCount(rt); n != 1 {
+		t.Fatalf("%d idle connections after pruning, want 1 (the live backend's)", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { PruneIdle(ctx, rt, time.Hour); close(done) }()
+	cancel()
+	<-done
+	if n := idleCount(rt); n != 0 {
+		t.Fatalf("%d idle connections after PruneIdle ended, want 0", n)
+	}
+}
