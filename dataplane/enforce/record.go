@@ -47,6 +47,9 @@ type Recorder struct {
 	node string
 	h    *Holder
 	wait time.Duration
+	// within is log's RecordWithin when it has one (*auditlog.Log does):
+	// the wait bounded without a context per call.
+	within func(context.Context, *audit.Event, time.Duration) error
 }
 
 var _ gateway.Recorder = (*Recorder)(nil)
@@ -67,7 +70,13 @@ func NewRecorder(o RecorderOptions) (*Recorder, error) {
 	if o.WaitTimeout == 0 {
 		o.WaitTimeout = 10 * time.Second
 	}
-	return &Recorder{log: o.Log, node: id.String(), h: o.Holder, wait: o.WaitTimeout}, nil
+	r := &Recorder{log: o.Log, node: id.String(), h: o.Holder, wait: o.WaitTimeout}
+	if tl, ok := o.Log.(interface {
+		RecordWithin(context.Context, *audit.Event, time.Duration) error
+	}); ok {
+		r.within = tl.RecordWithin
+	}
+	return r, nil
 }
 
 // nodeNamespace scopes name-derived node ids to mcpgw.
@@ -107,10 +116,8 @@ func (r *Recorder) Record(ctx context.Context, rq *gateway.Request) error {
 	defer events.Put(ev)
 	r.fill(ev, rq)
 	var err error
-	if tl, ok := r.log.(interface {
-		RecordWithin(context.Context, *audit.Event, time.Duration) error
-	}); ok {
-		err = tl.RecordWithin(ctx, ev, r.wait) // bounded without a context per call
+	if r.within != nil {
+		err = r.within(ctx, ev, r.wait)
 	} else {
 		if r.wait > 0 {
 			var cancel context.CancelFunc
