@@ -78,12 +78,10 @@ type Log struct {
 
 	// wmu makes one goroutine at a time the spool's writer: the writer
 	// goroutine (writeLoop), or a sync Record that finds the lock free and
-	// writes its own batch (see RecordWithin). w is the writer's state,
-	// touched only under wmu. writing is set while writeLoop runs, so no
-	// Record writes before Run or after the writer stopped.
-	wmu     sync.Mutex
-	w       *writer
-	writing atomic.Bool
+	// writes its own batch (see RecordWithin), once Run has started and
+	// until it closes. w is the writer's state, touched only under wmu.
+	wmu sync.Mutex
+	w   *writer
 
 	writerDone chan struct{}
 	lock       *os.File // holds the spool directory's exclusive flock until Run returns
@@ -237,7 +235,7 @@ func (l *Log) RecordWithin(ctx context.Context, ev *audit.Event, d time.Duration
 	}
 	bp := l.bufs.Get().(*[]byte)
 	*bp = ev.AppendJSON((*bp)[:0])
-	if l.sync && l.inflight.Load() == 1 && l.waiting.Load() == 0 && l.writing.Load() && l.wmu.TryLock() {
+	if l.sync && l.inflight.Load() == 1 && l.waiting.Load() == 0 && l.started.Load() && l.wmu.TryLock() {
 		// Alone, and nobody is writing: write this event's batch here
 		// instead of handing it to the writer goroutine and being handed
 		// the result back. At low concurrency that hand-off was two
@@ -584,8 +582,6 @@ func (l *Log) writeLoop(ctx context.Context) error {
 	)
 	timer.Stop()
 	defer timer.Stop()
-	l.writing.Store(true)
-	defer l.writing.Store(false)
 	for {
 		if !closing && ctx.Err() != nil {
 			closing = true
