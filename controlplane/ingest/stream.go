@@ -19,6 +19,7 @@ import (
 	"github.com/mcpgw/mcpgw/controlplane/pki"
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
 	"github.com/mcpgw/mcpgw/internal/auditdb"
+	"github.com/mcpgw/mcpgw/internal/wait"
 )
 
 // AuditStreamServer is the server side of NodeService.AuditStream.
@@ -204,7 +205,7 @@ func (s *Server) serve(ctx context.Context, node string, stream AuditStreamServe
 			}
 		}
 		s.cfg.Logger.Warn("cannot read the audit ledger for a hello; edge told to pause", "node", node, "err", err)
-		if !sleep(ctx, s.cfg.RetryAfter) {
+		if !wait.For(ctx, s.cfg.RetryAfter) {
 			return context.Cause(ctx)
 		}
 	}
@@ -459,17 +460,6 @@ func notice(seq uint64, code mcpgwv1.AuditNoticeCode, events uint64, msg string)
 	return &mcpgwv1.AuditStreamResponse{Msg: &mcpgwv1.AuditStreamResponse_Notice{Notice: &mcpgwv1.AuditNotice{
 		Seq: seq, Code: code, Message: msg, Events: events,
 	}}}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // peerNode returns the node id from the verified client certificate of the

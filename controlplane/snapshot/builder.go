@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/wait"
 )
 
 // Source is where a Builder reads config from; controlplane/store's
@@ -89,7 +90,7 @@ func (b *Builder) listen(ctx context.Context) error {
 			return nil
 		}
 		b.cfg.Logger.Warn("config change listener failed; polling covers meanwhile", "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		if !wait.For(ctx, backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, 10*time.Second)
@@ -135,7 +136,7 @@ func (b *Builder) build(ctx context.Context) error {
 		// Leading-edge debounce: the first change after a quiet spell is
 		// built at once (no added push latency); changes that follow within
 		// Debounce wait for the window to end and share one rebuild.
-		if !sleep(ctx, b.cfg.Debounce-time.Since(lastBuild)) {
+		if !wait.For(ctx, b.cfg.Debounce-time.Since(lastBuild)) {
 			return nil
 		}
 		select { // kicks that arrived while waiting are covered by this load
@@ -171,20 +172,4 @@ func (b *Builder) refresh(ctx context.Context) error {
 	}
 	b.cfg.Logger.Info("config snapshots published", "revision", rev)
 	return nil
-}
-
-// sleep waits for d (not at all if d <= 0) or ctx; it reports whether ctx
-// is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpgw/mcpgw/internal/audit"
 	"github.com/mcpgw/mcpgw/internal/auditdb"
+	"github.com/mcpgw/mcpgw/internal/wait"
 )
 
 // SealedBatch is a spooled batch as sinks receive it: the batch (its Lines
@@ -139,7 +140,7 @@ func (l *Log) runSink(ctx context.Context, s *sinkState) error {
 				s.errors.Add(1)
 				s.setHealth(false, err.Error())
 				l.log.Error("reading audit spool for sink", "sink", name, "err", err)
-				if !sleepCtx(ctx, backoff) {
+				if !wait.For(ctx, backoff) {
 					return nil
 				}
 				backoff = min(2*backoff, l.cfg.RetryMax)
@@ -159,7 +160,7 @@ func (l *Log) runSink(ctx context.Context, s *sinkState) error {
 			s.setHealth(false, err.Error())
 			// Jitter so many edges do not retry a recovering database in step.
 			d := backoff/2 + rand.N(backoff/2+1)
-			if !sleepCtx(ctx, d) {
+			if !wait.For(ctx, d) {
 				return nil
 			}
 			backoff = min(2*backoff, l.cfg.RetryMax)
@@ -210,17 +211,6 @@ func firstEventTime(lines []byte) (time.Time, bool) {
 	}
 	t, err := time.Parse(audit.TimeFormat, string(lines[len(pre):n]))
 	return t, err == nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // resume moves s's reader to the spooled batch holding the last line the

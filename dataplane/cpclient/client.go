@@ -37,6 +37,7 @@ import (
 
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
 	"github.com/mcpgw/mcpgw/internal/policy"
+	"github.com/mcpgw/mcpgw/internal/wait"
 )
 
 // Applier makes a validated config live: it builds the complete new state
@@ -421,7 +422,7 @@ func (c *Client) enrollWithRetry(ctx context.Context) (*identity, nodeInfo, erro
 			return nil, nodeInfo{}, err
 		}
 		c.log.Warn("enrollment failed; retrying", "err", err, "retry_in", backoff)
-		if !sleepCtx(ctx, jitter(backoff)) {
+		if !wait.For(ctx, jitter(backoff)) {
 			return nil, nodeInfo{}, nil
 		}
 		backoff = min(2*backoff, c.cfg.MaxBackoff)
@@ -451,7 +452,7 @@ func (c *Client) streamLoop(ctx context.Context, client mcpgwv1.NodeServiceClien
 		} else {
 			c.log.Warn("config stream failed; serving the current config", "err", err, "retry_in", backoff)
 		}
-		if !sleepCtx(ctx, jitter(backoff)) {
+		if !wait.For(ctx, jitter(backoff)) {
 			return nil
 		}
 		backoff = min(2*backoff, c.cfg.MaxBackoff)

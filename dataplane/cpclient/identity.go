@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	mcpgwv1 "github.com/mcpgw/mcpgw/gen/mcpgw/v1"
+	"github.com/mcpgw/mcpgw/internal/wait"
 )
 
 // State dir files. The key and its certificate share one file so that a
@@ -206,8 +207,7 @@ func (c *Client) renewLoop(ctx context.Context, client mcpgwv1.NodeServiceClient
 	retry := time.Second
 	for {
 		id := c.id.Load()
-		wait := time.Until(id.renewAt())
-		if !sleepCtx(ctx, wait) {
+		if !wait.For(ctx, time.Until(id.renewAt())) {
 			return nil
 		}
 		if err := c.renew(ctx, client); err != nil {
@@ -217,7 +217,7 @@ func (c *Client) renewLoop(ctx context.Context, client mcpgwv1.NodeServiceClient
 			// Retry well before expiry, never in a tight loop.
 			d := min(retry, max(time.Until(id.leaf.NotAfter)/10, time.Second))
 			c.log.Warn("certificate renewal failed", "err", err, "retry_in", d, "expires", id.leaf.NotAfter)
-			if !sleepCtx(ctx, d) {
+			if !wait.For(ctx, d) {
 				return nil
 			}
 			retry = min(2*retry, 5*time.Minute)
@@ -246,21 +246,6 @@ func (c *Client) renew(ctx context.Context, client mcpgwv1.NodeServiceClient) er
 	c.id.Store(id)
 	c.log.Info("certificate renewed", "expires", id.leaf.NotAfter)
 	return nil
-}
-
-// sleepCtx waits d (returns at once for d <= 0); false if ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // parseBundle parses a PEM bundle that must hold at least one certificate.

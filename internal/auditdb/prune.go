@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mcpgw/mcpgw/internal/wait"
 )
 
 // PruneChunk is how many ledger rows one pruning transaction deletes at
@@ -21,16 +23,7 @@ const PruneChunk = 5000
 // pruning a backlog takes at most about half of the time (and of a core)
 // from ingest, which on a small machine competes with it for the CPUs. It
 // returns false when ctx ended.
-func PacePrune(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func PacePrune(ctx context.Context, d time.Duration) bool { return wait.For(ctx, d) }
 
 // pruneLedger deletes, per (node, epoch), the longest prefix of ledger rows
 // whose events all lie before cut (the first retained day), folding them
