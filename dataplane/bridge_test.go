@@ -20,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
+	"github.com/mcpgw/mcpgw/internal/proctest"
 )
 
 // Era bridging (issue 4, DESIGN §4.1): a client of one era reaches a
@@ -305,7 +306,7 @@ var legacyOnlyTools = map[string]bool{
 // with the same client direct against the stateful (legacy)
 // everything-server, where go-sdk bridges the same tools inside the server.
 func TestBridgeTSLegacyClientModernBackend(t *testing.T) {
-	dir := tsClientDir(t)
+	dir := proctest.TSClientDir(t)
 	var ops []tsOp
 	for _, o := range everythingOps(t) {
 		if legacyOnlyTools[o.Name] || o.Name == "test_input_required_result_multi_round" || o.Name == "test_reconnection" {

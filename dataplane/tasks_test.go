@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpgw/mcpgw/internal/proctest"
 )
 
 // principalKeys are the API keys of the two principals these tests act as.
@@ -86,7 +88,7 @@ func runTaskClient(t *testing.T, dir string, args ...string) []byte {
 // same SDK's. The run through the edge must match the run direct, with
 // the edge's own task ids; another principal cannot see or touch the task.
 func TestTasksThroughEdge(t *testing.T) {
-	dir := tsClientDir(t)
+	dir := proctest.TSClientDir(t)
 	backend := fmt.Sprintf("  - name: tk\n    stdio:\n      command: [node, %q]\n      dir: %q\n    timeout: 20s\n", filepath.Join(dir, "taskserver.mjs"), dir)
 	e := startEdge(t, twoPrincipals()+"backends:\n"+backend+stdioBackend("ev"), nil)
 

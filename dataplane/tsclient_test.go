@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgw/mcpgw/dataplane/internal/mcptest"
+	"github.com/mcpgw/mcpgw/internal/proctest"
 )
 
 // These tests prove with an independent client, the official TypeScript SDK
@@ -37,7 +36,7 @@ import (
 // everything-server as a stdio backend and as a stateful HTTP backend, and
 // its stdio front door (`mcpgw edge --stdio`) with a stdio backend.
 func TestTSClientEverything(t *testing.T) {
-	dir := tsClientDir(t)
+	dir := proctest.TSClientDir(t)
 	ops := everythingOps(t)
 
 	t.Run("http/stdio-backend", func(t *testing.T) {
@@ -366,28 +365,6 @@ type tsError struct {
 type tsMessage struct {
 	Method string         `json:"method"`
 	Params map[string]any `json:"params"`
-}
-
-// tsClientDir is the pinned TypeScript SDK client driver. Without node or
-// its node_modules the tests skip, except in CI (.ci/run runs npm ci first),
-// where they fail.
-func tsClientDir(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "testdata", "tsclient")
-	missing := ""
-	if _, err := exec.LookPath("node"); err != nil {
-		missing = "node is not on PATH"
-	} else if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
-		missing = "the TypeScript SDK is not installed (run npm ci in " + dir + ")"
-	}
-	if missing != "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("TypeScript SDK client tests: %s", missing)
-		}
-		t.Skipf("TypeScript SDK client tests skipped: %s; CI fails instead", missing)
-	}
-	return dir
 }
 
 // runTS runs client.mjs once and returns what it printed.

@@ -37,6 +37,7 @@ import (
 	"github.com/mcpgw/mcpgw/controlplane"
 	"github.com/mcpgw/mcpgw/internal/devmode"
 	"github.com/mcpgw/mcpgw/internal/pgtest"
+	"github.com/mcpgw/mcpgw/internal/proctest"
 )
 
 var (
@@ -246,7 +247,7 @@ func (p *devProc) stop(t *testing.T, sig syscall.Signal, goRun bool) {
 }
 
 func TestDevQuickstart(t *testing.T) {
-	tsDir := tsClientDir(t)
+	tsDir := proctest.TSClientDir(t)
 	work := t.TempDir()
 	dataDir := filepath.Join(work, "data")
 	// No --database-url: the embedded store, which never opens a Postgres
@@ -506,7 +507,7 @@ func TestDevPortTaken(t *testing.T) {
 // TestDevOnPostgres starts mcpgw dev with --database-url: the same
 // installation on Postgres, ready to serve the demo tools, and a clean stop.
 func TestDevOnPostgres(t *testing.T) {
-	tsDir := tsClientDir(t)
+	tsDir := proctest.TSClientDir(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	p, b := startDev(t, []string{filepath.Join(binDir, "mcpgw"), "dev", "--data-dir", dataDir, "--database-url", pgtest.NewDatabase(t),
 		"--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"})
@@ -669,24 +670,6 @@ func textOf(t *testing.T, raw json.RawMessage) string {
 		t.Fatalf("not a tool result with text: %s", raw)
 	}
 	return v.Content[0].Text
-}
-
-func tsClientDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(repoRoot, "testdata", "tsclient")
-	missing := ""
-	if _, err := exec.LookPath("node"); err != nil {
-		missing = "node is not on PATH"
-	} else if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
-		missing = "the TypeScript SDK is not installed (run npm ci in " + dir + ")"
-	}
-	if missing != "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("TypeScript SDK client tests: %s", missing)
-		}
-		t.Skipf("TypeScript SDK client tests skipped: %s; CI fails instead", missing)
-	}
-	return dir
 }
 
 // proc is one line of /proc/PID/stat, the parts the orphan check needs.

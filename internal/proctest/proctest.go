@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -209,4 +210,27 @@ func Main(m *testing.M, setup func(dir string) error) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// TSClientDir returns testdata/tsclient, the pinned TypeScript SDK client
+// driver the end-to-end tests run with node. Without node or its
+// node_modules the calling test skips, except under CI (.ci/run runs npm ci
+// first), where it fails.
+func TSClientDir(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "tsclient")
+	missing := ""
+	if _, err := exec.LookPath("node"); err != nil {
+		missing = "node is not on PATH"
+	} else if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
+		missing = "the TypeScript SDK is not installed (run npm ci in " + dir + ")"
+	}
+	if missing != "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("TypeScript SDK client tests: %s", missing)
+		}
+		t.Skipf("TypeScript SDK client tests skipped: %s; CI fails instead", missing)
+	}
+	return dir
 }
