@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -120,53 +121,90 @@ func TestUsageErrorsExit2(t *testing.T) {
 }
 
 // TestServes starts mcpgw-edge on a config file with its listen address
-// from the environment, as `mcpgw edge` takes it, and stops it with
+// from the environment, as `mcpgw edge` takes it, checks the GC target it
+// runs at (the edge's default, or GOGC when set) and stops it with
 // SIGTERM.
 func TestServes(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "mcpgw.yaml")
-	if err := os.WriteFile(cfg, []byte("backends: []\n"), 0o600); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		gogc string // "" leaves GOGC unset
+		want string // go_gc_gogc_percent
+	}{
+		{"", "200"},
+		{"50", "50"},
+	} {
+		t.Run("GOGC="+tc.gogc, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "mcpgw.yaml")
+			if err := os.WriteFile(cfg, []byte("backends: []\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bins.edge, "--config", cfg, "--state-dir", dir)
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "GOGC=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, "MCPGW_LISTEN=127.0.0.1:0")
+			if tc.gogc != "" {
+				cmd.Env = append(cmd.Env, "GOGC="+tc.gogc)
+			}
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			addr := make(chan string, 1)
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					var l struct{ Msg, Listener, Addr string }
+					if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "listening" && l.Listener == "mcp" {
+						addr <- l.Addr
+					}
+				}
+			}()
+			select {
+			case a := <-addr:
+				if body := get(t, "http://"+a+"/healthz"); body == "" {
+					t.Error("/healthz: empty body")
+				}
+				metrics := get(t, "http://"+a+"/metrics")
+				if !strings.Contains(metrics, "\ngo_gc_gogc_percent "+tc.want+"\n") {
+					i := strings.Index(metrics, "\ngo_gc_gogc_percent ")
+					t.Errorf("GC target: want go_gc_gogc_percent %s, /metrics has %q", tc.want, metrics[max(i, 0):min(max(i, 0)+40, len(metrics))])
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("mcpgw-edge logged no mcp listener in 30s")
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("mcpgw-edge after SIGTERM: %v", err)
+			}
+		})
 	}
-	cmd := exec.Command(bins.edge, "--config", cfg, "--state-dir", dir)
-	cmd.Env = append(os.Environ(), "MCPGW_LISTEN=127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
+}
+
+// get returns url's body, failing the test unless the status is 200.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var l struct{ Msg, Listener, Addr string }
-			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "listening" && l.Listener == "mcp" {
-				addr <- l.Addr
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		resp, err := http.Get("http://" + a + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("/healthz: %s", resp.Status)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("mcpgw-edge logged no mcp listener in 30s")
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("%s: %s", url, resp.Status)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("mcpgw-edge after SIGTERM: %v", err)
-	}
+	return string(b)
 }
 
 // TestLinksOnlyTheEdge is why mcpgw-edge exists: every package it links

@@ -78,8 +78,11 @@ func profileChild(kind string) func() {
 }
 
 // runEdgeChild is the edge process: it serves until SIGTERM or SIGINT and
-// logs JSON to stderr, where the parent finds the listen address.
+// logs JSON to stderr, where the parent finds the listen address. Like the
+// edge command it runs at the edge's GC target (dataplane.GCPercent); the
+// proxy process runs at Go's default.
 func runEdgeChild(path string) int {
+	dataplane.ApplyGCDefault() // as the edge command does
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	err := dataplane.Run(ctx, dataplane.Config{

@@ -39,7 +39,8 @@ server (logs then go to stderr only). The stdio client acts as --principal,
 or with the API key in $MCPGW_API_KEY.
 
 Every flag can also be set as MCPGW_<FLAG> in the environment, e.g.
-MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
+MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.
+The Go garbage collector runs at GOGC=200 unless GOGC is set.`,
 		Example: strings.ReplaceAll(`  CMD --config mcpgw.yaml
   CMD --config mcpgw.yaml --listen 0.0.0.0:8443 --tls-cert edge.crt --tls-key edge.key --allowed-host mcp.example.com
   CMD --config mcpgw.yaml --stdio --principal alice
@@ -63,6 +64,11 @@ MCPGW_LISTEN=0.0.0.0:8080 or MCPGW_ALLOWED_HOST=mcp.example.com,localhost.`,
 			}
 			if err := cfg.Validate(); err != nil {
 				return Usage(err)
+			}
+			if dataplane.ApplyGCDefault() {
+				cfg.Logger.Debug("GC target set", "gogc", dataplane.GCPercent, "why", "edge default; GOGC in the environment overrides it")
+			} else {
+				cfg.Logger.Debug("GC target from the environment", "gogc", os.Getenv("GOGC"))
 			}
 			return dataplane.Run(c.Context(), cfg)
 		},
