@@ -9,10 +9,10 @@ import (
 // operator sets GOGC. An edge's live heap is small (1–3 MB: the catalog,
 // the policy, sessions) while every call allocates a few KB, so at Go's
 // default of 100 the heap goal sits at its 4 MB floor and the collector
-// ran about 50 times a second under load, 15% of the edge's CPU with
-// malloc (docs/benchmarks.md, "Garbage collection"). 200 halves the
-// collections for about 4 MB more heap at 64 busy sessions, and idle
-// memory does not change; the heap stays bounded by 3× the live heap.
+// ran once every ~200 calls (GC and malloc were ~15% of the edge's CPU;
+// docs/benchmarks.md, "Garbage collection"). At 200 the goal is 8 MB and
+// it runs a third as often, for about 4 MB more heap at 64 busy sessions;
+// idle memory does not change, and the heap stays within 3× the live heap.
 const GCPercent = 200
 
 // ApplyGCDefault sets GCPercent as the process's GC target unless GOGC is
