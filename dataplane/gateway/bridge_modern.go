@@ -380,12 +380,12 @@ func (g *Gateway) callLegacy(ctx context.Context, b *upstream.Backend, method st
 		// Nothing to answer on (a subscription's internal call): a plain call.
 		return b.Call(ctx, method, params, nil)
 	}
-	if out.level != "" && !g.upstreamLogging.Load() {
+	if out.level != "" {
 		// The request asks for logs (its _meta logLevel, stripped above):
 		// backends share sessions, so they are asked for every level once,
 		// as for a legacy client's logging/setLevel, and the modern sink
 		// filters per request.
-		g.enableLogging(ctx)
+		g.enableLogging(ctx, g.state.Load())
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
@@ -583,16 +583,4 @@ func legacyCaps(s *session.Session) json.RawMessage {
 		return s.CapsJSON
 	}
 	return json.RawMessage("{}")
-}
-
-// enableLogging asks every backend for all log levels, once per edge.
-func (g *Gateway) enableLogging(ctx context.Context) {
-	if g.upstreamLogging.Swap(true) {
-		return
-	}
-	if st := g.state.Load(); st != nil {
-		for _, b := range st.Backends {
-			g.enableUpstreamLogging(ctx, b.Backend)
-		}
-	}
 }

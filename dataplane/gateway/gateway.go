@@ -85,7 +85,10 @@ type Gateway struct {
 
 	// upstreamLogging is set once any client asked for logs: from then on
 	// backends are asked for every level and the edge filters per session.
+	// loggingOnce runs that asking; a client asking meanwhile waits in it,
+	// so no client's setLevel returns before the backends log.
 	upstreamLogging atomic.Bool
+	loggingOnce     sync.Once
 
 	// subsMu guards subs: how many sessions subscribe to each backend URI,
 	// so the backend (one shared upstream session) sees one subscribe and
@@ -659,12 +662,25 @@ func (g *Gateway) setLevel(ctx context.Context, st *state.State, sess *session.S
 	if err := sess.SetLogLevel(level); err != nil {
 		return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: %v", err))
 	}
-	if !g.upstreamLogging.Swap(true) {
+	g.enableLogging(ctx, st)
+	return json.RawMessage("{}"), nil
+}
+
+// enableLogging asks every backend for all log levels, once per edge. A
+// caller that comes while the first is still asking waits for it: a client
+// told its level is set may call a tool at once, and a backend not yet
+// asked would not log that call. Backends that come up later are asked by
+// BackendUp.
+func (g *Gateway) enableLogging(ctx context.Context, st *state.State) {
+	g.loggingOnce.Do(func() {
+		g.upstreamLogging.Store(true)
+		if st == nil {
+			return
+		}
 		for _, b := range st.Backends {
 			g.enableUpstreamLogging(ctx, b.Backend)
 		}
-	}
-	return json.RawMessage("{}"), nil
+	})
 }
 
 func (g *Gateway) enableUpstreamLogging(ctx context.Context, b *upstream.Backend) {
