@@ -78,8 +78,18 @@ type Manager struct {
 	seq   uint64
 
 	cmds    chan command
-	refresh chan *upstream.Backend
+	refresh chan refreshReq
 	stopped chan struct{} // closed when Run returns
+}
+
+// refreshReq asks the refresher to re-read a backend's lists. notified is
+// what the backend itself said changed (its list_changed): clients are
+// told after the re-read even when the merged catalog comes out the same,
+// as they would be talking to the backend directly (a backend may announce
+// a change the edge cannot see, such as a tool re-registered as it was).
+type refreshReq struct {
+	b        *upstream.Backend
+	notified []catalog.Kind
 }
 
 type command struct {
@@ -100,7 +110,7 @@ func NewManager(opts upstream.Options, notifier Notifier) *Manager {
 		notifier: notifier,
 		lists:    make(map[*upstream.Backend]*catalog.Lists),
 		cmds:     make(chan command),
-		refresh:  make(chan *upstream.Backend, 64),
+		refresh:  make(chan refreshReq, 64),
 		stopped:  make(chan struct{}),
 	}
 	opts.Observer = m
@@ -296,8 +306,9 @@ func (m *Manager) announce(kinds []catalog.Kind) {
 }
 
 // setLists replaces a backend's lists (nil: the backend is down) and swaps
-// in a State with the rebuilt catalog.
-func (m *Manager) setLists(b *upstream.Backend, l *catalog.Lists) {
+// in a State with the rebuilt catalog. Clients hear of the kinds that
+// changed and of those in notified.
+func (m *Manager) setLists(b *upstream.Backend, l *catalog.Lists, notified []catalog.Kind) {
 	m.mu.Lock()
 	st := m.cur.Load()
 	if st == nil || st.byName[b.Name()] == nil || st.byName[b.Name()].Backend != b {
@@ -312,6 +323,11 @@ func (m *Manager) setLists(b *upstream.Backend, l *catalog.Lists) {
 	next := *st
 	changed := m.swapLocked(&next)
 	m.mu.Unlock()
+	for _, k := range notified {
+		if !slices.Contains(changed, k) {
+			changed = append(changed, k)
+		}
+	}
 	m.announce(changed)
 }
 
@@ -351,7 +367,7 @@ func (m *Manager) allListed() bool {
 // BackendUp implements upstream.Observer: fetch the backend's lists.
 func (m *Manager) BackendUp(b *upstream.Backend) {
 	select {
-	case m.refresh <- b:
+	case m.refresh <- refreshReq{b: b}:
 	default:
 		m.log.Warn("list refresh queue full; dropping refresh", "backend", b.Name())
 	}
@@ -363,16 +379,16 @@ func (m *Manager) BackendUp(b *upstream.Backend) {
 // BackendDown implements upstream.Observer: its items leave the catalog
 // (clients get list_changed) until it is back.
 func (m *Manager) BackendDown(b *upstream.Backend, err error) {
-	m.setLists(b, nil)
+	m.setLists(b, nil, nil)
 }
 
 // BackendNotify implements upstream.Observer.
 func (m *Manager) BackendNotify(b *upstream.Backend, method string, params json.RawMessage) {
-	switch method {
-	case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
+	if k, ok := changedKind(method); ok {
 		select {
-		case m.refresh <- b:
+		case m.refresh <- refreshReq{b: b, notified: []catalog.Kind{k}}:
 		default:
+			m.log.Warn("list refresh queue full; dropping refresh", "backend", b.Name())
 		}
 		return
 	}
@@ -385,6 +401,21 @@ func (m *Manager) BackendNotify(b *upstream.Backend, method string, params json.
 	}
 }
 
+// changedKind is the kind a list_changed notification is about
+// (resources/list_changed covers templates too; clients get one
+// notification for both).
+func changedKind(method string) (catalog.Kind, bool) {
+	switch method {
+	case "notifications/tools/list_changed":
+		return catalog.Tools, true
+	case "notifications/prompts/list_changed":
+		return catalog.Prompts, true
+	case "notifications/resources/list_changed":
+		return catalog.Resources, true
+	}
+	return 0, false
+}
+
 // refresher fetches backends' lists one at a time, so results for one
 // backend never land out of order.
 func (m *Manager) refresher(ctx context.Context) {
@@ -392,7 +423,8 @@ func (m *Manager) refresher(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case b := <-m.refresh:
+		case r := <-m.refresh:
+			b := r.b
 			// Bounded, so one hung backend delays the others' lists only so long.
 			fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			l, err := FetchLists(fctx, b)
@@ -404,7 +436,7 @@ func (m *Manager) refresher(ctx context.Context) {
 				continue
 			}
 			if b.Healthy() {
-				m.setLists(b, l)
+				m.setLists(b, l, r.notified)
 			}
 		}
 	}
