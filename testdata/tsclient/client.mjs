@@ -265,14 +265,17 @@ async function main() {
     }
   }
   const { serverInfo, capabilities, ...init } = initialize ?? {};
-  const out = {
+  // Serialized before close: closing aborts the transport's own requests
+  // (a GET stream still connecting), which the SDK reports through onerror;
+  // that is the client shutting down, not part of the last op.
+  const out = JSON.stringify({
     initialize: init,
     serverInfo: serverInfo ?? null,
     serverCapabilities: capabilities ?? null,
     results,
-  };
+  });
   await client.close();
-  process.stdout.write(JSON.stringify(out) + "\n");
+  process.stdout.write(out + "\n");
 }
 
 main().catch((e) => {
