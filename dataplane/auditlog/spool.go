@@ -639,12 +639,20 @@ type reader struct {
 	off    int64
 	f      *os.File
 	// buf holds bytes of the segment from offset bufOff, read with one
-	// pread for many records; the batches handed out alias it, so a new
-	// chunk is always a new buffer.
-	buf    []byte
-	bufOff int64
-	linger *time.Timer
-	out    []SealedBatch // read's result, reused
+	// pread for many records. The batches a read hands out alias it, so
+	// while they are out (bufLent) a new chunk goes into another buffer:
+	// lent holds the earlier chunks the current read's batches alias, and
+	// free the buffers no batch aliases any more. A sink is done with a
+	// read's batches when the next read starts (see read), so the chunks
+	// are overwritten only then: a fresh buffer per chunk was ~0.8 KB of
+	// garbage per event.
+	buf     []byte
+	bufOff  int64
+	bufLent bool
+	lent    [][]byte
+	free    [][]byte
+	linger  *time.Timer
+	out     []SealedBatch // read's result, reused
 }
 
 // readChunk is the most one pread of a reader asks for (more when one
@@ -681,19 +689,75 @@ func (r *reader) closeFile() {
 		r.f.Close()
 		r.f = nil
 	}
-	r.buf, r.bufOff = nil, 0
+	r.dropBuf()
+}
+
+// dropBuf retires the current chunk: to lent while batches of this read
+// alias it, else to free.
+func (r *reader) dropBuf() {
+	if r.buf != nil {
+		if r.bufLent {
+			r.lent = append(r.lent, r.buf)
+		} else {
+			r.recycle(r.buf)
+		}
+	}
+	r.buf, r.bufOff, r.bufLent = nil, 0, false
+}
+
+// maxFreeChunks bounds the chunk buffers a reader keeps for reuse beyond
+// its current one. A catch-up read of many chunks lends them all at once;
+// keeping them would hold up to a delivery's worth (8-16 MiB) for good,
+// when steady delivery needs one buffer, or two across a segment switch.
+const maxFreeChunks = 1
+
+// recycle keeps buf for a later chunk if there is room and it is of the
+// usual size (an outsized record's buffer is left to the collector).
+func (r *reader) recycle(buf []byte) {
+	if len(r.free) < maxFreeChunks && cap(buf) == readChunk {
+		r.free = append(r.free, buf)
+	}
+}
+
+// release is called when a new read starts: the caller is done with the
+// batches of the previous one, so every chunk they alias may be
+// overwritten.
+func (r *reader) release() {
+	for i, b := range r.lent {
+		r.recycle(b)
+		r.lent[i] = nil
+	}
+	r.lent = r.lent[:0]
+	r.bufLent = false
 }
 
 // bytesAt returns n bytes of the current segment at off (off+n <= limit,
 // the segment's complete size), from the chunk read last if it holds them.
+// A new chunk overwrites a buffer that no batch handed out aliases.
 func (r *reader) bytesAt(off, n, limit int64) ([]byte, error) {
 	if off >= r.bufOff && off+n <= r.bufOff+int64(len(r.buf)) {
 		return r.buf[off-r.bufOff : off-r.bufOff+n], nil
 	}
 	size := min(max(n, readChunk), limit-off)
-	buf := make([]byte, size)
+	var buf []byte
+	if !r.bufLent && int64(cap(r.buf)) >= size {
+		buf = r.buf // no batch handed out aliases it
+	} else {
+		if k := len(r.free) - 1; k >= 0 && int64(cap(r.free[k])) >= size {
+			buf = r.free[k]
+			r.free[k] = nil
+			r.free = r.free[:k]
+		} else {
+			// Usual chunks get the full capacity, so the buffer fits
+			// any later one; a record bigger than a chunk gets its own.
+			buf = make([]byte, 0, max(size, readChunk))
+		}
+		r.dropBuf()
+	}
+	buf = buf[:size]
+	r.buf, r.bufOff, r.bufLent = nil, 0, false
 	if _, err := r.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		r.buf = nil
+		r.recycle(buf)
 		return nil, err
 	}
 	r.buf, r.bufOff = buf, off
@@ -751,11 +815,16 @@ func (r *reader) wait(ctx context.Context, writerDone <-chan struct{}, d time.Du
 
 var errCaughtUp = errors.New("audit sink caught up with a stopped writer")
 
-// read returns the next batches after r.after. The slice is r's own and is
-// reused by its next read (a delivery used to grow a new one, ~0.5 KB per
-// event): callers are done with it before they read again, as runSink is
-// once it has delivered and acknowledged.
+// read returns the next batches after r.after. The slice, and the chunk
+// buffers the batches' Lines and Raw alias, are r's own and are reused by
+// its next read (a delivery used to grow a new slice, ~0.5 KB per event,
+// and a new chunk, ~0.8 KB per event): callers are done with the batches
+// before they read again, as runSink is once it has delivered and
+// acknowledged them (Sink says a sink keeps nothing of them after Deliver
+// returns).
 func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
+	r.release()
+	clear(r.out) // drop the previous batches' references to their chunks
 	out, err := r.readInto(r.out[:0], maxBatches, maxBytes)
 	if cap(out) <= 256 {
 		r.out = out
@@ -837,6 +906,7 @@ func (r *reader) readInto(out []SealedBatch, maxBatches, maxBytes int) ([]Sealed
 			continue
 		}
 		r.after = b.Seq
+		r.bufLent = true // payload aliases r.buf
 		out = append(out, SealedBatch{Batch: b, Hash: b.Hash(), Raw: payload})
 		total += len(payload)
 	}
