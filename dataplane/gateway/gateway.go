@@ -267,13 +267,15 @@ func (g *Gateway) admit() error {
 }
 
 // errClientCancelled is the cause of a request's context when the client
-// sent notifications/cancelled for it.
-var errClientCancelled = errors.New("cancelled by the client")
+// sent notifications/cancelled for it (or its session ended).
+var errClientCancelled = session.ErrCancelled
 
 // serve runs one request through the chain and returns the response bytes
 // to send, or nil when the client cancelled the request (a cancelled
-// request gets no response, 2025-11-25 utilities/cancellation).
-func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Session, m *message, out Outbound, rq *Request) []byte {
+// request gets no response, 2025-11-25 utilities/cancellation). cc, when
+// not nil, is a zero Canceler for the call (part of the caller's
+// allocation, see post).
+func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Session, m *message, out Outbound, rq *Request, cc *upstream.Canceler) []byte {
 	rq.Method = m.Method
 	rq.ID = m.ID
 	if sess != nil {
@@ -284,11 +286,15 @@ func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Sess
 	// The client's notifications/cancelled cancels the upstream call
 	// through the call's own context (one context per call, not one per
 	// layer).
-	var cc *upstream.Canceler
-	if sess != nil {
-		cc = &upstream.Canceler{}
+	if sess == nil {
+		cc = nil // nothing can cancel the call
+	} else {
+		if cc == nil {
+			cc = &upstream.Canceler{}
+		}
 		ctx = upstream.WithCanceler(ctx, cc)
-		defer sess.Track(m.ID, func() { cc.Cancel(errClientCancelled) })()
+		sess.Track(m.ID, cc)
+		defer sess.Untrack(m.ID)
 	}
 
 	var result, rerr json.RawMessage
