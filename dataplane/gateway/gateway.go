@@ -431,13 +431,28 @@ func (g *Gateway) list(ctx context.Context, st *state.State, k catalog.Kind, cur
 // callNamed serves tools/call and prompts/get: route by exposed name, put
 // the backend's own name back, forward.
 func (g *Gateway) callNamed(ctx context.Context, st *state.State, sess *session.Session, k catalog.Kind, m *message, out Outbound, rq *Request) (json.RawMessage, json.RawMessage) {
-	name := m.name()
+	// A listed name without escapes is looked up by the body's bytes and
+	// then used as the catalog's own string: decoding it into a string of
+	// its own was an allocation per call.
+	var name string
+	var it *catalog.Item
+	var ok bool
+	if b, plain := m.env.Name.Unquoted(); plain && len(b) > 0 {
+		if it, ok = st.Catalog.Lookup(k, string(b)); ok {
+			name = it.Name
+		}
+	}
+	if !ok {
+		name = m.name()
+	}
 	if name == "" {
 		return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: params.name is required"))
 	}
 	rq.Name = name
 	rq.Arguments = m.env.Arguments
-	it, ok := st.Catalog.Lookup(k, name)
+	if !ok {
+		it, ok = st.Catalog.Lookup(k, name)
+	}
 	if !ok {
 		var waiting []string
 		if st, it, waiting = g.awaitListed(ctx, st, k, name); it == nil {
@@ -697,6 +712,12 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	case *modernOut:
 		sink = &modernSink{out: o, level: o.level, g: g, backend: backend}
 	case nil:
+	case *replyWriter:
+		if sess != nil {
+			// A POST's reply writer has room for its call's sink.
+			o.sink = callSink{sess: sess, out: out, g: g, backend: backend}
+			sink = &o.sink
+		}
 	default:
 		if sess != nil {
 			sink = &callSink{sess: sess, out: out, g: g, backend: backend}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgw/mcpgw/dataplane/rpc"
@@ -405,7 +406,7 @@ type replyWriter struct {
 	mu        sync.Mutex
 	done      bool
 	started   bool
-	keepAlive *time.Timer
+	keepAlive *keepAliveTimer
 	queue     chan []byte   // nil entry: a keep-alive comment
 	written   chan struct{} // closed when the writer goroutine is done
 	// sse and replay are set by whoever writes the SSE header: the writer
@@ -414,6 +415,9 @@ type replyWriter struct {
 	// sess, when set, records the stream so a client can resume it.
 	sess   *session.Session
 	replay *session.Replay
+	// sink is the call's upstream sink (set by forward), kept here so it
+	// is not an allocation of its own.
+	sink callSink
 }
 
 // replyQueue bounds the messages waiting for a slow client.
@@ -430,7 +434,47 @@ func newReplyWriter(w http.ResponseWriter, canSSE bool, keepAlive time.Duration)
 func (rw *replyWriter) init(w http.ResponseWriter, canSSE bool, keepAlive time.Duration) {
 	rw.w, rw.canSSE, rw.every = w, canSSE, keepAlive
 	if canSSE {
-		rw.keepAlive = time.AfterFunc(keepAlive, rw.ping)
+		k := keepAlives.Get().(*keepAliveTimer)
+		k.rw.Store(rw)
+		rw.keepAlive = k
+		k.t.Reset(keepAlive)
+	}
+}
+
+// keepAliveTimer pings the reply it is lent to. Every POST that can take
+// SSE arms one, and almost none fires: a new timer (and the closure that
+// binds it to the reply) per call was two allocations, so they are
+// pooled. A timer goes back to the pool only when Stop reports it had not
+// fired, after which its function does not run for that reply; one that
+// fired (a call longer than KeepAlive) is left to the collector.
+type keepAliveTimer struct {
+	t  *time.Timer
+	rw atomic.Pointer[replyWriter] // nil while in the pool
+}
+
+var keepAlives = sync.Pool{New: func() any {
+	k := &keepAliveTimer{}
+	k.t = time.AfterFunc(time.Hour, k.fire)
+	k.t.Stop()
+	return k
+}}
+
+func (k *keepAliveTimer) fire() {
+	if rw := k.rw.Load(); rw != nil {
+		rw.ping()
+	}
+}
+
+// stopKeepAlive disarms the keep-alive for good. rw.mu must be held.
+func (rw *replyWriter) stopKeepAlive() {
+	k := rw.keepAlive
+	if k == nil {
+		return
+	}
+	rw.keepAlive = nil
+	if k.t.Stop() {
+		k.rw.Store(nil)
+		keepAlives.Put(k)
 	}
 }
 
@@ -530,7 +574,7 @@ func (rw *replyWriter) ping() {
 		return
 	}
 	_ = rw.enqueueLocked(nil)
-	rw.keepAlive.Reset(rw.every)
+	rw.keepAlive.t.Reset(rw.every)
 }
 
 // finish writes the response and ends the reply. A nil resp (the client
@@ -543,9 +587,7 @@ func (rw *replyWriter) finish(resp []byte, auditID []string) { rw.finishStatus(r
 func (rw *replyWriter) finishStatus(resp []byte, auditID []string, unavailable bool) {
 	rw.mu.Lock()
 	rw.done = true
-	if rw.keepAlive != nil {
-		rw.keepAlive.Stop()
-	}
+	rw.stopKeepAlive()
 	started := rw.started
 	rw.mu.Unlock()
 	if started {
