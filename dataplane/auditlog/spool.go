@@ -913,11 +913,18 @@ func (r *reader) readInto(out []SealedBatch, maxBatches, maxBytes int) ([]Sealed
 	return out, nil
 }
 
-// frameRecord appends one record (length, CRC-32C, payload) to dst.
-func frameRecord(dst, payload []byte) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
-	dst = binary.BigEndian.AppendUint32(dst, auditdb.CRC32C(payload))
-	return append(dst, payload...)
+// appendRecord appends b as one record (length, CRC-32C, payload: b's
+// spool encoding) to dst. The payload is encoded in place and the header
+// filled in after it: encoding it elsewhere first copied every event's
+// bytes once more.
+func appendRecord(dst []byte, b *auditdb.Batch) []byte {
+	at := len(dst)
+	dst = append(dst, make([]byte, recordHeaderSize)...)
+	dst = b.AppendBinary(dst)
+	payload := dst[at+recordHeaderSize:]
+	binary.BigEndian.PutUint32(dst[at:], uint32(len(payload)))
+	binary.BigEndian.PutUint32(dst[at+4:], auditdb.CRC32C(payload))
+	return dst
 }
 
 func readEpoch(dir string) (int64, error) {
