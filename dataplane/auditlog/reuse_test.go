@@ -137,9 +137,10 @@ func (s *holdSink) Deliver(_ context.Context, bs []SealedBatch) error {
 func TestChunkReuseKeepsHeldBatchesIntact(t *testing.T) {
 	dir := t.TempDir()
 	sink := newHoldSink(t)
-	// Small segments: a delivery crosses several files, so chunks are
-	// retired mid-read as well as replaced.
-	l, stop := startLog(t, Config{Dir: dir, SegmentBytes: 200 << 10}, sink)
+	// Segments of a few chunks: a delivery reads several chunks of one
+	// file and crosses several files, so chunks are replaced mid-segment
+	// and retired at a segment's end while batches alias them.
+	l, stop := startLog(t, Config{Dir: dir, SegmentBytes: 600 << 10}, sink)
 	const n = 3000
 	want := make([][]byte, 0, n)
 	for i := range n {

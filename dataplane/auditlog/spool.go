@@ -642,7 +642,7 @@ type reader struct {
 	// pread for many records. The batches a read hands out alias it, so
 	// while they are out (bufLent) a new chunk goes into another buffer:
 	// lent holds the earlier chunks the current read's batches alias, and
-	// free the buffers no batch aliases any more. A sink is done with a
+	// spare a buffer no batch aliases any more. A sink is done with a
 	// read's batches when the next read starts (see read), so the chunks
 	// are overwritten only then: a fresh buffer per chunk was ~0.8 KB of
 	// garbage per event.
@@ -650,7 +650,7 @@ type reader struct {
 	bufOff  int64
 	bufLent bool
 	lent    [][]byte
-	free    [][]byte
+	spare   []byte
 	linger  *time.Timer
 	out     []SealedBatch // read's result, reused
 }
@@ -693,42 +693,69 @@ func (r *reader) closeFile() {
 }
 
 // dropBuf retires the current chunk: to lent while batches of this read
-// alias it, else to free.
+// alias it, else to spare.
 func (r *reader) dropBuf() {
-	if r.buf != nil {
-		if r.bufLent {
-			r.lent = append(r.lent, r.buf)
-		} else {
-			r.recycle(r.buf)
-		}
-	}
+	buf, lent := r.buf, r.bufLent
 	r.buf, r.bufOff, r.bufLent = nil, 0, false
+	if buf == nil {
+		return
+	}
+	if lent {
+		r.lent = append(r.lent, buf)
+	} else {
+		r.recycle(buf)
+	}
 }
 
-// maxFreeChunks bounds the chunk buffers a reader keeps for reuse beyond
-// its current one. A catch-up read of many chunks lends them all at once;
-// keeping them would hold up to a delivery's worth (8-16 MiB) for good,
-// when steady delivery needs one buffer, or two across a segment switch.
-const maxFreeChunks = 1
-
-// recycle keeps buf for a later chunk if there is room and it is of the
-// usual size (an outsized record's buffer is left to the collector).
+// recycle offers buf, which no batch aliases any more, for reuse. Between
+// reads a reader keeps one buffer, the largest it has (as the spare, or
+// as buf when that is larger and not lent), as it kept one chunk when it
+// allocated each: a catch-up read lends many chunks at once, and keeping
+// them would hold a delivery's worth (8-16 MiB) for good. The largest,
+// because a read that outruns its chunk (the writer appended meanwhile)
+// continues in a small new one, and keeping that instead would allocate
+// again on every such read. An outsized record's buffer is left to the
+// collector.
 func (r *reader) recycle(buf []byte) {
-	if len(r.free) < maxFreeChunks && cap(buf) == readChunk {
-		r.free = append(r.free, buf)
+	if cap(buf) > readChunk {
+		return
 	}
+	if r.buf != nil {
+		if r.bufLent || cap(r.buf) >= cap(buf) {
+			return
+		}
+		r.buf, r.bufOff = nil, 0 // a smaller chunk; only a cache
+	}
+	if cap(buf) > cap(r.spare) {
+		r.spare = buf
+	}
+}
+
+// chunkCap is the capacity to allocate for a chunk of size bytes: a power
+// of two from 4 KiB, so that a reader's buffer soon fits its usual
+// deliveries and is reused, without every reader holding a full readChunk
+// while idle.
+func chunkCap(size int64) int64 {
+	if size >= readChunk {
+		return size
+	}
+	c := int64(4 << 10)
+	for c < size {
+		c <<= 1
+	}
+	return c
 }
 
 // release is called when a new read starts: the caller is done with the
 // batches of the previous one, so every chunk they alias may be
 // overwritten.
 func (r *reader) release() {
+	r.bufLent = false
 	for i, b := range r.lent {
 		r.recycle(b)
 		r.lent[i] = nil
 	}
 	r.lent = r.lent[:0]
-	r.bufLent = false
 }
 
 // bytesAt returns n bytes of the current segment at off (off+n <= limit,
@@ -743,16 +770,15 @@ func (r *reader) bytesAt(off, n, limit int64) ([]byte, error) {
 	if !r.bufLent && int64(cap(r.buf)) >= size {
 		buf = r.buf // no batch handed out aliases it
 	} else {
-		if k := len(r.free) - 1; k >= 0 && int64(cap(r.free[k])) >= size {
-			buf = r.free[k]
-			r.free[k] = nil
-			r.free = r.free[:k]
+		if r.bufLent {
+			r.lent = append(r.lent, r.buf)
+		} // else it is too small: left to the collector
+		if int64(cap(r.spare)) >= size {
+			buf = r.spare
 		} else {
-			// Usual chunks get the full capacity, so the buffer fits
-			// any later one; a record bigger than a chunk gets its own.
-			buf = make([]byte, 0, max(size, readChunk))
+			buf = make([]byte, 0, chunkCap(size))
 		}
-		r.dropBuf()
+		r.spare = nil
 	}
 	buf = buf[:size]
 	r.buf, r.bufOff, r.bufLent = nil, 0, false
