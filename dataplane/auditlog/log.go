@@ -440,7 +440,6 @@ type writer struct {
 	pend     pendingWrite
 	nextSeq  int64
 	prevHash [32]byte
-	scratch  []byte
 
 	retryAt time.Time     // when a failed write may be retried (zero: now)
 	backoff time.Duration // the next retry's delay
@@ -473,12 +472,11 @@ func (w *writer) seal(gap int64, gapFirst, gapLast time.Time) {
 		DroppedBefore: gap, GapFirst: gapFirst, GapLast: gapLast,
 		Count: w.cur.count, Lines: w.cur.lines,
 	}
-	w.scratch = b.AppendBinary(w.scratch[:0])
 	h := b.Hash()
 	if len(w.pend.records) == 0 {
 		w.pend.first = w.nextSeq
 	}
-	w.pend.records = frameRecord(w.pend.records, w.scratch)
+	w.pend.records = appendRecord(w.pend.records, &b)
 	w.pend.last, w.pend.lastHash = w.nextSeq, h
 	w.pend.events += w.cur.count
 	w.pend.waiters = append(w.pend.waiters, w.cur.waiters...)

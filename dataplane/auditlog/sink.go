@@ -31,6 +31,13 @@ type SealedBatch struct {
 // after a backoff, so a sink must make redelivery harmless: the file sink
 // skips what it already wrote, Postgres ignores a known (node, epoch, seq),
 // and an AuditStream shipper can be a third Sink.
+//
+// The batches, and the bytes their Lines and Raw alias, are the sink's to
+// read only until Deliver returns: the Log reads the next ones into the
+// same memory (never after a Deliver that ended with its ctx: the sink's
+// goroutine stops then). A sink that needs any of it later copies it (the
+// file sink writes it out, Postgres encodes it in the transaction, the
+// shipper returns only once every batch is sent and acknowledged).
 type Sink interface {
 	// Name is stable across restarts ([a-z0-9_-], at most 32): it names the
 	// sink's cursor file in the spool directory.

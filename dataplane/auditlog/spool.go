@@ -639,12 +639,20 @@ type reader struct {
 	off    int64
 	f      *os.File
 	// buf holds bytes of the segment from offset bufOff, read with one
-	// pread for many records; the batches handed out alias it, so a new
-	// chunk is always a new buffer.
-	buf    []byte
-	bufOff int64
-	linger *time.Timer
-	out    []SealedBatch // read's result, reused
+	// pread for many records. The batches a read hands out alias it, so
+	// while they are out (bufLent) a new chunk goes into another buffer:
+	// lent holds the earlier chunks the current read's batches alias, and
+	// spare a buffer no batch aliases any more. A sink is done with a
+	// read's batches when the next read starts (see read), so the chunks
+	// are overwritten only then: a fresh buffer per chunk was ~0.8 KB of
+	// garbage per event.
+	buf     []byte
+	bufOff  int64
+	bufLent bool
+	lent    [][]byte
+	spare   []byte
+	linger  *time.Timer
+	out     []SealedBatch // read's result, reused
 }
 
 // readChunk is the most one pread of a reader asks for (more when one
@@ -681,19 +689,101 @@ func (r *reader) closeFile() {
 		r.f.Close()
 		r.f = nil
 	}
-	r.buf, r.bufOff = nil, 0
+	r.dropBuf()
+}
+
+// dropBuf retires the current chunk: to lent while batches of this read
+// alias it, else to spare.
+func (r *reader) dropBuf() {
+	buf, lent := r.buf, r.bufLent
+	r.buf, r.bufOff, r.bufLent = nil, 0, false
+	if buf == nil {
+		return
+	}
+	if lent {
+		r.lent = append(r.lent, buf)
+	} else {
+		r.recycle(buf)
+	}
+}
+
+// recycle offers buf, which no batch aliases any more, for reuse. Between
+// reads a reader keeps one buffer, the largest it has (as the spare, or
+// as buf when that is larger and not lent), as it kept one chunk when it
+// allocated each: a catch-up read lends many chunks at once, and keeping
+// them would hold a delivery's worth (8-16 MiB) for good. The largest,
+// because a read that outruns its chunk (the writer appended meanwhile)
+// continues in a small new one, and keeping that instead would allocate
+// again on every such read. An outsized record's buffer is left to the
+// collector.
+func (r *reader) recycle(buf []byte) {
+	if cap(buf) > readChunk {
+		return
+	}
+	if r.buf != nil {
+		if r.bufLent || cap(r.buf) >= cap(buf) {
+			return
+		}
+		r.buf, r.bufOff = nil, 0 // a smaller chunk; only a cache
+	}
+	if cap(buf) > cap(r.spare) {
+		r.spare = buf
+	}
+}
+
+// chunkCap is the capacity to allocate for a chunk of size bytes: a power
+// of two from 4 KiB, so that a reader's buffer soon fits its usual
+// deliveries and is reused, without every reader holding a full readChunk
+// while idle.
+func chunkCap(size int64) int64 {
+	if size >= readChunk {
+		return size
+	}
+	c := int64(4 << 10)
+	for c < size {
+		c <<= 1
+	}
+	return c
+}
+
+// release is called when a new read starts: the caller is done with the
+// batches of the previous one, so every chunk they alias may be
+// overwritten.
+func (r *reader) release() {
+	r.bufLent = false
+	for i, b := range r.lent {
+		r.recycle(b)
+		r.lent[i] = nil
+	}
+	r.lent = r.lent[:0]
 }
 
 // bytesAt returns n bytes of the current segment at off (off+n <= limit,
 // the segment's complete size), from the chunk read last if it holds them.
+// A new chunk overwrites a buffer that no batch handed out aliases.
 func (r *reader) bytesAt(off, n, limit int64) ([]byte, error) {
 	if off >= r.bufOff && off+n <= r.bufOff+int64(len(r.buf)) {
 		return r.buf[off-r.bufOff : off-r.bufOff+n], nil
 	}
 	size := min(max(n, readChunk), limit-off)
-	buf := make([]byte, size)
+	var buf []byte
+	if !r.bufLent && int64(cap(r.buf)) >= size {
+		buf = r.buf // no batch handed out aliases it
+	} else {
+		if r.bufLent {
+			r.lent = append(r.lent, r.buf)
+		} // else it is too small: left to the collector
+		if int64(cap(r.spare)) >= size {
+			buf = r.spare
+		} else {
+			buf = make([]byte, 0, chunkCap(size))
+		}
+		r.spare = nil
+	}
+	buf = buf[:size]
+	r.buf, r.bufOff, r.bufLent = nil, 0, false
 	if _, err := r.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		r.buf = nil
+		r.recycle(buf)
 		return nil, err
 	}
 	r.buf, r.bufOff = buf, off
@@ -751,11 +841,16 @@ func (r *reader) wait(ctx context.Context, writerDone <-chan struct{}, d time.Du
 
 var errCaughtUp = errors.New("audit sink caught up with a stopped writer")
 
-// read returns the next batches after r.after. The slice is r's own and is
-// reused by its next read (a delivery used to grow a new one, ~0.5 KB per
-// event): callers are done with it before they read again, as runSink is
-// once it has delivered and acknowledged.
+// read returns the next batches after r.after. The slice, and the chunk
+// buffers the batches' Lines and Raw alias, are r's own and are reused by
+// its next read (a delivery used to grow a new slice, ~0.5 KB per event,
+// and a new chunk, ~0.8 KB per event): callers are done with the batches
+// before they read again, as runSink is once it has delivered and
+// acknowledged them (Sink says a sink keeps nothing of them after Deliver
+// returns).
 func (r *reader) read(maxBatches, maxBytes int) ([]SealedBatch, error) {
+	r.release()
+	clear(r.out) // drop the previous batches' references to their chunks
 	out, err := r.readInto(r.out[:0], maxBatches, maxBytes)
 	if cap(out) <= 256 {
 		r.out = out
@@ -837,17 +932,25 @@ func (r *reader) readInto(out []SealedBatch, maxBatches, maxBytes int) ([]Sealed
 			continue
 		}
 		r.after = b.Seq
+		r.bufLent = true // payload aliases r.buf
 		out = append(out, SealedBatch{Batch: b, Hash: b.Hash(), Raw: payload})
 		total += len(payload)
 	}
 	return out, nil
 }
 
-// frameRecord appends one record (length, CRC-32C, payload) to dst.
-func frameRecord(dst, payload []byte) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
-	dst = binary.BigEndian.AppendUint32(dst, auditdb.CRC32C(payload))
-	return append(dst, payload...)
+// appendRecord appends b as one record (length, CRC-32C, payload: b's
+// spool encoding) to dst. The payload is encoded in place and the header
+// filled in after it: encoding it elsewhere first copied every event's
+// bytes once more.
+func appendRecord(dst []byte, b *auditdb.Batch) []byte {
+	at := len(dst)
+	dst = append(dst, make([]byte, recordHeaderSize)...)
+	dst = b.AppendBinary(dst)
+	payload := dst[at+recordHeaderSize:]
+	binary.BigEndian.PutUint32(dst[at:], uint32(len(payload)))
+	binary.BigEndian.PutUint32(dst[at+4:], auditdb.CRC32C(payload))
+	return dst
 }
 
 func readEpoch(dir string) (int64, error) {

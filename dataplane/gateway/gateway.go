@@ -270,13 +270,15 @@ func (g *Gateway) admit() error {
 }
 
 // errClientCancelled is the cause of a request's context when the client
-// sent notifications/cancelled for it.
-var errClientCancelled = errors.New("cancelled by the client")
+// sent notifications/cancelled for it (or its session ended).
+var errClientCancelled = session.ErrCancelled
 
 // serve runs one request through the chain and returns the response bytes
 // to send, or nil when the client cancelled the request (a cancelled
-// request gets no response, 2025-11-25 utilities/cancellation).
-func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Session, m *message, out Outbound, rq *Request) []byte {
+// request gets no response, 2025-11-25 utilities/cancellation). cc, when
+// not nil, is a zero Canceler for the call (part of the caller's
+// allocation, see post).
+func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Session, m *message, out Outbound, rq *Request, cc *upstream.Canceler) []byte {
 	rq.Method = m.Method
 	rq.ID = m.ID
 	if sess != nil {
@@ -287,11 +289,15 @@ func (g *Gateway) serve(ctx context.Context, st *state.State, sess *session.Sess
 	// The client's notifications/cancelled cancels the upstream call
 	// through the call's own context (one context per call, not one per
 	// layer).
-	var cc *upstream.Canceler
-	if sess != nil {
-		cc = &upstream.Canceler{}
+	if sess == nil {
+		cc = nil // nothing can cancel the call
+	} else {
+		if cc == nil {
+			cc = &upstream.Canceler{}
+		}
 		ctx = upstream.WithCanceler(ctx, cc)
-		defer sess.Track(m.ID, func() { cc.Cancel(errClientCancelled) })()
+		sess.Track(m.ID, cc)
+		defer sess.Untrack(m.ID)
 	}
 
 	var result, rerr json.RawMessage
@@ -428,13 +434,28 @@ func (g *Gateway) list(ctx context.Context, st *state.State, k catalog.Kind, cur
 // callNamed serves tools/call and prompts/get: route by exposed name, put
 // the backend's own name back, forward.
 func (g *Gateway) callNamed(ctx context.Context, st *state.State, sess *session.Session, k catalog.Kind, m *message, out Outbound, rq *Request) (json.RawMessage, json.RawMessage) {
-	name := m.name()
+	// A listed name without escapes is looked up by the body's bytes and
+	// then used as the catalog's own string: decoding it into a string of
+	// its own was an allocation per call.
+	var name string
+	var it *catalog.Item
+	var ok bool
+	if b, plain := m.env.Name.Unquoted(); plain && len(b) > 0 {
+		if it, ok = st.Catalog.Lookup(k, string(b)); ok {
+			name = it.Name
+		}
+	}
+	if !ok {
+		name = m.name()
+	}
 	if name == "" {
 		return nil, g.fail(rq, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: params.name is required"))
 	}
 	rq.Name = name
 	rq.Arguments = m.env.Arguments
-	it, ok := st.Catalog.Lookup(k, name)
+	if !ok {
+		it, ok = st.Catalog.Lookup(k, name)
+	}
 	if !ok {
 		var waiting []string
 		if st, it, waiting = g.awaitListed(ctx, st, k, name); it == nil {
@@ -707,6 +728,12 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 	case *modernOut:
 		sink = &modernSink{out: o, level: o.level, g: g, backend: backend}
 	case nil:
+	case *replyWriter:
+		if sess != nil {
+			// A POST's reply writer has room for its call's sink.
+			o.sink = callSink{sess: sess, out: out, g: g, backend: backend}
+			sink = &o.sink
+		}
 	default:
 		if sess != nil {
 			sink = &callSink{sess: sess, out: out, g: g, backend: backend}

@@ -11,11 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgw/mcpgw/dataplane/rpc"
 	"github.com/mcpgw/mcpgw/dataplane/session"
 	"github.com/mcpgw/mcpgw/dataplane/state"
+	"github.com/mcpgw/mcpgw/dataplane/upstream"
 )
 
 // Header values set on every reply, allocated once.
@@ -170,7 +172,7 @@ func (g *Gateway) recordRefusal(w http.ResponseWriter, r *http.Request, rq *Requ
 	rq.Error = "HTTP " + strconv.Itoa(status) + ": " + msg
 	g.finish(r.Context(), rq.ID, rq, nil)
 	if rq.AuditID != "" && !rq.unrecorded {
-		w.Header()["Mcpgw-Audit-Id"] = []string{rq.AuditID}
+		w.Header()["Mcpgw-Audit-Id"] = rq.auditHeader()
 	}
 }
 
@@ -212,8 +214,19 @@ func (g *Gateway) lookupSession(w http.ResponseWriter, r *http.Request, rq *Requ
 	return s
 }
 
+// post is what serving one POST allocates, in one piece: the request's
+// record, its message, its reply writer and the call's canceler were
+// four allocations.
+type post struct {
+	rq Request
+	m  message
+	rw replyWriter
+	cc upstream.Canceler
+}
+
 func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
-	rq := &Request{Start: time.Now(), Transport: "http"}
+	p := &post{rq: Request{Start: time.Now(), Transport: "http"}}
+	rq := &p.rq
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		g.refuse(w, r, rq, http.StatusUnsupportedMediaType, StatusError, nil, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: Content-Type must be application/json, got %q", ct))
 		return
@@ -229,8 +242,8 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rq.RequestBytes = len(body)
-	m, badID, perr := parse(body)
-	if perr != nil {
+	m := &p.m
+	if badID, perr := parseInto(m, body); perr != nil {
 		g.refuse(w, r, rq, http.StatusBadRequest, StatusError, badID, perr)
 		return
 	}
@@ -280,14 +293,15 @@ func (g *Gateway) servePost(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	rw := newReplyWriter(w, acceptsSSE(r), g.opts.KeepAlive)
+	rw := &p.rw
+	rw.init(w, acceptsSSE(r), g.opts.KeepAlive)
 	rw.sess = sess
 	// In the legacy era a dropped connection is not a cancellation
 	// (2025-11-25 basic/transports): the call runs to its end unless the
 	// client sends notifications/cancelled or the session ends, so a
 	// half-done tool call is not cut off by a network blip.
-	resp := g.serve(context.WithoutCancel(r.Context()), st, sess, m, rw, rq)
-	rw.finishStatus(resp, rq.AuditID, rq.unrecorded)
+	resp := g.serve(context.WithoutCancel(r.Context()), st, sess, m, rw, rq, &p.cc)
+	rw.finishStatus(resp, rq.auditHeader(), rq.unrecorded)
 }
 
 func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, st *state.State, m *message, rq *Request) {
@@ -298,7 +312,7 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, st *st
 	rq.ClientName, rq.ClientVersion = sess.ClientName, sess.ClientVersion
 	if !g.allowed(r.Context(), st, rq, Action{Method: m.Method}) {
 		resp := g.finish(r.Context(), m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.denied(rq)))
-		writeJSON(w, resp, rq.AuditID)
+		writeJSON(w, resp, rq.auditHeader())
 		return
 	}
 	rq.Status = StatusOK
@@ -309,7 +323,7 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, st *st
 	}
 	g.sessions.Add(sess)
 	w.Header()["Mcp-Session-Id"] = []string{sess.ID}
-	writeJSON(w, resp, rq.AuditID)
+	writeJSON(w, resp, rq.auditHeader())
 }
 
 // autoLength is the largest reply net/http gives a Content-Length itself
@@ -317,16 +331,17 @@ func (g *Gateway) serveInitialize(w http.ResponseWriter, r *http.Request, st *st
 // and returns; it formats the number without allocating.
 const autoLength = 2000
 
-// writeJSON writes a whole JSON reply with its Content-Length and
+// writeJSON writes a whole JSON reply with its Content-Length and its
+// Mcpgw-Audit-Id (auditID, from Request.auditHeader; nil for none) and
 // returns; callers write nothing after it.
-func writeJSON(w http.ResponseWriter, body []byte, auditID string) {
+func writeJSON(w http.ResponseWriter, body []byte, auditID []string) {
 	h := w.Header()
 	h["Content-Type"] = hdrJSON
 	if len(body) > autoLength {
 		h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
-	if auditID != "" {
-		h["Mcpgw-Audit-Id"] = []string{auditID}
+	if auditID != nil {
+		h["Mcpgw-Audit-Id"] = auditID
 	}
 	_, _ = w.Write(body)
 }
@@ -342,7 +357,6 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
 		defer rc.SetReadDeadline(time.Time{})
 	}
-	rd := http.MaxBytesReader(w, r.Body, limit)
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
@@ -350,13 +364,14 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		buf := make([]byte, r.ContentLength)
 		// net/http never yields more than the declared length (HTTP/1.1
 		// limits the body reader to it; HTTP/2 rejects extra DATA), so
-		// there is nothing to check after it.
-		if _, err := io.ReadFull(rd, buf); err != nil {
+		// there is nothing to check after it, and no MaxBytesReader to
+		// allocate: the length was checked against the limit above.
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
 			return nil, err
 		}
 		return buf, nil
 	}
-	return io.ReadAll(rd)
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 func acceptsSSE(r *http.Request) bool {
@@ -391,7 +406,7 @@ type replyWriter struct {
 	mu        sync.Mutex
 	done      bool
 	started   bool
-	keepAlive *time.Timer
+	keepAlive *keepAliveTimer
 	queue     chan []byte   // nil entry: a keep-alive comment
 	written   chan struct{} // closed when the writer goroutine is done
 	// sse and replay are set by whoever writes the SSE header: the writer
@@ -400,17 +415,67 @@ type replyWriter struct {
 	// sess, when set, records the stream so a client can resume it.
 	sess   *session.Session
 	replay *session.Replay
+	// sink is the call's upstream sink (set by forward), kept here so it
+	// is not an allocation of its own.
+	sink callSink
 }
 
 // replyQueue bounds the messages waiting for a slow client.
 const replyQueue = 256
 
 func newReplyWriter(w http.ResponseWriter, canSSE bool, keepAlive time.Duration) *replyWriter {
-	rw := &replyWriter{w: w, canSSE: canSSE, every: keepAlive}
-	if canSSE {
-		rw.keepAlive = time.AfterFunc(keepAlive, rw.ping)
-	}
+	rw := &replyWriter{}
+	rw.init(w, canSSE, keepAlive)
 	return rw
+}
+
+// init readies a zero replyWriter (one that is part of a bigger
+// allocation, see post).
+func (rw *replyWriter) init(w http.ResponseWriter, canSSE bool, keepAlive time.Duration) {
+	rw.w, rw.canSSE, rw.every = w, canSSE, keepAlive
+	if canSSE {
+		k := keepAlives.Get().(*keepAliveTimer)
+		k.rw.Store(rw)
+		rw.keepAlive = k
+		k.t.Reset(keepAlive)
+	}
+}
+
+// keepAliveTimer pings the reply it is lent to. Every POST that can take
+// SSE arms one, and almost none fires: a new timer (and the closure that
+// binds it to the reply) per call was two allocations, so they are
+// pooled. A timer goes back to the pool only when Stop reports it had not
+// fired, after which its function does not run for that reply; one that
+// fired (a call longer than KeepAlive) is left to the collector.
+type keepAliveTimer struct {
+	t  *time.Timer
+	rw atomic.Pointer[replyWriter] // nil while in the pool
+}
+
+var keepAlives = sync.Pool{New: func() any {
+	k := &keepAliveTimer{}
+	k.t = time.AfterFunc(time.Hour, k.fire)
+	k.t.Stop()
+	return k
+}}
+
+func (k *keepAliveTimer) fire() {
+	if rw := k.rw.Load(); rw != nil {
+		rw.ping()
+	}
+}
+
+// stopKeepAlive disarms the keep-alive for good. rw.mu must be held.
+func (rw *replyWriter) stopKeepAlive() {
+	k := rw.keepAlive
+	if k == nil {
+		return
+	}
+	rw.keepAlive = nil
+	if k.t.Stop() {
+		k.rw.Store(nil)
+		keepAlives.Put(k)
+	}
 }
 
 var errNoSSE = errors.New("the client does not accept an SSE reply to this request")
@@ -509,22 +574,20 @@ func (rw *replyWriter) ping() {
 		return
 	}
 	_ = rw.enqueueLocked(nil)
-	rw.keepAlive.Reset(rw.every)
+	rw.keepAlive.t.Reset(rw.every)
 }
 
 // finish writes the response and ends the reply. A nil resp (the client
 // cancelled the request) ends the reply without one: an SSE stream closes
 // empty; a client that cannot take SSE gets 202 and no body.
-func (rw *replyWriter) finish(resp []byte, auditID string) { rw.finishStatus(resp, auditID, false) }
+func (rw *replyWriter) finish(resp []byte, auditID []string) { rw.finishStatus(resp, auditID, false) }
 
 // finishStatus is finish; unavailable answers a reply that has not started
 // streaming with HTTP 503 (the outcome could not be recorded).
-func (rw *replyWriter) finishStatus(resp []byte, auditID string, unavailable bool) {
+func (rw *replyWriter) finishStatus(resp []byte, auditID []string, unavailable bool) {
 	rw.mu.Lock()
 	rw.done = true
-	if rw.keepAlive != nil {
-		rw.keepAlive.Stop()
-	}
+	rw.stopKeepAlive()
 	started := rw.started
 	rw.mu.Unlock()
 	if started {
@@ -703,7 +766,7 @@ func (g *Gateway) recordSessionRequest(w http.ResponseWriter, r *http.Request, r
 		return false
 	}
 	if rq.AuditID != "" {
-		w.Header()["Mcpgw-Audit-Id"] = []string{rq.AuditID}
+		w.Header()["Mcpgw-Audit-Id"] = rq.auditHeader()
 	}
 	return true
 }

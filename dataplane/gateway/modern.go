@@ -147,7 +147,7 @@ func (g *Gateway) serveModern(w http.ResponseWriter, r *http.Request, st *state.
 		}
 		resp = g.serveStateless(r.Context(), st, m, out, rq, version, params)
 	}
-	rw.finishStatus(resp, rq.AuditID, rq.unrecorded)
+	rw.finishStatus(resp, rq.auditHeader(), rq.unrecorded)
 }
 
 // serveStateless runs a modern request through the chain.
@@ -254,7 +254,7 @@ type listenStream interface {
 	Send(msg []byte) error
 	// finish ends the stream with resp (nil: no response, the client
 	// cancelled).
-	finish(resp []byte, auditID string)
+	finish(resp []byte, auditID []string)
 }
 
 // stdioListen is a listen on the stdio front door: it ends when the
@@ -264,7 +264,7 @@ type stdioListen struct{ out Outbound }
 
 func (s stdioListen) Send(msg []byte) error { return s.out.Send(msg) }
 
-func (s stdioListen) finish(resp []byte, _ string) {
+func (s stdioListen) finish(resp []byte, _ []string) {
 	if resp != nil {
 		_ = s.out.Send(resp)
 	}
@@ -276,11 +276,11 @@ func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw li
 	subs := rpc.Field(m.Params, "notifications")
 	if len(subs) == 0 {
 		rq.Status = StatusError
-		rw.finish(g.finish(ctx, m.ID, rq, rpc.AppendErrorResponse(nil, m.ID, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: params.notifications is required"))), "")
+		rw.finish(g.finish(ctx, m.ID, rq, rpc.AppendErrorResponse(nil, m.ID, rpc.Errorf(rpc.CodeInvalidParams, "mcpgw: params.notifications is required"))), nil)
 		return
 	}
 	if !g.allowed(ctx, st, rq, Action{Method: m.Method}) {
-		rw.finish(g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.denied(rq))), "")
+		rw.finish(g.finish(ctx, m.ID, rq, rpc.AppendResponse(nil, m.ID, nil, g.denied(rq))), nil)
 		return
 	}
 	l := &listener{
@@ -336,7 +336,7 @@ func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw li
 		rq.Status = StatusError
 		rq.Error = err.Error()
 		g.finish(ctx, m.ID, rq, nil)
-		rw.finish(rpc.AppendErrorResponse(nil, m.ID, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: subscriptions/listen needs an SSE reply (Accept: text/event-stream)")), "")
+		rw.finish(rpc.AppendErrorResponse(nil, m.ID, rpc.Errorf(rpc.CodeInvalidRequest, "mcpgw: subscriptions/listen needs an SSE reply (Accept: text/event-stream)")), nil)
 		return
 	}
 	var after uint64
@@ -344,13 +344,13 @@ func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw li
 		evs, wake, _, closed := l.outbox.Since(after)
 		for _, e := range evs {
 			if rw.Send(e.Data) != nil {
-				rw.finish(nil, "")
+				rw.finish(nil, nil)
 				return
 			}
 			after = e.ID
 		}
 		if closed {
-			rw.finish(nil, "")
+			rw.finish(nil, nil)
 			return
 		}
 		select {
@@ -358,7 +358,7 @@ func (g *Gateway) listen(ctx context.Context, st *state.State, m *message, rw li
 			// The client closed the stream: that is how a listen ends.
 			rq.Status = StatusCancelled
 			g.finish(ctx, m.ID, rq, nil)
-			rw.finish(nil, "")
+			rw.finish(nil, nil)
 			return
 		case <-wake:
 		}
@@ -447,9 +447,16 @@ func (g *Gateway) serveStdioModern(ctx context.Context, st *state.State, sess *s
 		// notifications/cancelled naming this request.
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		defer sess.Track(m.ID, cancel)()
+		sess.Track(m.ID, cancelFunc(cancel))
+		defer sess.Untrack(m.ID)
 		g.listen(ctx, st, m, stdioListen{out: out}, rq)
 		return nil
 	}
 	return g.serveStateless(ctx, st, m, &modernOut{out: out, caps: m.env.ClientCapabilities, level: m.env.LogLevel.String()}, rq, version, nil)
 }
+
+// cancelFunc lets a plain CancelFunc be tracked in a session, which
+// cancels with a cause the listen stream has no use for.
+type cancelFunc context.CancelFunc
+
+func (f cancelFunc) Cancel(error) { f() }

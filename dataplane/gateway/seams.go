@@ -117,6 +117,19 @@ type Request struct {
 	// unrecorded is set when Record failed: the client gets an error (and
 	// HTTP 503 where the reply has not started) instead of the result.
 	unrecorded bool
+	// auditHdr backs the Mcpgw-Audit-Id header value, so that it is not
+	// an allocation of its own.
+	auditHdr [1]string
+}
+
+// auditHeader returns the Mcpgw-Audit-Id header value (nil when there is
+// no audit id); it aliases rq.
+func (rq *Request) auditHeader() []string {
+	if rq.AuditID == "" {
+		return nil
+	}
+	rq.auditHdr[0] = rq.AuditID
+	return rq.auditHdr[:]
 }
 
 // Availability is an optional Recorder method: an error means the

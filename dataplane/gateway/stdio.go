@@ -166,7 +166,7 @@ func (g *Gateway) serveStdioLine(ctx context.Context, sess *session.Session, p P
 		return
 	}
 	wg.Go(func() {
-		if resp := g.serve(ctx, st, sess, m, out, rq); resp != nil {
+		if resp := g.serve(ctx, st, sess, m, out, rq, nil); resp != nil {
 			_ = out.Send(resp)
 		}
 	})

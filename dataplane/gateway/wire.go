@@ -21,13 +21,21 @@ type message struct {
 // with and whatever id could be read.
 func parse(body []byte) (*message, json.RawMessage, *rpc.Error) {
 	m := &message{}
+	if badID, err := parseInto(m, body); err != nil {
+		return nil, badID, err
+	}
+	return m, nil, nil
+}
+
+// parseInto is parse into a zero m (part of a bigger allocation, see post).
+func parseInto(m *message, body []byte) (json.RawMessage, *rpc.Error) {
 	if err := mcpwire.Scan(body, &m.env); err != nil {
 		code := rpc.CodeInvalidRequest
 		var we *mcpwire.Error
 		if errors.As(err, &we) {
 			code = we.Code
 		}
-		return nil, m.env.ID, rpc.Errorf(code, "mcpgw: %v", err)
+		return m.env.ID, rpc.Errorf(code, "mcpgw: %v", err)
 	}
 	e := &m.env
 	m.JSONRPC = "2.0"
@@ -41,7 +49,7 @@ func parse(body []byte) (*message, json.RawMessage, *rpc.Error) {
 	case mcpwire.KindError:
 		m.Error = e.Error
 	}
-	return m, nil, nil
+	return nil, nil
 }
 
 func (m *message) name() string   { return m.env.NameString() }

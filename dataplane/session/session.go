@@ -70,10 +70,10 @@ type Session struct {
 
 	// mu guards inflight, pending, subs, replays and closed.
 	mu       sync.Mutex
-	inflight map[string]context.CancelFunc // downstream request id → cancel
-	pending  map[string]chan rpc.Message   // our server→client request id → answer
-	subs     map[string]string             // subscribed URI → backend
-	replays  []*Replay                     // recent POST reply streams, oldest first
+	inflight map[string]Canceler         // downstream request id → its canceler
+	pending  map[string]chan rpc.Message // our server→client request id → answer
+	subs     map[string]string           // subscribed URI → backend
+	replays  []*Replay                   // recent POST reply streams, oldest first
 	closed   bool
 	done     chan struct{}
 }
@@ -94,7 +94,7 @@ func New(id, principal, transport string) *Session {
 		Principal: principal,
 		Transport: transport,
 		Outbox:    NewOutbox(256),
-		inflight:  make(map[string]context.CancelFunc),
+		inflight:  make(map[string]Canceler),
 		pending:   make(map[string]chan rpc.Message),
 		subs:      make(map[string]string),
 		done:      make(chan struct{}),
@@ -167,29 +167,41 @@ func (s *Session) WantsLog(level string) bool {
 	return l > 0 && LevelIndex(level) >= int(l-1)
 }
 
+// ErrCancelled is the cause a tracked request is cancelled with: its
+// client sent notifications/cancelled for it, or the session ended.
+var ErrCancelled = errors.New("cancelled by the client")
+
+// A Canceler stops one request in flight (upstream.Canceler is one).
+type Canceler interface {
+	Cancel(cause error)
+}
+
 // Track registers a request in flight so notifications/cancelled can stop
-// it; the returned func unregisters it.
-func (s *Session) Track(id json.RawMessage, cancel context.CancelFunc) func() {
+// it, until Untrack. Unlike a closure per call, a Canceler the caller has
+// anyway (the call's upstream.Canceler) costs the hot path no allocation.
+func (s *Session) Track(id json.RawMessage, c Canceler) {
 	key := string(id)
 	s.mu.Lock()
-	s.inflight[key] = cancel
+	s.inflight[key] = c
 	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		delete(s.inflight, key)
-		s.mu.Unlock()
-	}
+}
+
+// Untrack unregisters the request Track registered under id.
+func (s *Session) Untrack(id json.RawMessage) {
+	s.mu.Lock()
+	delete(s.inflight, string(id))
+	s.mu.Unlock()
 }
 
 // Cancel cancels the request with downstream id, if still in flight.
 func (s *Session) Cancel(id json.RawMessage) bool {
 	s.mu.Lock()
-	cancel := s.inflight[string(id)]
+	c := s.inflight[string(id)]
 	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if c != nil {
+		c.Cancel(ErrCancelled)
 	}
-	return cancel != nil
+	return c != nil
 }
 
 // Request sends a server→client request over send, under an id this
@@ -281,8 +293,8 @@ func (s *Session) Close() map[string]string {
 		return nil
 	}
 	s.closed = true
-	for _, cancel := range s.inflight {
-		cancel()
+	for _, c := range s.inflight {
+		c.Cancel(ErrCancelled)
 	}
 	close(s.done)
 	s.Outbox.Close()

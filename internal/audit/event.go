@@ -95,7 +95,7 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	encodeUUID(idbuf[:], e.ID)
 	dst = append(dst, idbuf[:]...)
 	dst = append(dst, `","ts":"`...)
-	dst = e.TS.UTC().Truncate(time.Microsecond).AppendFormat(dst, TimeFormat)
+	dst = appendTime(dst, e.TS.UTC().Truncate(time.Microsecond))
 	dst = append(dst, '"')
 	dst = appendStrField(dst, "node_id", e.NodeID)
 	dst = appendStrField(dst, "session_id", e.SessionID)
@@ -211,14 +211,89 @@ func encodeUUID(dst []byte, u uuid.UUID) {
 	}
 }
 
+// appendTime appends t (UTC, whole microseconds) in TimeFormat. It writes
+// the digits itself: AppendFormat parses the layout on every call, which
+// was a third of what encoding an event cost. Years AppendFormat would
+// write otherwise than as four digits take its path.
+func appendTime(dst []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, TimeFormat)
+	}
+	hour, min, sec := t.Clock()
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, min, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	dst = append(dst, '.')
+	dst = appendDigits(dst, t.Nanosecond()/1000, 6)
+	return append(dst, 'Z')
+}
+
+// appendDigits appends v (0 <= v < 10^width) as width decimal digits.
+func appendDigits(dst []byte, v, width int) []byte {
+	n := len(dst)
+	for range width {
+		dst = append(dst, '0')
+	}
+	for i := len(dst) - 1; i >= n; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return dst
+}
+
+// attention is non-zero when one of the eight bytes in w is not
+// printable ASCII other than '"' and '\\' (those appendString copies as
+// they are). It tests them at once (the has-zero-byte and has-less-than
+// tricks of Bit Twiddling Hacks): an event is mostly such bytes, and
+// testing each one was half of what encoding an event cost. A byte that
+// needs attention always shows; a plain one may show too, which only
+// sends it through the byte-at-a-time path.
+func attention(w uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	quote, bslash := w^(lo*'"'), w^(lo*'\\')
+	return w&hi | // >= 0x80: UTF-8 to check
+		(w-lo*0x20)&^w&hi | // < 0x20: a control character
+		(quote-lo)&^quote&hi | (bslash-lo)&^bslash&hi
+}
+
+// plainByte is attention for one byte: true for the bytes appendString
+// copies as they are.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
 // encoding/json does, so the output is always valid JSON.
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i+8 <= len(s) {
+			_ = s[i+7]
+			w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			if attention(w) != 0 {
+				break
+			}
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+		if plainByte[c] {
 			i++
 			continue
 		}
