@@ -89,6 +89,9 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.put(pc)
 		return nil, err
 	}
+	// The hot path (exchange) leaves a call's deadline on the
+	// connection; a stream read here may outlive it.
+	pc.nc.SetDeadline(time.Time{})
 	// The call's context ending (timeout, cancellation) unblocks the
 	// read or write in progress; the connection is then not reused.
 	stop := context.AfterFunc(ctx, pc.interrupt)
@@ -459,16 +462,26 @@ func (b *h1Body) release() {
 // On an error the connection is closed.
 func (pc *h1Conn) exchange(ctx context.Context) (*h1Reply, error) {
 	r := &pc.reply
-	r.stop = nil
-	if ctx.Done() != nil {
-		// As in RoundTrip: the call's context ending unblocks the write
-		// or read in progress.
-		r.stop = context.AfterFunc(ctx, pc.interrupt)
+	r.stop, r.cc = nil, nil
+	watched := ctx
+	if cc, ok := ctx.(*callCtx); ok {
+		// A call's own timeout is the connection's deadline, and a
+		// cancellation through its Canceler interrupts the connection
+		// directly (callCtx.watch): only the caller's context is left to
+		// watch, with the connection's ready-made interrupt.
+		r.cc, watched = cc, cc.parent
+		pc.nc.SetDeadline(cc.deadline)
+		cc.watch(pc.nc)
+	} else {
+		pc.nc.SetDeadline(time.Time{}) // a previous call's may be set still
+	}
+	if watched.Done() != nil {
+		// As in RoundTrip: the context ending unblocks the write or read
+		// in progress.
+		r.stop = context.AfterFunc(watched, pc.interrupt)
 	}
 	fail := func(err error) (*h1Reply, error) {
-		if r.stop != nil {
-			r.stop()
-		}
+		r.unwatch()
 		pc.close()
 		return nil, ctxErr(ctx, err)
 	}
@@ -494,7 +507,8 @@ func (pc *h1Conn) exchange(ctx context.Context) (*h1Reply, error) {
 type h1Reply struct {
 	pc     *h1Conn
 	head   respHead
-	stop   func() bool // ends the watch on the call's context; nil if none
+	stop   func() bool // ends the watch on the caller's context; nil if none
+	cc     *callCtx    // the call, when it watches the connection itself
 	chunks io.Reader   // the chunked decoder, for a chunked body
 	left   int64       // bytes of a Content-Length body not yet read; -1: not so framed
 	eof    bool
@@ -553,15 +567,26 @@ func (r *h1Reply) Close() error {
 		return nil
 	}
 	r.closed = true
-	stopped := r.stop == nil || r.stop()
-	if !r.eof || r.head.close || !stopped {
-		// !stopped: the context ended meanwhile, and its deadline may be
-		// on the connection already.
+	if !r.unwatch() || !r.eof || r.head.close {
+		// unwatch false: the context ended meanwhile, and its deadline
+		// may be on the connection already.
 		r.pc.close()
 		return nil
 	}
 	r.pc.t.put(r.pc)
 	return nil
+}
+
+// unwatch ends the watches exchange set up; false if one of them fired.
+func (r *h1Reply) unwatch() bool {
+	clean := true
+	if r.stop != nil && !r.stop() {
+		clean = false
+	}
+	if r.cc != nil && !r.cc.unwatch() {
+		clean = false
+	}
+	return clean
 }
 
 // skipTrailer reads the trailer section after a chunked body's last
