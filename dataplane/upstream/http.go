@@ -438,7 +438,7 @@ func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []by
 			return fmt.Errorf("reading reply from %s: %w", t.url, err)
 		}
 		c.dispatch(ctx, body, cl, nil)
-		if len(cl.resp) == 0 {
+		if !c.answered(cl) {
 			return fmt.Errorf("HTTP %d from %s without a JSON-RPC response: %.200s", r.status, t.url, body)
 		}
 		return nil
@@ -455,9 +455,9 @@ func (t *httpTransport) readStream(ctx context.Context, c *conn, cl *call, body 
 	for resumes := 0; ; resumes++ {
 		err := readSSE(body, &last, func(ev sseEvent) bool {
 			c.dispatch(ctx, ev.data, cl, nil)
-			return len(cl.resp) == 0
+			return !c.answered(cl)
 		})
-		if len(cl.resp) > 0 {
+		if c.answered(cl) {
 			return nil
 		}
 		if err != nil {
