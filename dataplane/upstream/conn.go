@@ -26,7 +26,18 @@ type transport interface {
 	// request itself (HTTP) also reads them, dispatching every message to
 	// the conn with cl as its origin, until cl's response is in.
 	request(ctx context.Context, c *conn, cl *call, msg []byte) error
+	// copiesRequest reports whether request is done with msg's bytes
+	// once it returns (it wrote or copied them), so they may be reused.
+	copiesRequest() bool
 }
+
+// reqBufs recycles the bytes of requests to transports that copy them
+// (copiesRequest), instead of allocating a request's size per call.
+var reqBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledRequest bounds the buffers kept in reqBufs: a rare huge
+// request's is left to the GC.
+const maxPooledRequest = 64 << 10
 
 // conn is one initialized connection: a child process or an HTTP session.
 // It multiplexes calls by the ids it mints.
@@ -148,7 +159,17 @@ func (c *conn) call(ctx context.Context, method string, params json.RawMessage, 
 		c.mu.Unlock()
 	}()
 
-	err := c.t.request(ctx, c, cl, rpc.AppendRequest(make([]byte, 0, len(params)+len(method)+64), cl.id, method, params))
+	var err error
+	if c.t.copiesRequest() {
+		bp := reqBufs.Get().(*[]byte)
+		*bp = rpc.AppendRequest((*bp)[:0], cl.id, method, params)
+		err = c.t.request(ctx, c, cl, *bp)
+		if cap(*bp) <= maxPooledRequest {
+			reqBufs.Put(bp)
+		}
+	} else {
+		err = c.t.request(ctx, c, cl, rpc.AppendRequest(make([]byte, 0, len(params)+len(method)+64), cl.id, method, params))
+	}
 	// A response may have arrived even if the stream then failed.
 	if r, ok := c.response(cl); ok {
 		return r, nil

@@ -236,6 +236,11 @@ func (t *httpTransport) appendPost(dst []byte, ctx context.Context, cl *call, bo
 	return append(dst, body...), nil
 }
 
+// copiesRequest implements transport: the hot path (postH1) copies a
+// request into its connection's buffer; an http.Transport may still read
+// the body (or retry it with GetBody) after RoundTrip returns.
+func (t *httpTransport) copiesRequest() bool { return t.h1 != nil }
+
 // reply is what send and request read of a POST's response, from either
 // path. The byte fields are valid until body is closed.
 type reply struct {
