@@ -201,13 +201,10 @@ func (c *callCtx) unwatch() bool {
 	return clean
 }
 
-// Deadline implements context.Context.
-func (c *callCtx) Deadline() (time.Time, bool) {
-	if d, ok := c.parent.Deadline(); ok && d.Before(c.deadline) {
-		return d, true
-	}
-	return c.deadline, true
-}
+// Deadline implements context.Context with the parent's deadline: the
+// backend's timeout was never one callers saw (stdio bounds its writes by
+// a deadline only if the caller set one), and it stays so.
+func (c *callCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 
 // Done implements context.Context; the first call makes the standard
 // context and the timer.

@@ -211,8 +211,8 @@ func TestCallCtx(t *testing.T) {
 		p, cancel := context.WithCancelCause(context.WithValue(context.Background(), traceKey{}, Trace{Parent: "p"}))
 		c := newCallCtx(p, time.Minute)
 		defer c.end()
-		if d, ok := c.Deadline(); !ok || time.Until(d) < 50*time.Second {
-			t.Fatalf("Deadline %v %v", d, ok)
+		if d, ok := c.Deadline(); ok {
+			t.Fatalf("Deadline %v: the backend's timeout is not the caller's deadline", d)
 		}
 		if tr, _ := c.Value(traceKey{}).(Trace); tr.Parent != "p" {
 			t.Fatal("values of the parent are not seen")

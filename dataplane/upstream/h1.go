@@ -272,6 +272,9 @@ func (t *h1Transport) put(pc *h1Conn) {
 	if len(pc.wbuf) > 64<<10 {
 		pc.wbuf = nil // do not keep a huge request's buffer per idle connection
 	}
+	if h := &pc.reply.head; cap(h.vals)+cap(h.long) > 8<<10 {
+		h.vals, h.long = nil, nil // nor a huge reply head's
+	}
 	t.mu.Lock()
 	list := t.idle[pc.key]
 	if len(list) >= t.maxIdle {
