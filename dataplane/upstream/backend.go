@@ -381,8 +381,9 @@ func (b *Backend) call(ctx context.Context, method string, params json.RawMessag
 	}
 	b.inflight.Add(1)
 	defer b.inflight.Add(-1)
-	ctx, done := callContext(ctx, b.cfg.Timeout)
-	defer done()
+	cc := newCallCtx(ctx, b.cfg.Timeout)
+	defer cc.end()
+	ctx = cc
 	for attempt := 0; ; attempt++ {
 		c := b.cur.Load()
 		if c == nil {
@@ -408,7 +409,8 @@ func (b *Backend) call(ctx context.Context, method string, params json.RawMessag
 			continue
 		}
 		if err != nil {
-			if cause := context.Cause(ctx); ctx.Err() != nil && errors.Is(cause, ErrTimeout) {
+			// Err first: it is what notices a passed deadline (callCtx).
+			if ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrTimeout) {
 				err = fmt.Errorf("%w after %s", ErrTimeout, b.cfg.Timeout)
 			}
 			return Response{}, fmt.Errorf("calling %s on backend %q: %w", method, b.cfg.Name, err)

@@ -26,7 +26,18 @@ type transport interface {
 	// request itself (HTTP) also reads them, dispatching every message to
 	// the conn with cl as its origin, until cl's response is in.
 	request(ctx context.Context, c *conn, cl *call, msg []byte) error
+	// copiesRequest reports whether request is done with msg's bytes
+	// once it returns (it wrote or copied them), so they may be reused.
+	copiesRequest() bool
 }
+
+// reqBufs recycles the bytes of requests to transports that copy them
+// (copiesRequest), instead of allocating a request's size per call.
+var reqBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledRequest bounds the buffers kept in reqBufs: a rare huge
+// request's is left to the GC.
+const maxPooledRequest = 64 << 10
 
 // conn is one initialized connection: a child process or an HTTP session.
 // It multiplexes calls by the ids it mints.
@@ -42,10 +53,16 @@ type conn struct {
 	// for a legacy backend (set before the conn is published; era.go).
 	modern string
 
+	// inline: the transport's request returns only once the call's
+	// response is in or the request failed (HTTP: the response comes on
+	// the request's own reply), so no call waits for a later delivery.
+	inline bool
+
 	nextID atomic.Int64
 	done   chan struct{}
 
-	// mu guards pending, tokens, inbound and err.
+	// mu guards pending, tokens, inbound and err, and each pending
+	// call's response fields.
 	mu      sync.Mutex
 	pending map[int64]*call
 	tokens  map[string]*call              // edge-minted progress token → call
@@ -59,7 +76,13 @@ type call struct {
 	sink  Sink
 	token json.RawMessage // the caller's own progress token, restored on the way back
 	upTok string          // the edge's token sent upstream
-	resp  chan Response   // buffered 1
+	// resp is the response once got (the first stands), guarded by the
+	// conn's mu. arrived is closed when it comes, for a caller waiting on
+	// a transport that is not inline (stdio); nil on an inline one, so
+	// the HTTP hot path makes no channel per call.
+	got     bool
+	resp    Response
+	arrived chan struct{}
 	// method and modern describe the request for transports that mirror
 	// them in headers (2026-07-28 over HTTP).
 	method string
@@ -67,10 +90,12 @@ type call struct {
 }
 
 func newConn(b *Backend, t transport, shared bool) *conn {
+	_, inline := t.(*httpTransport)
 	return &conn{
 		b:       b,
 		t:       t,
 		shared:  shared,
+		inline:  inline,
 		done:    make(chan struct{}),
 		pending: make(map[int64]*call),
 		tokens:  make(map[string]*call),
@@ -99,7 +124,10 @@ func (c *conn) closedErr() error {
 }
 
 func (c *conn) call(ctx context.Context, method string, params json.RawMessage, sink Sink, modern *Modern) (Response, error) {
-	cl := &call{id: c.nextID.Add(1), sink: sink, resp: make(chan Response, 1), method: method, modern: modern}
+	cl := &call{id: c.nextID.Add(1), sink: sink, method: method, modern: modern}
+	if !c.inline {
+		cl.arrived = make(chan struct{})
+	}
 	// Only params that mention a progress token are decoded to find it.
 	if bytes.Contains(params, []byte(`"progressToken"`)) {
 		if tok := rpc.MetaField(params, "progressToken"); len(tok) > 0 {
@@ -131,12 +159,20 @@ func (c *conn) call(ctx context.Context, method string, params json.RawMessage, 
 		c.mu.Unlock()
 	}()
 
-	err := c.t.request(ctx, c, cl, rpc.AppendRequest(make([]byte, 0, len(params)+len(method)+64), cl.id, method, params))
+	var err error
+	if c.t.copiesRequest() {
+		bp := reqBufs.Get().(*[]byte)
+		*bp = rpc.AppendRequest((*bp)[:0], cl.id, method, params)
+		err = c.t.request(ctx, c, cl, *bp)
+		if cap(*bp) <= maxPooledRequest {
+			reqBufs.Put(bp)
+		}
+	} else {
+		err = c.t.request(ctx, c, cl, rpc.AppendRequest(make([]byte, 0, len(params)+len(method)+64), cl.id, method, params))
+	}
 	// A response may have arrived even if the stream then failed.
-	select {
-	case r := <-cl.resp:
+	if r, ok := c.response(cl); ok {
 		return r, nil
-	default:
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -145,20 +181,38 @@ func (c *conn) call(ctx context.Context, method string, params json.RawMessage, 
 		}
 		return Response{}, err
 	}
+	if cl.arrived == nil {
+		// An inline transport returns without error only with the
+		// response in; this is a bug, not a wait.
+		return Response{}, fmt.Errorf("%w: request ended without its response", ErrConnectionLost)
+	}
 	select {
-	case r := <-cl.resp:
+	case <-cl.arrived:
+		r, _ := c.response(cl)
 		return r, nil
 	case <-c.done:
-		select {
-		case r := <-cl.resp:
+		if r, ok := c.response(cl); ok {
 			return r, nil
-		default:
 		}
 		return Response{}, fmt.Errorf("%w: %w", ErrConnectionLost, c.closedErr())
 	case <-ctx.Done():
 		c.cancelUpstream(ctx, cl.id, method)
 		return Response{}, context.Cause(ctx)
 	}
+}
+
+// response returns cl's response if it is in.
+func (c *conn) response(cl *call) (Response, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cl.resp, cl.got
+}
+
+// answered reports whether cl's response is in.
+func (c *conn) answered(cl *call) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cl.got
 }
 
 // cancelUpstream tells the backend to stop working on id (MCP
@@ -218,29 +272,23 @@ func (c *conn) initialize(ctx context.Context) error {
 // says whether a server→client request may be served in its own goroutine
 // (tracked by wg) instead of inline; ctx bounds that service.
 func (c *conn) dispatch(ctx context.Context, raw []byte, origin *call, wg *sync.WaitGroup) {
-	m, err := parseBackendMessage(raw)
+	// A response, the message nearly every call gets, is delivered
+	// straight from the scanned envelope (on the stack); only other
+	// messages become an rpc.Message, which escapes to the handlers.
+	var env mcpwire.Envelope
+	scanErr := mcpwire.Scan(raw, &env)
+	if scanErr == nil && (env.Kind == mcpwire.KindResult || env.Kind == mcpwire.KindError) && len(env.ID) > 0 {
+		c.deliver(env.ID, Response{Result: env.Result, Error: env.Error})
+		return
+	}
+	m, err := backendMessage(raw, &env, scanErr)
 	if err != nil {
 		c.b.log.Warn("dropping malformed message from backend", "err", err)
 		return
 	}
 	switch {
 	case m.IsResponse():
-		id, err := strconv.ParseInt(string(m.ID), 10, 64)
-		if err != nil {
-			c.b.log.Warn("dropping response with an id the edge did not mint", "id", string(m.ID))
-			return
-		}
-		c.mu.Lock()
-		cl := c.pending[id]
-		c.mu.Unlock()
-		if cl == nil {
-			c.b.log.Debug("dropping response to a call no longer waiting", "id", id)
-			return
-		}
-		select {
-		case cl.resp <- Response{Result: m.Result, Error: m.Error}:
-		default: // a duplicate response; the first one stands
-		}
+		c.deliver(m.ID, Response{Result: m.Result, Error: m.Error})
 	case m.IsNotification():
 		c.notification(m, origin)
 	default:
@@ -258,6 +306,27 @@ func (c *conn) dispatch(ctx context.Context, raw []byte, origin *call, wg *sync.
 			defer wg.Done()
 			c.serveInbound(ctx, m, target, n)
 		}()
+	}
+}
+
+// deliver hands the response to call id to the call waiting for it.
+func (c *conn) deliver(rawID json.RawMessage, r Response) {
+	id, err := strconv.ParseInt(string(rawID), 10, 64)
+	if err != nil {
+		c.b.log.Warn("dropping response with an id the edge did not mint", "id", string(rawID))
+		return
+	}
+	c.mu.Lock()
+	cl := c.pending[id]
+	if cl != nil && !cl.got { // a duplicate response: the first one stands
+		cl.got, cl.resp = true, r
+		if cl.arrived != nil {
+			close(cl.arrived)
+		}
+	}
+	c.mu.Unlock()
+	if cl == nil {
+		c.b.log.Debug("dropping response to a call no longer waiting", "id", id)
 	}
 }
 
@@ -374,7 +443,13 @@ func (c *conn) serveInbound(ctx context.Context, m *rpc.Message, target *call, i
 // backend's odd-but-valid JSON is not an attack on the edge's own checks.
 func parseBackendMessage(raw []byte) (*rpc.Message, error) {
 	var env mcpwire.Envelope // stays on the stack
-	if err := mcpwire.Scan(raw, &env); err != nil {
+	return backendMessage(raw, &env, mcpwire.Scan(raw, &env))
+}
+
+// backendMessage is parseBackendMessage given raw's scan into env and its
+// error.
+func backendMessage(raw []byte, env *mcpwire.Envelope, scanErr error) (*rpc.Message, error) {
+	if scanErr != nil {
 		return rpc.Parse(raw)
 	}
 	m := &rpc.Message{JSONRPC: "2.0", ID: env.ID, Params: env.Params}

@@ -230,7 +230,7 @@ func (t *httpTransport) listenOnce(ctx context.Context, c *conn, uris []string, 
 		return fmt.Errorf("subscriptions/listen: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || mediaType(resp.Header.Get("Content-Type")) != "text/event-stream" {
+	if resp.StatusCode != http.StatusOK || string(mediaType([]byte(resp.Header.Get("Content-Type")))) != "text/event-stream" {
 		return fmt.Errorf("subscriptions/listen: HTTP %d (%s): %s", resp.StatusCode, resp.Header.Get("Content-Type"), snippet(resp.Body))
 	}
 	var last string

@@ -2,12 +2,14 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"strconv"
 	"sync"
 	"syscall"
@@ -52,6 +54,12 @@ type h1Conn struct {
 	br        *bufio.Reader
 	wbuf      []byte
 	idleSince time.Time
+	// interrupt unblocks a read or write in progress when the call's
+	// context ends; made once per connection, not per call.
+	interrupt func()
+	// reply is the reply being read on the connection (exchange): it
+	// lives here, so the hot path allocates nothing per reply.
+	reply h1Reply
 }
 
 func newH1Transport(fallback http.RoundTripper, maxIdle int) *h1Transport {
@@ -81,9 +89,12 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.put(pc)
 		return nil, err
 	}
+	// The hot path (exchange) leaves a call's deadline on the
+	// connection; a stream read here may outlive it.
+	pc.nc.SetDeadline(time.Time{})
 	// The call's context ending (timeout, cancellation) unblocks the
 	// read or write in progress; the connection is then not reused.
-	stop := context.AfterFunc(ctx, func() { pc.nc.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, pc.interrupt)
 	if _, err := pc.nc.Write(pc.wbuf); err != nil {
 		stop()
 		pc.close()
@@ -247,6 +258,8 @@ func (t *h1Transport) get(ctx context.Context, key string) (*h1Conn, error) {
 		return nil, err
 	}
 	pc := &h1Conn{t: t, key: key, nc: nc, br: bufio.NewReaderSize(nc, 4096)}
+	pc.interrupt = func() { nc.SetDeadline(time.Unix(1, 0)) }
+	pc.reply.pc = pc
 	if sc, ok := nc.(syscall.Conn); ok {
 		pc.rc, _ = sc.SyscallConn()
 	}
@@ -258,6 +271,9 @@ func (t *h1Transport) put(pc *h1Conn) {
 	pc.idleSince = time.Now()
 	if len(pc.wbuf) > 64<<10 {
 		pc.wbuf = nil // do not keep a huge request's buffer per idle connection
+	}
+	if h := &pc.reply.head; cap(h.vals)+cap(h.long) > 8<<10 {
+		h.vals, h.long = nil, nil // nor a huge reply head's
 	}
 	t.mu.Lock()
 	list := t.idle[pc.key]
@@ -441,4 +457,156 @@ func (b *h1Body) release() {
 		return
 	}
 	b.pc.t.put(b.pc)
+}
+
+// exchange writes pc.wbuf, a whole request, and reads the reply's head
+// with readHead instead of http.ReadResponse. The caller owns the reply
+// until its Close, which returns the connection to the pool or closes it.
+// On an error the connection is closed.
+func (pc *h1Conn) exchange(ctx context.Context) (*h1Reply, error) {
+	r := &pc.reply
+	r.stop, r.cc = nil, nil
+	watched := ctx
+	if cc, ok := ctx.(*callCtx); ok {
+		// A call's own timeout is the connection's deadline, and a
+		// cancellation through its Canceler interrupts the connection
+		// directly (callCtx.watch): only the caller's context is left to
+		// watch, with the connection's ready-made interrupt.
+		r.cc, watched = cc, cc.parent
+		pc.nc.SetDeadline(cc.deadline)
+		cc.watch(pc.nc)
+	} else {
+		pc.nc.SetDeadline(time.Time{}) // a previous call's may be set still
+	}
+	if watched.Done() != nil {
+		// As in RoundTrip: the context ending unblocks the write or read
+		// in progress.
+		r.stop = context.AfterFunc(watched, pc.interrupt)
+	}
+	fail := func(err error) (*h1Reply, error) {
+		r.unwatch()
+		pc.close()
+		return nil, ctxErr(ctx, err)
+	}
+	if _, err := pc.nc.Write(pc.wbuf); err != nil {
+		return fail(err)
+	}
+	if err := readHead(pc.br, &r.head); err != nil {
+		return fail(err)
+	}
+	r.left = r.head.contentLength
+	r.eof = r.left == 0
+	r.closed = false
+	r.chunks = nil
+	if r.head.chunked {
+		r.chunks = httputil.NewChunkedReader(pc.br)
+	}
+	return r, nil
+}
+
+// h1Reply is a reply read by exchange: its head, and its body as an
+// io.ReadCloser. It is valid until Close, exactly once: after that its
+// connection (and so the reply) may be serving another call.
+type h1Reply struct {
+	pc     *h1Conn
+	head   respHead
+	stop   func() bool // ends the watch on the caller's context; nil if none
+	cc     *callCtx    // the call, when it watches the connection itself
+	chunks io.Reader   // the chunked decoder, for a chunked body
+	left   int64       // bytes of a Content-Length body not yet read; -1: not so framed
+	eof    bool
+	closed bool
+}
+
+func (r *h1Reply) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, errors.New("read on a closed response body")
+	}
+	if r.eof {
+		return 0, io.EOF
+	}
+	var n int
+	var err error
+	switch {
+	case r.chunks != nil:
+		n, err = r.chunks.Read(p)
+		if err == io.EOF {
+			if terr := skipTrailer(r.pc.br, &r.head); terr != nil {
+				r.head.close = true
+				err = terr
+			}
+		}
+	case r.left > 0:
+		if int64(len(p)) > r.left {
+			p = p[:r.left]
+		}
+		n, err = r.pc.br.Read(p)
+		r.left -= int64(n)
+		switch {
+		case r.left == 0:
+			// All of it: a reader that asked for exactly the declared
+			// length (readReply) never needs to see EOF to free the
+			// connection.
+			err = io.EOF
+		case err == io.EOF:
+			err = io.ErrUnexpectedEOF
+		}
+	default:
+		// Delimited by the server closing the connection.
+		n, err = r.pc.br.Read(p)
+	}
+	if err == io.EOF {
+		r.eof = true
+	}
+	return n, err
+}
+
+// Close hands the connection back if the body was read to its end and
+// the connection may carry another request, and closes it otherwise: an
+// SSE stream left open, say, cannot be reused, and closing it first keeps
+// Close from waiting on a stream that never ends.
+func (r *h1Reply) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if !r.unwatch() || !r.eof || r.head.close {
+		// unwatch false: the context ended meanwhile, and its deadline
+		// may be on the connection already.
+		r.pc.close()
+		return nil
+	}
+	r.pc.t.put(r.pc)
+	return nil
+}
+
+// unwatch ends the watches exchange set up; false if one of them fired.
+func (r *h1Reply) unwatch() bool {
+	clean := true
+	if r.stop != nil && !r.stop() {
+		clean = false
+	}
+	if r.cc != nil && !r.cc.unwatch() {
+		clean = false
+	}
+	return clean
+}
+
+// skipTrailer reads the trailer section after a chunked body's last
+// chunk, up to its empty line, so the next reply starts where it should.
+// The edge uses no trailer field.
+func skipTrailer(br *bufio.Reader, h *respHead) error {
+	budget := maxHeadBytes
+	for {
+		line, err := readHeadLine(br, h, &budget)
+		if err != nil {
+			return fmt.Errorf("reading trailer: %w", eofUnexpected(err))
+		}
+		if len(line) == 0 {
+			return nil
+		}
+		if colon := bytes.IndexByte(line, ':'); colon <= 0 || !isToken(line[:colon]) {
+			return fmt.Errorf("%w: malformed trailer line", errMalformedHead)
+		}
+	}
 }

@@ -306,3 +306,194 @@ func TestH1PruneDropsClosedConnections(t *testing.T) {
 		t.Fatalf("%d idle connections after PruneIdle ended, want 0", n)
 	}
 }
+
+// exchange sends a POST of body to url over rt's pool the way the hot path
+// does (postH1) and returns the reply.
+func exchange(t *testing.T, rt *h1Transport, ctx context.Context, url, body string) (*h1Reply, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := rt.get(ctx, hostPort(req.URL.Host))
+	if err != nil {
+		return nil, err
+	}
+	if pc.wbuf, err = appendRequest(pc.wbuf[:0], req); err != nil {
+		t.Fatal(err)
+	}
+	return pc.exchange(ctx)
+}
+
+func readReplyBody(t *testing.T, r *h1Reply) string {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	return string(b)
+}
+
+// The hot path's replies: informational ones skipped, chunked bodies read
+// whole (trailer included, so the connection carries the next request),
+// Content-Length bodies free the connection without an EOF read, and
+// Connection: close or an abandoned body are not pooled.
+func TestH1ExchangeShapes(t *testing.T) {
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/early":
+			w.WriteHeader(http.StatusEarlyHints)
+			io.WriteString(w, "final")
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
+			for range 3 {
+				io.WriteString(w, strings.Repeat("x", 1000))
+				w.(http.Flusher).Flush()
+			}
+			w.Header().Set("X-Sum", "3000")
+		case "/close":
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		case "/json":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Mcp-Session-Id", "sess-1")
+			io.WriteString(w, `{"ok":true}`)
+		case "/empty":
+			w.WriteHeader(http.StatusAccepted)
+		}
+	})
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	ctx := context.Background()
+
+	for i := range 3 {
+		r, err := exchange(t, rt, ctx, s.URL+"/json", "{}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.head.status != 200 || string(r.head.contentType()) != "application/json" || string(r.head.sessionID()) != "sess-1" {
+			t.Fatalf("call %d: head %+v", i, r.head)
+		}
+		buf := make([]byte, r.head.contentLength)
+		if _, err := io.ReadFull(r, buf); err != nil || string(buf) != `{"ok":true}` {
+			t.Fatalf("call %d: body %q, %v", i, buf, err)
+		}
+		r.Close()
+	}
+	r, err := exchange(t, rt, ctx, s.URL+"/early", "{}")
+	if err != nil || r.head.status != 200 || readReplyBody(t, r) != "final" {
+		t.Fatalf("after early hints: %v", err)
+	}
+	r, err = exchange(t, rt, ctx, s.URL+"/chunked", "{}")
+	if err != nil || !r.head.chunked || len(readReplyBody(t, r)) != 3000 {
+		t.Fatalf("chunked: %v", err)
+	}
+	r, err = exchange(t, rt, ctx, s.URL+"/empty", "{}")
+	if err != nil || r.head.status != 202 || readReplyBody(t, r) != "" {
+		t.Fatalf("202: %v", err)
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Fatalf("%d connections for replies that each left it reusable, want 1", n)
+	}
+
+	before := s.conns.Load()
+	for range 3 {
+		r, err = exchange(t, rt, ctx, s.URL+"/close", "{}")
+		if err != nil || readReplyBody(t, r) != "bye" {
+			t.Fatalf("close: %v", err)
+		}
+	}
+	if n := s.conns.Load() - before; n < 2 {
+		t.Fatalf("replies with Connection: close reused a connection (%d new for 3 calls)", n)
+	}
+
+	// Abandoned half-read: the connection goes.
+	before = s.conns.Load()
+	r, err = exchange(t, rt, ctx, s.URL+"/chunked", "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Read(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r, err = exchange(t, rt, ctx, s.URL+"/json", "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readReplyBody(t, r)
+	if n := s.conns.Load() - before; n != 2 {
+		t.Fatalf("%d new connections; the abandoned reply's must not be reused", n)
+	}
+}
+
+// A backend that answers with a malformed head fails the call, and the
+// connection is not reused for the next.
+func TestH1ExchangeRefusesMalformedReply(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if req.URL.Path == "/bad" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc")
+					} else {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					}
+				}
+			}()
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	if _, err := exchange(t, rt, context.Background(), url+"/bad", "{}"); err == nil || !strings.Contains(err.Error(), "Content-Length") {
+		t.Fatalf("got %v, want a Content-Length error", err)
+	}
+	r, err := exchange(t, rt, context.Background(), url+"/good", "{}")
+	if err != nil || readReplyBody(t, r) != "ok" {
+		t.Fatalf("next call: %v", err)
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2: the one with the bad reply is not reused", n)
+	}
+}
+
+// The call's context ending unblocks the hot path's read too, with the
+// context's cause.
+func TestH1ExchangeCancelUnblocksTheRead(t *testing.T) {
+	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	})
+	rt := newH1Transport(newStdTransport(4), 4)
+	defer rt.CloseIdleConnections()
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 100*time.Millisecond, ErrTimeout)
+	defer cancel()
+	start := time.Now()
+	_, err := exchange(t, rt, ctx, s.URL, "{}")
+	if !errors.Is(err, ErrTimeout) || time.Since(start) > 3*time.Second {
+		t.Fatalf("got %v after %v, want the timeout cause after ~100ms", err, time.Since(start))
+	}
+}

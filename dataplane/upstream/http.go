@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,7 +66,23 @@ type httpTransport struct {
 	// published and read by every request after, as ready header values.
 	sessionID atomic.Pointer[[]string]
 	version   atomic.Pointer[[]string]
+
+	// h1 is set when POSTs may skip *http.Request and http.ReadResponse
+	// (postH1): the backend is plain http and the edge's Transport is an
+	// h1Transport. h1Key is its pool key.
+	h1    *h1Transport
+	h1Key string
+	// h1Fixed is the part of every such POST no call changes, rendered
+	// once: request line, Host, User-Agent and the configured headers.
+	// h1Over are configured headers a call may replace (a session id,
+	// say), sent only when it does not. h1Err is a configured header
+	// net/http would refuse, returned by every request as before.
+	h1Fixed []byte
+	h1Over  []headerField
+	h1Err   error
 }
+
+type headerField struct{ name, value string }
 
 func newHTTPTransport(b *Backend) (*httpTransport, error) {
 	u, err := url.Parse(b.cfg.HTTP.URL)
@@ -77,7 +96,215 @@ func newHTTPTransport(b *Backend) (*httpTransport, error) {
 	for k, v := range b.cfg.HTTP.Headers {
 		h.Set(k, v)
 	}
-	return &httpTransport{b: b, url: b.cfg.HTTP.URL, u: u, headers: h}, nil
+	t := &httpTransport{b: b, url: b.cfg.HTTP.URL, u: u, headers: h}
+	if rt, ok := b.opts.Client.Transport.(*h1Transport); ok && u.Scheme == "http" && u.User == nil {
+		t.h1, t.h1Key = rt, hostPort(u.Host)
+		t.h1Fixed, t.h1Over, t.h1Err = renderPostHead(u, h)
+	}
+	return t, nil
+}
+
+// renderPostHead renders what every POST to u carries: the request line,
+// Host, the configured headers h and the default User-Agent, as
+// appendRequest would write them. Configured headers a call may replace
+// are returned apart; those every POST replaces (Content-Type, Accept) or
+// that framing owns are dropped, as appendRequest and newRequest did.
+func renderPostHead(u *url.URL, h http.Header) ([]byte, []headerField, error) {
+	dst := append([]byte("POST "), u.RequestURI()...)
+	dst = append(dst, " HTTP/1.1\r\nHost: "...)
+	dst = append(dst, u.Host...)
+	dst = append(dst, "\r\n"...)
+	if _, ok := h["User-Agent"]; !ok {
+		dst = append(dst, "User-Agent: mcpgw\r\n"...)
+	}
+	var over []headerField
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		switch {
+		case k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection",
+			k == "Content-Type" || k == "Accept":
+			continue
+		}
+		if !validHeaderName(k) {
+			return nil, nil, fmt.Errorf("invalid HTTP header name %q", k)
+		}
+		for _, v := range h[k] {
+			if !validHeaderValue(v) {
+				return nil, nil, fmt.Errorf("invalid value for HTTP header %q", k)
+			}
+			if perCallHeader(k) {
+				over = append(over, headerField{k, v})
+				continue
+			}
+			dst = appendHeader(dst, k, v)
+		}
+	}
+	return dst, over, nil
+}
+
+// perCallHeader reports whether a call may set header k itself.
+func perCallHeader(k string) bool {
+	switch k {
+	case "Mcp-Protocol-Version", "Mcp-Session-Id", "Traceparent", "Tracestate", "Mcp-Method", "Mcp-Name":
+		return true
+	}
+	return strings.HasPrefix(k, "Mcp-Param-")
+}
+
+func appendHeader(dst []byte, k, v string) []byte {
+	dst = append(dst, k...)
+	dst = append(dst, ": "...)
+	dst = append(dst, v...)
+	return append(dst, "\r\n"...)
+}
+
+// appendPost renders a POST of body for the call cl (nil for send: a
+// notification or a response, which carry no trace and are never
+// modern) with the same headers newRequest and request would give it.
+func (t *httpTransport) appendPost(dst []byte, ctx context.Context, cl *call, body []byte) ([]byte, error) {
+	if t.h1Err != nil {
+		return dst, t.h1Err
+	}
+	dst = append(dst, t.h1Fixed...)
+	dst = append(dst, "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"...)
+	var m *Modern
+	var tr Trace
+	if cl != nil {
+		m = cl.modern
+		tr, _ = ctx.Value(traceKey{}).(Trace)
+	}
+	version, session := "", ""
+	if v := t.version.Load(); v != nil {
+		version = (*v)[0]
+	}
+	if m != nil {
+		version = m.Version
+	} else if s := t.sessionID.Load(); s != nil {
+		session = (*s)[0]
+	}
+	for _, f := range t.h1Over {
+		switch {
+		case f.name == "Mcp-Protocol-Version" && version != "",
+			f.name == "Mcp-Session-Id" && (session != "" || m != nil),
+			f.name == "Traceparent" && tr.Parent != "",
+			f.name == "Tracestate" && tr.Parent != "" && tr.State != "",
+			m != nil && (f.name == "Mcp-Method" || f.name == "Mcp-Name" && m.Name != ""):
+			continue
+		case m != nil && strings.HasPrefix(f.name, "Mcp-Param-"):
+			if _, ok := m.Params[f.name]; ok {
+				continue
+			}
+		}
+		dst = appendHeader(dst, f.name, f.value)
+	}
+	var err error
+	add := func(k, v string) {
+		if err == nil && !validHeaderValue(v) {
+			err = fmt.Errorf("invalid value for HTTP header %q", k)
+		}
+		dst = appendHeader(dst, k, v)
+	}
+	if version != "" {
+		add("Mcp-Protocol-Version", version)
+	}
+	if session != "" {
+		add("Mcp-Session-Id", session)
+	}
+	if tr.Parent != "" {
+		add("Traceparent", tr.Parent)
+		if tr.State != "" {
+			add("Tracestate", tr.State)
+		}
+	}
+	if m != nil {
+		add("Mcp-Method", cl.method)
+		if m.Name != "" {
+			add("Mcp-Name", m.Name)
+		}
+		for k, v := range m.Params {
+			if err == nil && !validHeaderName(k) {
+				err = fmt.Errorf("invalid HTTP header name %q", k)
+			}
+			add(k, v)
+		}
+	}
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, "Content-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	return append(dst, body...), nil
+}
+
+// copiesRequest implements transport: the hot path (postH1) copies a
+// request into its connection's buffer; an http.Transport may still read
+// the body (or retry it with GetBody) after RoundTrip returns.
+func (t *httpTransport) copiesRequest() bool { return t.h1 != nil }
+
+// reply is what send and request read of a POST's response, from either
+// path. The byte fields are valid until body is closed.
+type reply struct {
+	status        int
+	contentLength int64 // -1: unknown
+	contentType   []byte
+	sessionID     []byte
+	body          io.ReadCloser
+}
+
+// post sends msg as a POST for the call cl (nil for send) and returns the
+// reply; the caller closes its body. With c set, a network failure (not
+// our own cancellation) closes the conn, as do does.
+func (t *httpTransport) post(ctx context.Context, c *conn, cl *call, msg []byte) (reply, error) {
+	if t.h1 == nil {
+		req, err := t.newRequest(ctx, http.MethodPost, msg)
+		if err != nil {
+			return reply{}, err
+		}
+		if cl != nil {
+			t.callHeaders(ctx, cl, req.Header)
+		}
+		resp, err := t.do(ctx, c, req)
+		if err != nil {
+			return reply{}, err
+		}
+		return reply{
+			status:        resp.StatusCode,
+			contentLength: resp.ContentLength,
+			contentType:   []byte(resp.Header.Get("Content-Type")),
+			sessionID:     []byte(resp.Header.Get("Mcp-Session-Id")),
+			body:          resp.Body,
+		}, nil
+	}
+	r, err := t.postH1(ctx, cl, msg)
+	if err != nil {
+		if ctx.Err() == nil && c != nil {
+			c.close(fmt.Errorf("HTTP backend unreachable: %w", err))
+		}
+		return reply{}, fmt.Errorf("POST %s: %w", t.url, err)
+	}
+	return reply{
+		status:        r.head.status,
+		contentLength: r.head.contentLength,
+		contentType:   r.head.contentType(),
+		sessionID:     r.head.sessionID(),
+		body:          r,
+	}, nil
+}
+
+// postH1 is post over an h1Transport connection without an *http.Request:
+// the request is rendered into the connection's buffer and the reply's
+// head read by readHead.
+func (t *httpTransport) postH1(ctx context.Context, cl *call, msg []byte) (*h1Reply, error) {
+	pc, err := t.h1.get(ctx, t.h1Key)
+	if err != nil {
+		return nil, err
+	}
+	pc.wbuf, err = t.appendPost(pc.wbuf[:0], ctx, cl, msg)
+	if err != nil {
+		t.h1.put(pc)
+		return nil, err
+	}
+	return pc.exchange(ctx)
 }
 
 // roundTrip sends req on the edge's Transport directly, as a reverse
@@ -160,72 +387,68 @@ func (t *httpTransport) do(ctx context.Context, c *conn, req *http.Request) (*ht
 }
 
 func (t *httpTransport) send(ctx context.Context, msg []byte) error {
-	req, err := t.newRequest(ctx, http.MethodPost, msg)
+	r, err := t.post(ctx, nil, nil, msg)
 	if err != nil {
 		return err
 	}
-	resp, err := t.roundTrip(req)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", t.url, err)
-	}
-	defer drain(resp.Body)
+	defer drain(r.body)
 	switch {
-	case resp.StatusCode == http.StatusNotFound && t.session() != "":
+	case r.status == http.StatusNotFound && t.session() != "":
 		return errSessionExpired
-	case resp.StatusCode >= 300:
-		return fmt.Errorf("POST %s: HTTP %d: %s", t.url, resp.StatusCode, snippet(resp.Body))
+	case r.status >= 300:
+		return fmt.Errorf("POST %s: HTTP %d: %s", t.url, r.status, snippet(r.body))
 	}
 	return nil
 }
 
-func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []byte) error {
-	req, err := t.newRequest(ctx, http.MethodPost, msg)
-	if err != nil {
-		return err
-	}
-	setTrace(ctx, req.Header)
+// callHeaders sets on h the headers that are the call's own.
+func (t *httpTransport) callHeaders(ctx context.Context, cl *call, h http.Header) {
+	setTrace(ctx, h)
 	if m := cl.modern; m != nil {
 		// A 2026-07-28 request stands alone: no legacy session, its own
 		// version, and the headers a server checks against the body.
-		delete(req.Header, "Mcp-Session-Id")
-		req.Header["Mcp-Protocol-Version"] = []string{m.Version}
-		req.Header["Mcp-Method"] = []string{cl.method}
+		delete(h, "Mcp-Session-Id")
+		h["Mcp-Protocol-Version"] = []string{m.Version}
+		h["Mcp-Method"] = []string{cl.method}
 		if m.Name != "" {
-			req.Header["Mcp-Name"] = []string{m.Name}
+			h["Mcp-Name"] = []string{m.Name}
 		}
 		for k, v := range m.Params {
-			req.Header[k] = []string{v}
+			h[k] = []string{v}
 		}
 	}
-	resp, err := t.do(ctx, c, req)
+}
+
+func (t *httpTransport) request(ctx context.Context, c *conn, cl *call, msg []byte) error {
+	r, err := t.post(ctx, c, cl, msg)
 	if err != nil {
 		return err
 	}
 	// Closed, not drained: an SSE body may stay open after our response,
 	// and reading on would block.
-	defer resp.Body.Close()
-	if s := resp.Header.Get("Mcp-Session-Id"); s != "" && t.session() == "" {
-		t.setSession(s)
+	defer r.body.Close()
+	if s := r.sessionID; len(s) > 0 && t.session() == "" {
+		t.setSession(string(s))
 	}
-	ct := mediaType(resp.Header.Get("Content-Type"))
+	ct := mediaType(r.contentType)
 	switch {
-	case resp.StatusCode == http.StatusNotFound && t.session() != "" && cl.modern == nil:
+	case r.status == http.StatusNotFound && t.session() != "" && cl.modern == nil:
 		return errSessionExpired
-	case ct == "text/event-stream" && resp.StatusCode == http.StatusOK:
-		return t.readStream(ctx, c, cl, resp.Body)
-	case ct == "application/json":
+	case string(ct) == "text/event-stream" && r.status == http.StatusOK:
+		return t.readStream(ctx, c, cl, r.body)
+	case string(ct) == "application/json":
 		// Also taken for 4xx replies that carry a JSON-RPC error.
-		body, err := readReply(resp)
+		body, err := readReply(r.body, r.contentLength)
 		if err != nil {
 			return fmt.Errorf("reading reply from %s: %w", t.url, err)
 		}
 		c.dispatch(ctx, body, cl, nil)
-		if len(cl.resp) == 0 {
-			return fmt.Errorf("HTTP %d from %s without a JSON-RPC response: %.200s", resp.StatusCode, t.url, body)
+		if !c.answered(cl) {
+			return fmt.Errorf("HTTP %d from %s without a JSON-RPC response: %.200s", r.status, t.url, body)
 		}
 		return nil
 	default:
-		return fmt.Errorf("HTTP %d (%s) from %s: %s", resp.StatusCode, ct, t.url, snippet(resp.Body))
+		return fmt.Errorf("HTTP %d (%s) from %s: %s", r.status, ct, t.url, snippet(r.body))
 	}
 }
 
@@ -237,9 +460,9 @@ func (t *httpTransport) readStream(ctx context.Context, c *conn, cl *call, body 
 	for resumes := 0; ; resumes++ {
 		err := readSSE(body, &last, func(ev sseEvent) bool {
 			c.dispatch(ctx, ev.data, cl, nil)
-			return len(cl.resp) == 0
+			return !c.answered(cl)
 		})
-		if len(cl.resp) > 0 {
+		if c.answered(cl) {
 			return nil
 		}
 		if err != nil {
@@ -379,15 +602,15 @@ func (t *httpTransport) deleteSession(ctx context.Context) {
 
 // readReply reads a JSON reply: into a buffer of exactly its size when the
 // server declared one (the common case), instead of growing one.
-func readReply(resp *http.Response) ([]byte, error) {
-	if n := resp.ContentLength; n >= 0 && n <= maxJSONBody {
+func readReply(body io.Reader, n int64) ([]byte, error) {
+	if n >= 0 && n <= maxJSONBody {
 		buf := make([]byte, n)
-		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		if _, err := io.ReadFull(body, buf); err != nil {
 			return nil, err
 		}
 		return buf, nil
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, maxJSONBody))
+	return io.ReadAll(io.LimitReader(body, maxJSONBody))
 }
 
 func drain(r io.ReadCloser) {
@@ -403,9 +626,15 @@ func snippet(r io.Reader) string {
 // mediaType returns the lower-cased media type of a Content-Type value
 // without its parameters (cheaper than mime.ParseMediaType, which builds a
 // map on every reply).
-func mediaType(v string) string {
-	if i := strings.IndexByte(v, ';'); i >= 0 {
+func mediaType(v []byte) []byte {
+	if i := bytes.IndexByte(v, ';'); i >= 0 {
 		v = v[:i]
 	}
-	return strings.ToLower(strings.TrimSpace(v))
+	v = bytes.TrimSpace(v)
+	for _, c := range v {
+		if 'A' <= c && c <= 'Z' {
+			return bytes.ToLower(v) // rare: copy rather than change the reply's bytes
+		}
+	}
+	return v
 }

@@ -53,6 +53,9 @@ func (t *stdioTransport) request(ctx context.Context, _ *conn, _ *call, msg []by
 	return t.send(ctx, msg)
 }
 
+// copiesRequest implements transport: send writes msg before it returns.
+func (t *stdioTransport) copiesRequest() bool { return true }
+
 // process is one running child with the edge's ends of its pipes.
 type process struct {
 	cmd    *exec.Cmd
