@@ -174,7 +174,8 @@ func TestH1StreamsAndAbandonsSSE(t *testing.T) {
 }
 
 // The call's context ending unblocks a read from a backend that does not
-// answer, with the context's cause as the error.
+// answer, with the context's cause as the error: through RoundTrip and
+// through the hot path's exchange.
 func TestH1CancelUnblocksTheRead(t *testing.T) {
 	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body) // so the server notices the client closing
@@ -183,14 +184,27 @@ func TestH1CancelUnblocksTheRead(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	})
-	rt := newH1Transport(newStdTransport(4), 4)
-	defer rt.CloseIdleConnections()
-	ctx, cancel := context.WithTimeoutCause(context.Background(), 100*time.Millisecond, ErrTimeout)
-	defer cancel()
-	start := time.Now()
-	_, err := post(t, rt, ctx, s.URL, "{}")
-	if !errors.Is(err, ErrTimeout) || time.Since(start) > 3*time.Second {
-		t.Fatalf("got %v after %v, want the timeout cause after ~100ms", err, time.Since(start))
+	for name, call := range map[string]func(*h1Transport, context.Context) error{
+		"RoundTrip": func(rt *h1Transport, ctx context.Context) error {
+			_, err := post(t, rt, ctx, s.URL, "{}")
+			return err
+		},
+		"exchange": func(rt *h1Transport, ctx context.Context) error {
+			_, err := exchange(t, rt, ctx, s.URL, "{}")
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rt := newH1Transport(newStdTransport(4), 4)
+			defer rt.CloseIdleConnections()
+			ctx, cancel := context.WithTimeoutCause(context.Background(), 100*time.Millisecond, ErrTimeout)
+			defer cancel()
+			start := time.Now()
+			err := call(rt, ctx)
+			if !errors.Is(err, ErrTimeout) || time.Since(start) > 3*time.Second {
+				t.Fatalf("got %v after %v, want the timeout cause after ~100ms", err, time.Since(start))
+			}
+		})
 	}
 }
 
@@ -474,26 +488,5 @@ func TestH1ExchangeRefusesMalformedReply(t *testing.T) {
 	}
 	if n := accepted.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2: the one with the bad reply is not reused", n)
-	}
-}
-
-// The call's context ending unblocks the hot path's read too, with the
-// context's cause.
-func TestH1ExchangeCancelUnblocksTheRead(t *testing.T) {
-	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
-		io.ReadAll(r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-time.After(10 * time.Second):
-		}
-	})
-	rt := newH1Transport(newStdTransport(4), 4)
-	defer rt.CloseIdleConnections()
-	ctx, cancel := context.WithTimeoutCause(context.Background(), 100*time.Millisecond, ErrTimeout)
-	defer cancel()
-	start := time.Now()
-	_, err := exchange(t, rt, ctx, s.URL, "{}")
-	if !errors.Is(err, ErrTimeout) || time.Since(start) > 3*time.Second {
-		t.Fatalf("got %v after %v, want the timeout cause after ~100ms", err, time.Since(start))
 	}
 }
