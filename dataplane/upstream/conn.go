@@ -29,6 +29,10 @@ type transport interface {
 	// copiesRequest reports whether request is done with msg's bytes
 	// once it returns (it wrote or copied them), so they may be reused.
 	copiesRequest() bool
+	// answersInline reports whether request returns only once cl's
+	// response is in or the request failed (HTTP: the response comes on
+	// the request's own reply), so no call waits for a later delivery.
+	answersInline() bool
 }
 
 // reqBufs recycles the bytes of requests to transports that copy them
@@ -53,11 +57,6 @@ type conn struct {
 	// for a legacy backend (set before the conn is published; era.go).
 	modern string
 
-	// inline: the transport's request returns only once the call's
-	// response is in or the request failed (HTTP: the response comes on
-	// the request's own reply), so no call waits for a later delivery.
-	inline bool
-
 	nextID atomic.Int64
 	done   chan struct{}
 
@@ -78,8 +77,8 @@ type call struct {
 	upTok string          // the edge's token sent upstream
 	// resp is the response once got (the first stands), guarded by the
 	// conn's mu. arrived is closed when it comes, for a caller waiting on
-	// a transport that is not inline (stdio); nil on an inline one, so
-	// the HTTP hot path makes no channel per call.
+	// a transport that does not answer inline (stdio); nil on one that
+	// does, so the HTTP hot path makes no channel per call.
 	got     bool
 	resp    Response
 	arrived chan struct{}
@@ -90,12 +89,10 @@ type call struct {
 }
 
 func newConn(b *Backend, t transport, shared bool) *conn {
-	_, inline := t.(*httpTransport)
 	return &conn{
 		b:       b,
 		t:       t,
 		shared:  shared,
-		inline:  inline,
 		done:    make(chan struct{}),
 		pending: make(map[int64]*call),
 		tokens:  make(map[string]*call),
@@ -125,7 +122,7 @@ func (c *conn) closedErr() error {
 
 func (c *conn) call(ctx context.Context, method string, params json.RawMessage, sink Sink, modern *Modern) (Response, error) {
 	cl := &call{id: c.nextID.Add(1), sink: sink, method: method, modern: modern}
-	if !c.inline {
+	if !c.t.answersInline() {
 		cl.arrived = make(chan struct{})
 	}
 	// Only params that mention a progress token are decoded to find it.
@@ -210,9 +207,8 @@ func (c *conn) response(cl *call) (Response, bool) {
 
 // answered reports whether cl's response is in.
 func (c *conn) answered(cl *call) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return cl.got
+	_, ok := c.response(cl)
+	return ok
 }
 
 // cancelUpstream tells the backend to stop working on id (MCP

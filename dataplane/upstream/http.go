@@ -241,6 +241,10 @@ func (t *httpTransport) appendPost(dst []byte, ctx context.Context, cl *call, bo
 // the body (or retry it with GetBody) after RoundTrip returns.
 func (t *httpTransport) copiesRequest() bool { return t.h1 != nil }
 
+// answersInline implements transport: request reads the call's response
+// from the POST's own reply before it returns.
+func (t *httpTransport) answersInline() bool { return true }
+
 // reply is what send and request read of a POST's response, from either
 // path. The byte fields are valid until body is closed.
 type reply struct {

@@ -56,6 +56,10 @@ func (t *stdioTransport) request(ctx context.Context, _ *conn, _ *call, msg []by
 // copiesRequest implements transport: send writes msg before it returns.
 func (t *stdioTransport) copiesRequest() bool { return true }
 
+// answersInline implements transport: responses arrive on the child's
+// stdout, read by Run's reader, after request returned.
+func (t *stdioTransport) answersInline() bool { return false }
+
 // process is one running child with the edge's ends of its pipes.
 type process struct {
 	cmd    *exec.Cmd
