@@ -147,34 +147,20 @@ func ctxErr(ctx context.Context, err error) error {
 
 // appendRequest writes req's request line, headers and body to dst.
 func appendRequest(dst []byte, req *http.Request) ([]byte, error) {
-	dst = append(dst, req.Method...)
-	dst = append(dst, ' ')
-	dst = append(dst, req.URL.RequestURI()...)
-	dst = append(dst, " HTTP/1.1\r\nHost: "...)
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
-	dst = append(dst, host...)
-	dst = append(dst, "\r\n"...)
-	if _, ok := req.Header["User-Agent"]; !ok {
-		dst = append(dst, "User-Agent: mcpgw\r\n"...)
-	}
+	dst = appendRequestLine(dst, req.Method, req.URL.RequestURI(), host, req.Header)
 	for k, vs := range req.Header {
-		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" {
+		if framingHeader(k) {
 			continue
 		}
-		if !validHeaderName(k) {
-			return dst, fmt.Errorf("invalid HTTP header name %q", k)
+		if err := checkHeader(k, vs); err != nil {
+			return dst, err
 		}
 		for _, v := range vs {
-			if !validHeaderValue(v) {
-				return dst, fmt.Errorf("invalid value for HTTP header %q", k)
-			}
-			dst = append(dst, k...)
-			dst = append(dst, ": "...)
-			dst = append(dst, v...)
-			dst = append(dst, "\r\n"...)
+			dst = appendHeader(dst, k, v)
 		}
 	}
 	n := req.ContentLength
@@ -197,6 +183,47 @@ func appendRequest(dst []byte, req *http.Request) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// appendRequestLine writes the request line, Host and, unless h sets
+// one, the edge's User-Agent.
+func appendRequestLine(dst []byte, method, uri, host string, h http.Header) []byte {
+	dst = append(dst, method...)
+	dst = append(dst, ' ')
+	dst = append(dst, uri...)
+	dst = append(dst, " HTTP/1.1\r\nHost: "...)
+	dst = append(dst, host...)
+	dst = append(dst, "\r\n"...)
+	if _, ok := h["User-Agent"]; !ok {
+		dst = append(dst, "User-Agent: mcpgw\r\n"...)
+	}
+	return dst
+}
+
+// framingHeader reports whether k is a header the request's framing
+// owns: the writer sets it (Host, Content-Length) or never sends it.
+func framingHeader(k string) bool {
+	return k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection"
+}
+
+// checkHeader refuses a header net/http would refuse to send.
+func checkHeader(k string, vs []string) error {
+	if !validHeaderName(k) {
+		return fmt.Errorf("invalid HTTP header name %q", k)
+	}
+	for _, v := range vs {
+		if !validHeaderValue(v) {
+			return fmt.Errorf("invalid value for HTTP header %q", k)
+		}
+	}
+	return nil
+}
+
+func appendHeader(dst []byte, k, v string) []byte {
+	dst = append(dst, k...)
+	dst = append(dst, ": "...)
+	dst = append(dst, v...)
+	return append(dst, "\r\n"...)
 }
 
 func validHeaderName(k string) bool {

@@ -110,27 +110,16 @@ func newHTTPTransport(b *Backend) (*httpTransport, error) {
 // are returned apart; those every POST replaces (Content-Type, Accept) or
 // that framing owns are dropped, as appendRequest and newRequest did.
 func renderPostHead(u *url.URL, h http.Header) ([]byte, []headerField, error) {
-	dst := append([]byte("POST "), u.RequestURI()...)
-	dst = append(dst, " HTTP/1.1\r\nHost: "...)
-	dst = append(dst, u.Host...)
-	dst = append(dst, "\r\n"...)
-	if _, ok := h["User-Agent"]; !ok {
-		dst = append(dst, "User-Agent: mcpgw\r\n"...)
-	}
+	dst := appendRequestLine(nil, http.MethodPost, u.RequestURI(), u.Host, h)
 	var over []headerField
 	for _, k := range slices.Sorted(maps.Keys(h)) {
-		switch {
-		case k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection",
-			k == "Content-Type" || k == "Accept":
+		if framingHeader(k) || k == "Content-Type" || k == "Accept" {
 			continue
 		}
-		if !validHeaderName(k) {
-			return nil, nil, fmt.Errorf("invalid HTTP header name %q", k)
+		if err := checkHeader(k, h[k]); err != nil {
+			return nil, nil, err
 		}
 		for _, v := range h[k] {
-			if !validHeaderValue(v) {
-				return nil, nil, fmt.Errorf("invalid value for HTTP header %q", k)
-			}
 			if perCallHeader(k) {
 				over = append(over, headerField{k, v})
 				continue
@@ -148,13 +137,6 @@ func perCallHeader(k string) bool {
 		return true
 	}
 	return strings.HasPrefix(k, "Mcp-Param-")
-}
-
-func appendHeader(dst []byte, k, v string) []byte {
-	dst = append(dst, k...)
-	dst = append(dst, ": "...)
-	dst = append(dst, v...)
-	return append(dst, "\r\n"...)
 }
 
 // appendPost renders a POST of body for the call cl (nil for send: a
