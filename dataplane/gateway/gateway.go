@@ -269,10 +269,6 @@ func (g *Gateway) admit() error {
 	return nil
 }
 
-// errClientCancelled is the cause of a request's context when the client
-// sent notifications/cancelled for it (or its session ended).
-var errClientCancelled = session.ErrCancelled
-
 // serve runs one request through the chain and returns the response bytes
 // to send, or nil when the client cancelled the request (a cancelled
 // request gets no response, 2025-11-25 utilities/cancellation). cc, when
@@ -777,7 +773,7 @@ func (g *Gateway) forward(ctx context.Context, st *state.State, sess *session.Se
 		switch {
 		case errors.Is(err, upstream.ErrTimeout):
 			rq.Status = StatusTimeout
-		case ctx.Err() != nil || errors.Is(err, errClientCancelled):
+		case ctx.Err() != nil || errors.Is(err, session.ErrCancelled):
 			rq.Status = StatusCancelled
 		default:
 			rq.Status = StatusUnavailable
