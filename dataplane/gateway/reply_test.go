@@ -33,39 +33,36 @@ func TestKeepAliveTimerReuseNeverPingsAnotherReply(t *testing.T) {
 	resp := []byte(`{"jsonrpc":"2.0","id":1,"result":{}}`)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
+	// repeat runs reply twice, in two goroutines, until stop.
+	repeat := func(reply func()) {
+		for range 2 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					reply()
 				}
-				rw := newReplyWriter(httptest.NewRecorder(), true, time.Millisecond)
-				time.Sleep(time.Millisecond)
-				rw.finish(resp, nil)
-			}
-		})
+			})
+		}
 	}
+	repeat(func() {
+		rw := newReplyWriter(httptest.NewRecorder(), true, time.Millisecond)
+		time.Sleep(time.Millisecond)
+		rw.finish(resp, nil)
+	})
 	var bad sync.Once
-	for range 2 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				rec := httptest.NewRecorder()
-				rw := newReplyWriter(rec, true, time.Hour)
-				time.Sleep(100 * time.Microsecond)
-				rw.finish(resp, nil)
-				if got := rec.Body.String(); got != string(resp) {
-					bad.Do(func() { t.Errorf("body %q, want the plain JSON response: a reused timer pinged the reply", got) })
-				}
-			}
-		})
-	}
+	repeat(func() {
+		rec := httptest.NewRecorder()
+		rw := newReplyWriter(rec, true, time.Hour)
+		time.Sleep(100 * time.Microsecond)
+		rw.finish(resp, nil)
+		if got := rec.Body.String(); got != string(resp) {
+			bad.Do(func() { t.Errorf("body %q, want the plain JSON response: a reused timer pinged the reply", got) })
+		}
+	})
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
