@@ -139,78 +139,76 @@ func perCallHeader(k string) bool {
 	return strings.HasPrefix(k, "Mcp-Param-")
 }
 
-// appendPost renders a POST of body for the call cl (nil for send: a
-// notification or a response, which carry no trace and are never
-// modern) with the same headers newRequest and request would give it.
+// ownHeaders appends to dst the headers a POST sets over the configured
+// ones: the protocol version and the legacy session id, and for a call
+// (cl nil for send: a notification or a response) its trace and, for a
+// 2026-07-28 call, its own version, method, name and params. A modern
+// call stands alone: dropSession says a configured Mcp-Session-Id must
+// not be sent either. Both POST paths (appendPost, callHeaders) take the
+// rule from here.
+func (t *httpTransport) ownHeaders(dst []headerField, ctx context.Context, cl *call) (own []headerField, dropSession bool) {
+	var m *Modern
+	if cl != nil {
+		m = cl.modern
+	}
+	switch {
+	case m != nil:
+		dst = append(dst, headerField{"Mcp-Protocol-Version", m.Version})
+	default:
+		if v := t.version.Load(); v != nil {
+			dst = append(dst, headerField{"Mcp-Protocol-Version", (*v)[0]})
+		}
+		if s := t.sessionID.Load(); s != nil {
+			dst = append(dst, headerField{"Mcp-Session-Id", (*s)[0]})
+		}
+	}
+	if cl == nil {
+		return dst, false
+	}
+	if tr, _ := ctx.Value(traceKey{}).(Trace); tr.Parent != "" {
+		dst = append(dst, headerField{"Traceparent", tr.Parent})
+		if tr.State != "" {
+			dst = append(dst, headerField{"Tracestate", tr.State})
+		}
+	}
+	if m != nil {
+		dst = append(dst, headerField{"Mcp-Method", cl.method})
+		if m.Name != "" {
+			dst = append(dst, headerField{"Mcp-Name", m.Name})
+		}
+		for k, v := range m.Params {
+			dst = append(dst, headerField{k, v})
+		}
+	}
+	return dst, m != nil
+}
+
+// appendPost renders a POST of body for the call cl (nil for send) with
+// the headers newRequest and callHeaders would give it.
 func (t *httpTransport) appendPost(dst []byte, ctx context.Context, cl *call, body []byte) ([]byte, error) {
 	if t.h1Err != nil {
 		return dst, t.h1Err
 	}
 	dst = append(dst, t.h1Fixed...)
 	dst = append(dst, "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"...)
-	var m *Modern
-	var tr Trace
-	if cl != nil {
-		m = cl.modern
-		tr, _ = ctx.Value(traceKey{}).(Trace)
-	}
-	version, session := "", ""
-	if v := t.version.Load(); v != nil {
-		version = (*v)[0]
-	}
-	if m != nil {
-		version = m.Version
-	} else if s := t.sessionID.Load(); s != nil {
-		session = (*s)[0]
-	}
+	var buf [8]headerField
+	own, dropSession := t.ownHeaders(buf[:0], ctx, cl)
 	for _, f := range t.h1Over {
-		switch {
-		case f.name == "Mcp-Protocol-Version" && version != "",
-			f.name == "Mcp-Session-Id" && (session != "" || m != nil),
-			f.name == "Traceparent" && tr.Parent != "",
-			f.name == "Tracestate" && tr.Parent != "" && tr.State != "",
-			m != nil && (f.name == "Mcp-Method" || f.name == "Mcp-Name" && m.Name != ""):
+		if (dropSession && f.name == "Mcp-Session-Id") || slices.ContainsFunc(own, func(o headerField) bool { return o.name == f.name }) {
 			continue
-		case m != nil && strings.HasPrefix(f.name, "Mcp-Param-"):
-			if _, ok := m.Params[f.name]; ok {
-				continue
-			}
 		}
 		dst = appendHeader(dst, f.name, f.value)
 	}
-	var err error
-	add := func(k, v string) {
-		if err == nil && !validHeaderValue(v) {
-			err = fmt.Errorf("invalid value for HTTP header %q", k)
+	for _, f := range own {
+		// Values come from backends (a session id) and clients (modern
+		// params): none may end or split a header line.
+		if !validHeaderName(f.name) {
+			return dst, fmt.Errorf("invalid HTTP header name %q", f.name)
 		}
-		dst = appendHeader(dst, k, v)
-	}
-	if version != "" {
-		add("Mcp-Protocol-Version", version)
-	}
-	if session != "" {
-		add("Mcp-Session-Id", session)
-	}
-	if tr.Parent != "" {
-		add("Traceparent", tr.Parent)
-		if tr.State != "" {
-			add("Tracestate", tr.State)
+		if !validHeaderValue(f.value) {
+			return dst, fmt.Errorf("invalid value for HTTP header %q", f.name)
 		}
-	}
-	if m != nil {
-		add("Mcp-Method", cl.method)
-		if m.Name != "" {
-			add("Mcp-Name", m.Name)
-		}
-		for k, v := range m.Params {
-			if err == nil && !validHeaderName(k) {
-				err = fmt.Errorf("invalid HTTP header name %q", k)
-			}
-			add(k, v)
-		}
-	}
-	if err != nil {
-		return dst, err
+		dst = appendHeader(dst, f.name, f.value)
 	}
 	dst = append(dst, "Content-Length: "...)
 	dst = strconv.AppendInt(dst, int64(len(body)), 10)
@@ -387,21 +385,15 @@ func (t *httpTransport) send(ctx context.Context, msg []byte) error {
 	return nil
 }
 
-// callHeaders sets on h the headers that are the call's own.
+// callHeaders sets on h, a request newRequest made, the headers that are
+// the call's own.
 func (t *httpTransport) callHeaders(ctx context.Context, cl *call, h http.Header) {
-	setTrace(ctx, h)
-	if m := cl.modern; m != nil {
-		// A 2026-07-28 request stands alone: no legacy session, its own
-		// version, and the headers a server checks against the body.
+	own, dropSession := t.ownHeaders(nil, ctx, cl)
+	if dropSession {
 		delete(h, "Mcp-Session-Id")
-		h["Mcp-Protocol-Version"] = []string{m.Version}
-		h["Mcp-Method"] = []string{cl.method}
-		if m.Name != "" {
-			h["Mcp-Name"] = []string{m.Name}
-		}
-		for k, v := range m.Params {
-			h[k] = []string{v}
-		}
+	}
+	for _, f := range own {
+		h[f.name] = []string{f.value}
 	}
 }
 

@@ -17,15 +17,3 @@ type traceKey struct{}
 func WithTrace(ctx context.Context, t Trace) context.Context {
 	return context.WithValue(ctx, traceKey{}, t)
 }
-
-// setTrace adds ctx's trace context to an upstream HTTP request's headers.
-func setTrace(ctx context.Context, h map[string][]string) {
-	t, ok := ctx.Value(traceKey{}).(Trace)
-	if !ok || t.Parent == "" {
-		return
-	}
-	h["Traceparent"] = []string{t.Parent}
-	if t.State != "" {
-		h["Tracestate"] = []string{t.State}
-	}
-}
