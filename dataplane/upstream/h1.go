@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"net/http/httputil"
 	"strconv"
 	"sync"
@@ -74,7 +75,7 @@ func newH1Transport(fallback http.RoundTripper, maxIdle int) *h1Transport {
 
 // RoundTrip implements http.RoundTripper.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "http" || req.URL.User != nil || (req.Body != nil && req.Body != http.NoBody && req.ContentLength <= 0) {
+	if !h1Serves(req.URL) || (req.Body != nil && req.Body != http.NoBody && req.ContentLength <= 0) {
 		return t.fallback.RoundTrip(req)
 	}
 	ctx := req.Context()
@@ -115,6 +116,10 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body = b
 	return resp, nil
 }
+
+// h1Serves reports whether the h1 client talks to u itself: plain http
+// without credentials in the URL (those, and https, go to the fallback).
+func h1Serves(u *url.URL) bool { return u.Scheme == "http" && u.User == nil }
 
 // readResponse reads the final response, skipping informational (1xx)
 // ones a server may send first.

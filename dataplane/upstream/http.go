@@ -97,7 +97,7 @@ func newHTTPTransport(b *Backend) (*httpTransport, error) {
 		h.Set(k, v)
 	}
 	t := &httpTransport{b: b, url: b.cfg.HTTP.URL, u: u, headers: h}
-	if rt, ok := b.opts.Client.Transport.(*h1Transport); ok && u.Scheme == "http" && u.User == nil {
+	if rt, ok := b.opts.Client.Transport.(*h1Transport); ok && h1Serves(u) {
 		t.h1, t.h1Key = rt, hostPort(u.Host)
 		t.h1Fixed, t.h1Over, t.h1Err = renderPostHead(u, h)
 	}
