@@ -16,15 +16,15 @@ import (
 // separates a subject's kind from its name. Each is shown as the pattern it
 // checks.
 var (
-	principalNameRE = name(alnum, alnum+"._@+-", 1, 128) // ^[A-Za-z0-9][A-Za-z0-9._@+-]*$
-	roleNameRE      = name(alnum, alnum+"._-", 1, 64)    // ^[A-Za-z0-9][A-Za-z0-9._-]*$
-	ruleIDRE        = name(alnum, alnum+"._/:-", 1, 128) // ^[A-Za-z0-9][A-Za-z0-9._/:-]*$
+	principalNameSyntax = name(alnum, alnum+"._@+-", 1, 128) // ^[A-Za-z0-9][A-Za-z0-9._@+-]*$
+	roleNameSyntax      = name(alnum, alnum+"._-", 1, 64)    // ^[A-Za-z0-9][A-Za-z0-9._-]*$
+	ruleIDSyntax        = name(alnum, alnum+"._/:-", 1, 128) // ^[A-Za-z0-9][A-Za-z0-9._/:-]*$
 	// Exposed tool and prompt names satisfy ^[a-zA-Z0-9_-]{1,64}$ (DESIGN
 	// §4.2); '.' and '/' are allowed too because the MCP spec allows them in
 	// tool names and a backend exposed unprefixed may use them.
-	itemGlobRE    = name("", alnum+"_./*?-", 1, 256)                            // ^[A-Za-z0-9_./*?-]*$
-	backendGlobRE = name("", "abcdefghijklmnopqrstuvwxyz0123456789_*?-", 1, 64) // ^[a-z0-9_*?-]*$
-	methodGlobRE  = name("", alnum+"_/*?", 1, 128)                              // ^[A-Za-z0-9_/*?]*$
+	itemGlobSyntax    = name("", alnum+"_./*?-", 1, 256)                            // ^[A-Za-z0-9_./*?-]*$
+	backendGlobSyntax = name("", "abcdefghijklmnopqrstuvwxyz0123456789_*?-", 1, 64) // ^[a-z0-9_*?-]*$
+	methodGlobSyntax  = name("", alnum+"_/*?", 1, 128)                              // ^[A-Za-z0-9_/*?]*$
 )
 
 const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -145,7 +145,7 @@ func Compile(spec Spec, revision int64) (*Policy, error) {
 		switch {
 		case pr.Name == "":
 			errs.add(path, "name is required")
-		case !principalNameRE.MatchString(pr.Name):
+		case !principalNameSyntax.MatchString(pr.Name):
 			errs.add(path, "bad name %q: use letters, digits and . _ @ + - (at most 128, starting with a letter or digit)", pr.Name)
 		}
 		if j, dup := principalAt[pr.Name]; dup && pr.Name != "" {
@@ -154,7 +154,7 @@ func Compile(spec Spec, revision int64) (*Policy, error) {
 			principalAt[pr.Name] = i
 		}
 		for g, group := range pr.Groups {
-			if !principalNameRE.MatchString(group) {
+			if !principalNameSyntax.MatchString(group) {
 				errs.add(fmt.Sprintf("%s: groups[%d]", path, g), "bad group name %q: use letters, digits and . _ @ + -", group)
 			}
 		}
@@ -175,7 +175,7 @@ func Compile(spec Spec, revision int64) (*Policy, error) {
 		path := fmt.Sprintf("keys[%d]", i)
 		if k.Principal == "" {
 			errs.add(path, "principal is required")
-		} else if !principalNameRE.MatchString(k.Principal) {
+		} else if !principalNameSyntax.MatchString(k.Principal) {
 			errs.add(path, "bad principal name %q", k.Principal)
 		}
 		sum, err := parseKeyHash(k.SHA256)
@@ -203,7 +203,7 @@ func Compile(spec Spec, revision int64) (*Policy, error) {
 		switch {
 		case r.Name == "":
 			errs.add(path, "name is required")
-		case !roleNameRE.MatchString(r.Name):
+		case !roleNameSyntax.MatchString(r.Name):
 			errs.add(path, "bad name %q: use letters, digits and . _ - (at most 64, starting with a letter or digit)", r.Name)
 		}
 		if j, dup := roleIdx[r.Name]; dup && r.Name != "" {
@@ -244,7 +244,7 @@ func Compile(spec Spec, revision int64) (*Policy, error) {
 		}
 		for j, s := range b.Subjects {
 			kind, name, found := strings.Cut(s, ":")
-			if !found || (kind != "user" && kind != "group") || !principalNameRE.MatchString(name) {
+			if !found || (kind != "user" && kind != "group") || !principalNameSyntax.MatchString(name) {
 				errs.add(fmt.Sprintf("%s: subjects[%d]", path, j), "bad subject %q: must be \"user:NAME\" or \"group:NAME\"", s)
 				continue
 			}
@@ -322,7 +322,7 @@ func compileRule(errs *errorList, path, role string, index int, r Rule) *crule {
 	c := &crule{id: r.ID, role: role, src: r}
 	if c.id == "" {
 		c.id = role + "/" + strconv.Itoa(index)
-	} else if !ruleIDRE.MatchString(c.id) {
+	} else if !ruleIDSyntax.MatchString(c.id) {
 		errs.add(path+".id", "bad rule id %q: use letters, digits and . _ / : - (at most 128)", c.id)
 	}
 	switch r.Effect {
@@ -340,7 +340,7 @@ func compileRule(errs *errorList, path, role string, index int, r Rule) *crule {
 	c.anyMethod = len(r.Methods) == 0
 	for i, m := range r.Methods {
 		mpath := fmt.Sprintf("%s.methods[%d]", path, i)
-		if !methodGlobRE.MatchString(m) {
+		if !methodGlobSyntax.MatchString(m) {
 			errs.add(mpath, "bad method %q: an MCP method name such as tools/call, or a glob such as tools/*", m)
 			continue
 		}
@@ -372,7 +372,7 @@ func compileRule(errs *errorList, path, role string, index int, r Rule) *crule {
 	c.anyBackend = len(r.Backends) == 0
 	c.exactBackend = !c.anyBackend
 	for i, b := range r.Backends {
-		if !backendGlobRE.MatchString(b) {
+		if !backendGlobSyntax.MatchString(b) {
 			errs.add(fmt.Sprintf("%s.backends[%d]", path, i), "bad backend %q: a backend name (a-z 0-9 _ -) or a glob of one", b)
 			continue
 		}
@@ -394,8 +394,8 @@ func compileRule(errs *errorList, path, role string, index int, r Rule) *crule {
 			c.hasItems = true
 		}
 	}
-	check("tools", KindTool, r.Tools, itemGlobRE.MatchString, "use letters, digits, _ - . / and the wildcards * and ?")
-	check("prompts", KindPrompt, r.Prompts, itemGlobRE.MatchString, "use letters, digits, _ - . / and the wildcards * and ?")
+	check("tools", KindTool, r.Tools, itemGlobSyntax.MatchString, "use letters, digits, _ - . / and the wildcards * and ?")
+	check("prompts", KindPrompt, r.Prompts, itemGlobSyntax.MatchString, "use letters, digits, _ - . / and the wildcards * and ?")
 	check("resources", KindResource, r.Resources, validURIGlob, "a URI or URI glob without spaces or control characters")
 	return c
 }
@@ -448,4 +448,4 @@ func parseKeyHash(s string) ([32]byte, error) {
 // ValidPrincipalName reports whether name is acceptable as a principal or
 // group name, so other packages (the document's auth.anonymous.principal,
 // `mcpctl keys create`) apply the same rule as Compile.
-func ValidPrincipalName(name string) bool { return principalNameRE.MatchString(name) }
+func ValidPrincipalName(name string) bool { return principalNameSyntax.MatchString(name) }

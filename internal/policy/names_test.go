@@ -14,12 +14,12 @@ func TestNameSyntaxMatchesPatterns(t *testing.T) {
 		pattern  string
 		min, max int
 	}{
-		{principalNameRE, `^[A-Za-z0-9][A-Za-z0-9._@+-]*$`, 1, 128},
-		{roleNameRE, `^[A-Za-z0-9][A-Za-z0-9._-]*$`, 1, 64},
-		{ruleIDRE, `^[A-Za-z0-9][A-Za-z0-9._/:-]*$`, 1, 128},
-		{itemGlobRE, `^[A-Za-z0-9_./*?-]*$`, 1, 256},
-		{backendGlobRE, `^[a-z0-9_*?-]*$`, 1, 64},
-		{methodGlobRE, `^[A-Za-z0-9_/*?]*$`, 1, 128},
+		{principalNameSyntax, `^[A-Za-z0-9][A-Za-z0-9._@+-]*$`, 1, 128},
+		{roleNameSyntax, `^[A-Za-z0-9][A-Za-z0-9._-]*$`, 1, 64},
+		{ruleIDSyntax, `^[A-Za-z0-9][A-Za-z0-9._/:-]*$`, 1, 128},
+		{itemGlobSyntax, `^[A-Za-z0-9_./*?-]*$`, 1, 256},
+		{backendGlobSyntax, `^[a-z0-9_*?-]*$`, 1, 64},
+		{methodGlobSyntax, `^[A-Za-z0-9_/*?]*$`, 1, 128},
 	}
 	inputs := []string{"", "alice@example.com", "ci-bot+x", "tools/call", "github__*", "a:b", "é", "a\x80"}
 	for c := 0; c < 256; c++ {
