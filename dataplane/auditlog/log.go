@@ -465,8 +465,14 @@ func (w *writer) add(e entry) {
 }
 
 // seal turns the current events (possibly none, for a gap-only batch) into
-// the next batch of the chain and frames it for writing.
+// the next batch of the chain and frames it for writing. With neither
+// events nor a gap there is no batch to make: add has just sealed a full
+// one, and a caller that seals what it added (lead) must not chain an
+// empty batch after it.
 func (w *writer) seal(gap int64, gapFirst, gapLast time.Time) {
+	if w.cur.count == 0 && gap == 0 {
+		return
+	}
 	b := auditdb.Batch{
 		Epoch: w.l.spool.epoch, Seq: w.nextSeq, PrevHash: w.prevHash,
 		DroppedBefore: gap, GapFirst: gapFirst, GapLast: gapLast,
