@@ -465,8 +465,14 @@ func (w *writer) add(e entry) {
 }
 
 // seal turns the current events (possibly none, for a gap-only batch) into
-// the next batch of the chain and frames it for writing.
+// the next batch of the chain and frames it for writing. With neither
+// events nor a gap there is no batch to make: add has just sealed a full
+// one, and a caller that seals what it added (lead) must not chain an
+// empty batch after it.
 func (w *writer) seal(gap int64, gapFirst, gapLast time.Time) {
+	if w.cur.count == 0 && gap == 0 {
+		return
+	}
 	b := auditdb.Batch{
 		Epoch: w.l.spool.epoch, Seq: w.nextSeq, PrevHash: w.prevHash,
 		DroppedBefore: gap, GapFirst: gapFirst, GapLast: gapLast,
@@ -509,7 +515,7 @@ func (l *Log) lead(bp *[]byte) (done bool, err error) {
 	l.enqueued.Add(1)
 	w.add(entry{buf: bp})
 	w.seal(0, time.Time{}, time.Time{})
-	err = l.commit(w, time.Now())
+	err = l.commit(w)
 	if err != nil {
 		// The batch stays sealed and pending; the writer goroutine
 		// retries it after the backoff. Wake it so it sets its timer.
@@ -537,7 +543,7 @@ func (l *Log) drain(w *writer) {
 // fsyncing per the policy, and releases their waiters with the outcome.
 // On failure the batches stay pending for a retry after w.retryAt. Under
 // wmu.
-func (l *Log) commit(w *writer, now time.Time) error {
+func (l *Log) commit(w *writer) error {
 	err := l.spool.append(w.pend.records, w.pend.first, w.pend.last, w.pend.lastHash, l.cfg.Fsync == FsyncAlways)
 	if err == nil {
 		l.writes.Add(1)
@@ -563,7 +569,7 @@ func (l *Log) commit(w *writer, now time.Time) error {
 	// that was sealed is lost.
 	err = fmt.Errorf("%w: %v", ErrAuditUnavailable, err)
 	w.release(err)
-	w.retryAt = now.Add(w.backoff)
+	w.retryAt = time.Now().Add(w.backoff)
 	w.backoff = min(2*w.backoff, 5*time.Second)
 	return err
 }
@@ -668,7 +674,7 @@ func (l *Log) step(w *writer, closing bool) (stepAction, time.Duration) {
 		w.seal(n, f, la)
 	}
 	if len(w.pend.records) > 0 && (w.retryAt.IsZero() || !now.Before(w.retryAt)) {
-		_ = l.commit(w, now) // waiters learn the outcome; failures are retried
+		_ = l.commit(w) // waiters learn the outcome; failures are retried
 	}
 	if closing && l.q.empty() && w.cur.count == 0 {
 		if len(w.pend.records) == 0 || !w.retryAt.IsZero() {

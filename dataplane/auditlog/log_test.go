@@ -204,6 +204,25 @@ func TestGroupCommitSharesWrites(t *testing.T) {
 	}
 }
 
+// A batch that fills up is sealed when its last event is added; a sync
+// caller writing its own batch must not then seal another, empty one.
+func TestFullBatchIsNotFollowedByAnEmptyOne(t *testing.T) {
+	sink := newGateSink(t, filepath.Join(t.TempDir(), "audit.jsonl"), true)
+	l, stop := startLog(t, Config{Dir: t.TempDir(), BatchEvents: 1}, sink)
+	const n = 20
+	for i := range n {
+		if err := l.Record(context.Background(), testEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := l.Stats(); st.Written != n || st.Batches != n {
+		t.Fatalf("%d events written in %d batches, want %d in %d (one event per batch)", st.Written, st.Batches, n, n)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Async Record never waits for the writer, the disk or a sink: with no
 // writer running at all, every call returns, accepted until the queue is
 // full and refused (on_full: refuse) or dropped (on_full: drop) after.
