@@ -37,7 +37,10 @@ type RecorderOptions struct {
 	Holder *Holder
 	// WaitTimeout bounds how long Record waits for a sync write; after it
 	// the request fails as if audit were unavailable rather than hang
-	// (default 10s; negative: no bound).
+	// (default 10s; negative: no bound). It bounds the wait for the
+	// spool's writer: a caller that is alone writes its own batch
+	// (auditlog.Log.RecordWithin), and a write(2) that blocks, on a hung
+	// disk, holds that one caller until it returns.
 	WaitTimeout time.Duration
 }
 
